@@ -1,0 +1,39 @@
+SWIFT ?= swift
+export NODE_PATH := /usr/share/nodejs
+export RELAY_PYTHON := $(CURDIR)/.venv/bin/python
+export RELAY_REQUIRE_PEERS := 1
+
+.PHONY: run test build release deps test-deps bench bench-crypto clean
+
+## Starts relayd on its embedded default (127.0.0.1:8080, ./relay-data, dev site).
+run: deps
+	$(SWIFT) build -c release --product relayd
+	$(SWIFT) build -c release --product relayctl
+	.build/release/relayd
+
+## Runs every test (unit, cross-language, integration).
+test: test-deps
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build
+
+deps:
+	@scripts/install-deps.sh build
+
+test-deps:
+	@scripts/install-deps.sh test
+
+build: deps
+	$(SWIFT) build
+
+release: deps
+	$(SWIFT) build -c release
+
+bench: bench-crypto
+
+## Crypto throughput beside `openssl speed` in one run; writes nothing, prints a table.
+bench-crypto: deps
+	$(SWIFT) build -c release --product relayctl
+	Benchmarks/crypto.sh
+
+clean:
+	rm -rf .build

@@ -1,0 +1,76 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "Relay",
+    platforms: [.macOS(.v14)],
+    products: [
+        .library(name: "RelayCrypto", targets: ["RelayCrypto"]),
+        .library(name: "RelayCore", targets: ["RelayCore"]),
+        .library(name: "YjsSync", targets: ["YjsSync"]),
+        .library(name: "RelayServer", targets: ["RelayServer"]),
+        .executable(name: "relayd", targets: ["relayd"]),
+        .executable(name: "relayctl", targets: ["relayctl"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    ],
+    targets: [
+        // System libraries, found through pkg-config.
+        .systemLibrary(
+            name: "COpenSSL",
+            pkgConfig: "libcrypto",
+            providers: [.apt(["libssl-dev"]), .brew(["openssl@3"])]
+        ),
+        .systemLibrary(
+            name: "CSodium",
+            pkgConfig: "libsodium",
+            providers: [.apt(["libsodium-dev"]), .brew(["libsodium"])]
+        ),
+
+        // Libraries.
+        .target(
+            name: "RelayCrypto",
+            dependencies: ["COpenSSL", "CSodium"]
+        ),
+        .target(
+            name: "RelayCore",
+            dependencies: [
+                "RelayCrypto",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(name: "YjsSync"),
+        .target(
+            name: "RelayServer",
+            dependencies: [
+                "RelayCrypto", "RelayCore", "YjsSync",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
+        // Executables: argument parsing and composition only.
+        .executableTarget(
+            name: "relayd",
+            dependencies: [
+                "RelayServer",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .executableTarget(
+            name: "relayctl",
+            dependencies: [
+                "RelayCrypto", "RelayCore", "YjsSync",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+
+        // Tests (Swift Testing).
+        .testTarget(name: "RelayCryptoTests", dependencies: ["RelayCrypto"]),
+        .testTarget(name: "RelayCoreTests", dependencies: ["RelayCore"]),
+        .testTarget(name: "YjsSyncTests", dependencies: ["YjsSync"]),
+        .testTarget(name: "RelayServerTests", dependencies: ["RelayServer"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

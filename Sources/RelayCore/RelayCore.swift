@@ -1,0 +1,1 @@
+// RelayCore: channels, fan-out, backpressure, presence, history, sites.

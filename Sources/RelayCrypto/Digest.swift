@@ -1,0 +1,29 @@
+import COpenSSL
+
+/// SHA-256 over the system OpenSSL.
+public enum SHA256 {
+    /// Length of a digest in bytes.
+    public static let byteCount = 32
+
+    /// The SHA-256 digest of `bytes`.
+    public static func hash<Bytes: ContiguousBytes>(_ bytes: Bytes) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: byteCount)
+        bytes.withUnsafeBytes { input in
+            out.withUnsafeMutableBufferPointer { output in
+                _ = COpenSSL.SHA256(input.baseAddress?.assumingMemoryBound(to: UInt8.self), input.count, output.baseAddress)
+            }
+        }
+        return out
+    }
+
+    /// The SHA-256 digest of the UTF-8 bytes of `string`.
+    public static func hash(_ string: String) -> [UInt8] {
+        hash(Array(string.utf8))
+    }
+
+    /// Lowercase hex of the SHA-256 digest of the UTF-8 bytes of `string`,
+    /// as used by the wordsocket contract for `site_id` and `tenant_id`.
+    public static func hexDigest(_ string: String) -> String {
+        Hex.encode(hash(string))
+    }
+}

@@ -1,0 +1,1 @@
+// RelayServer: HTTP, WebSocket and SSE transport.

@@ -1,0 +1,1 @@
+print("relayd: not yet serving")

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs what the build (and, with `test`, the test suite) needs and is missing.
+# Usage: scripts/install-deps.sh build|test|bench
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+want=(libssl-dev libsodium-dev pkg-config libsqlite3-dev)
+case "${1:-build}" in
+  test)  want+=(php-cli nodejs node-yjs node-y-protocols node-y-websocket node-ws node-lib0 python3-venv) ;;
+  bench) want+=(php-cli nodejs node-yjs node-y-protocols node-y-websocket node-ws node-lib0 python3-venv nginx libnginx-mod-nchan) ;;
+esac
+
+missing=()
+for p in "${want[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+# python3-venv is only needed when the interpreter lacks venv (Debian's python3).
+if printf '%s\n' "${missing[@]:-}" | grep -qx python3-venv && python3 -c 'import venv, ensurepip' 2>/dev/null; then
+  missing=("${missing[@]/python3-venv}")
+fi
+missing=($(printf '%s\n' "${missing[@]:-}" | sed '/^$/d'))
+
+if [ "${#missing[@]}" -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  echo "installing: ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -q >/dev/null
+  $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [ "${1:-build}" != build ]; then
+  if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import pycrdt, websockets' 2>/dev/null; then
+    python3 -m venv .venv
+    .venv/bin/pip install -q --disable-pip-version-check -r Tests/requirements.txt
+  fi
+fi
