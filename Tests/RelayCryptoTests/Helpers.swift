@@ -1,3 +1,4 @@
+import Foundation
 @testable import RelayCrypto
 
 func hex(_ s: String) -> [UInt8] { Hex.decode(s.filter { !$0.isWhitespace })! }
