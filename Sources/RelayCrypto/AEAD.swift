@@ -201,7 +201,7 @@ public enum XChaCha20Poly1305: CombinedAEAD {
             if let nonce {
                 UnsafeMutableRawPointer(out).copyMemory(from: nonce.baseAddress!, byteCount: nonceByteCount)
             } else {
-                randombytes_buf(out, nonceByteCount)
+                SecureRandom.fill(UnsafeMutableRawBufferPointer(start: out, count: nonceByteCount))
             }
             var clen: UInt64 = 0
             return crypto_aead_xchacha20poly1305_ietf_encrypt(

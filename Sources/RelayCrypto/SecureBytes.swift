@@ -37,9 +37,8 @@ public final class SecureBytes: @unchecked Sendable, ContiguousBytes {
 
     /// `count` fresh random bytes from the system CSPRNG.
     public init(randomCount count: Int) {
-        Sodium.ensure()
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(count, 1), alignment: 16)
-        randombytes_buf(buffer.baseAddress!, count)
+        SecureRandom.fill(UnsafeMutableRawBufferPointer(start: buffer.baseAddress, count: count))
         storage = UnsafeMutableRawBufferPointer(start: buffer.baseAddress, count: count)
     }
 
@@ -63,18 +62,23 @@ public final class SecureBytes: @unchecked Sendable, ContiguousBytes {
 
 /// Cryptographically secure random bytes.
 public enum SecureRandom {
-    /// `count` random bytes from libsodium's `randombytes_buf` (getrandom on Linux).
+    /// `count` random bytes from OpenSSL's CSPRNG (a per-thread DRBG seeded
+    /// from the kernel; no system call per request).
     public static func bytes(count: Int) -> [UInt8] {
-        Sodium.ensure()
         var out = [UInt8](repeating: 0, count: count)
-        out.withUnsafeMutableBytes { randombytes_buf($0.baseAddress!, count) }
+        out.withUnsafeMutableBytes { fill($0) }
         return out
     }
 
     /// Fills `buffer` with random bytes.
     public static func fill(_ buffer: UnsafeMutableRawBufferPointer) {
-        Sodium.ensure()
-        if let base = buffer.baseAddress { randombytes_buf(base, buffer.count) }
+        guard let base = buffer.baseAddress, buffer.count > 0 else { return }
+        guard RAND_bytes(base.assumingMemoryBound(to: UInt8.self), Int32(buffer.count)) == 1 else {
+            // RAND_bytes only fails when the DRBG cannot be seeded; fall back to the kernel through libsodium.
+            Sodium.ensure()
+            randombytes_buf(base, buffer.count)
+            return
+        }
     }
 }
 

@@ -1,0 +1,50 @@
+import ArgumentParser
+import Foundation
+import RelayCrypto
+
+@main
+struct RelayCtl: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "relayctl",
+        abstract: "Scripting tool for Relay: keys, tokens, signing, sealing.",
+        discussion: "Every command exits 0 on success and prints a one-line error on stderr otherwise. See Docs/relayctl.md.",
+        subcommands: [Keygen.self, Token.self, Sign.self, Seal.self, Open.self, DeriveKey.self, Bench.self]
+    )
+}
+
+/// A one-line error for scripts.
+struct CLIError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+enum IO {
+    static func readStdin() -> [UInt8] {
+        Array(FileHandle.standardInput.readDataToEndOfFile())
+    }
+
+    static func readFile(_ path: String) throws -> [UInt8] {
+        if path == "-" { return readStdin() }
+        guard let data = FileManager.default.contents(atPath: path) else { throw CLIError("cannot read \(path)") }
+        return Array(data)
+    }
+
+    static func write(_ bytes: [UInt8]) {
+        FileHandle.standardOutput.write(Data(bytes))
+    }
+
+    static func line(_ s: String) { print(s) }
+
+    static func json(_ value: JSONValue) { print(value.jsonString) }
+
+    static func decodeKey(base64 s: String) throws -> SecureBytes {
+        let trimmed = s.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard let raw = Base64.decode(trimmed, .standard) ?? Base64.decode(trimmed, .url) else {
+            throw CLIError("key is not valid base64")
+        }
+        guard raw.count == 32 else { throw CLIError("key must be 32 bytes, got \(raw.count)") }
+        return SecureBytes(copying: raw)
+    }
+
+    static var nowMs: Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
+}
