@@ -33,7 +33,7 @@ bench: bench-crypto
 ## Crypto throughput beside `openssl speed` in one run; writes nothing, prints a table.
 bench-crypto: deps
 	$(SWIFT) build -c release --product relayctl
-	Benchmarks/crypto.sh
+	python3 Benchmarks/crypto.py --write Docs/benchmarks.md
 
 clean:
 	rm -rf .build

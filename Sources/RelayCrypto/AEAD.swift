@@ -1,5 +1,6 @@
 import COpenSSL
 import CSodium
+import Synchronization
 
 /// Errors from authenticated encryption.
 public enum AEADError: Error, Equatable, Sendable {
@@ -239,5 +240,154 @@ public enum XChaCha20Poly1305: CombinedAEAD {
             output.removeSubrange(start...)
             throw .authenticationFailed
         }
+    }
+}
+
+/// An AES-256-GCM key with its key schedule done once: a small pool of
+/// OpenSSL contexts initialised with the key is reused, so each operation
+/// only sets the nonce. Use it where one key seals or opens many messages.
+public final class AES256GCMKey: @unchecked Sendable {
+    private struct Context: @unchecked Sendable { let pointer: OpaquePointer }
+    private let key: SecureBytes
+    private struct Pools { var encrypt: [Context] = []; var decrypt: [Context] = [] }
+    private let pools = Mutex(Pools())
+    private static let poolLimit = 16
+    /// Nonces are a 96-bit counter that starts at a random value drawn when
+    /// the key object is created (NIST SP 800-38D 8.2.1 style): unique within
+    /// this object, and two objects with the same key overlap only if their
+    /// random 96-bit starting points land within 2^64 of each other.
+    private let noncePrefix: UInt32
+    private let nonceCounter: Atomic<UInt64>
+
+    public init(_ key: SecureBytes) throws(AEADError) {
+        guard key.count == AES256GCM.keyByteCount else { throw .invalidKeySize }
+        self.key = key
+        let r = SecureRandom.bytes(count: 12)
+        noncePrefix = r[0..<4].reduce(0) { $0 << 8 | UInt32($1) }
+        nonceCounter = Atomic(r[4..<12].reduce(0) { $0 << 8 | UInt64($1) })
+    }
+
+    private func nextNonce(into p: UnsafeMutablePointer<UInt8>) {
+        let c = nonceCounter.wrappingAdd(1, ordering: .relaxed).oldValue
+        withUnsafeBytes(of: noncePrefix.bigEndian) { UnsafeMutableRawPointer(p).copyMemory(from: $0.baseAddress!, byteCount: 4) }
+        withUnsafeBytes(of: c.bigEndian) { UnsafeMutableRawPointer(p + 4).copyMemory(from: $0.baseAddress!, byteCount: 8) }
+    }
+
+    deinit {
+        let all = pools.withLock { $0.encrypt + $0.decrypt }
+        for c in all { EVP_CIPHER_CTX_free(c.pointer) }
+    }
+
+    private func take(encrypt: Bool) -> OpaquePointer? {
+        if let c = pools.withLock({ encrypt ? $0.encrypt.popLast() : $0.decrypt.popLast() }) { return c.pointer }
+        guard let ctx = EVP_CIPHER_CTX_new() else { return nil }
+        let ok = key.withUnsafeBytes { k in
+            encrypt
+                ? EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), nil, k.baseAddress!.assumingMemoryBound(to: UInt8.self), nil)
+                : EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), nil, k.baseAddress!.assumingMemoryBound(to: UInt8.self), nil)
+        }
+        guard ok == 1 else { EVP_CIPHER_CTX_free(ctx); return nil }
+        return ctx
+    }
+
+    private func give(_ ctx: OpaquePointer, encrypt: Bool) {
+        let kept = pools.withLock { p -> Bool in
+            if encrypt {
+                guard p.encrypt.count < Self.poolLimit else { return false }
+                p.encrypt.append(Context(pointer: ctx))
+            } else {
+                guard p.decrypt.count < Self.poolLimit else { return false }
+                p.decrypt.append(Context(pointer: ctx))
+            }
+            return true
+        }
+        if !kept { EVP_CIPHER_CTX_free(ctx) }
+    }
+
+    /// Seals into `nonce ‖ ciphertext ‖ tag`, appended to `output`; a fresh unique nonce when nil.
+    public func seal(
+        _ plaintext: UnsafeRawBufferPointer, nonce: UnsafeRawBufferPointer? = nil,
+        associatedData: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0), into output: inout [UInt8]
+    ) throws(AEADError) {
+        let n = AES256GCM.nonceByteCount, t = AES256GCM.tagByteCount
+        if let nonce, nonce.count != n { throw .invalidNonceSize }
+        guard plaintext.count <= Int(Int32.max) - 64, associatedData.count <= Int(Int32.max) else { throw .library("input too large") }
+        guard let ctx = take(encrypt: true) else { throw .library("EVP context setup failed") }
+        let start = output.count
+        output.append(contentsOf: repeatElement(0, count: n + plaintext.count + t))
+        let ok: Bool = output.withUnsafeMutableBytes { all in
+            let iv = all.baseAddress!.assumingMemoryBound(to: UInt8.self) + start
+            if let nonce { UnsafeMutableRawPointer(iv).copyMemory(from: nonce.baseAddress!, byteCount: n) }
+            else { nextNonce(into: iv) }
+            guard EVP_EncryptInit_ex(ctx, nil, nil, nil, iv) == 1 else { return false }
+            var len: Int32 = 0
+            if associatedData.count > 0,
+               EVP_EncryptUpdate(ctx, nil, &len, associatedData.baseAddress!.assumingMemoryBound(to: UInt8.self), Int32(associatedData.count)) != 1 { return false }
+            let ct = iv + n
+            if plaintext.count > 0,
+               EVP_EncryptUpdate(ctx, ct, &len, plaintext.baseAddress!.assumingMemoryBound(to: UInt8.self), Int32(plaintext.count)) != 1 { return false }
+            guard EVP_EncryptFinal_ex(ctx, ct + plaintext.count, &len) == 1 else { return false }
+            return EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, Int32(t), ct + plaintext.count) == 1
+        }
+        guard ok else {
+            EVP_CIPHER_CTX_free(ctx)
+            output.removeSubrange(start...)
+            throw .library("EVP AES-256-GCM encryption failed")
+        }
+        give(ctx, encrypt: true)
+    }
+
+    /// Opens `nonce ‖ ciphertext ‖ tag`, appending the plaintext to `output`.
+    public func open(
+        _ combined: UnsafeRawBufferPointer,
+        associatedData: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0), into output: inout [UInt8]
+    ) throws(AEADError) {
+        let n = AES256GCM.nonceByteCount, t = AES256GCM.tagByteCount
+        guard combined.count >= n + t else { throw .truncated }
+        guard combined.count <= Int(Int32.max), associatedData.count <= Int(Int32.max) else { throw .library("input too large") }
+        guard let ctx = take(encrypt: false) else { throw .library("EVP context setup failed") }
+        let ctLength = combined.count - n - t
+        let start = output.count
+        output.append(contentsOf: repeatElement(0, count: ctLength))
+        let base = combined.baseAddress!.assumingMemoryBound(to: UInt8.self)
+        let status: Int32 = output.withUnsafeMutableBytes { all in
+            let pt = all.baseAddress!.assumingMemoryBound(to: UInt8.self) + start
+            guard EVP_DecryptInit_ex(ctx, nil, nil, nil, base) == 1 else { return -1 }
+            var len: Int32 = 0
+            if associatedData.count > 0,
+               EVP_DecryptUpdate(ctx, nil, &len, associatedData.baseAddress!.assumingMemoryBound(to: UInt8.self), Int32(associatedData.count)) != 1 { return -1 }
+            if ctLength > 0, EVP_DecryptUpdate(ctx, pt, &len, base + n, Int32(ctLength)) != 1 { return -1 }
+            guard EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, Int32(t), UnsafeMutableRawPointer(mutating: base + n + ctLength)) == 1 else { return -1 }
+            return EVP_DecryptFinal_ex(ctx, pt + ctLength, &len) == 1 ? 1 : 0
+        }
+        if status == -1 { EVP_CIPHER_CTX_free(ctx) } else { give(ctx, encrypt: false) }
+        if status != 1 {
+            output.withUnsafeMutableBytes { all in
+                let tail = UnsafeMutableRawBufferPointer(rebasing: all[start...])
+                if let b = tail.baseAddress { sodium_memzero(b, tail.count) }
+            }
+            output.removeSubrange(start...)
+            throw status == 0 ? .authenticationFailed : .library("EVP AES-256-GCM decryption failed")
+        }
+    }
+
+    /// Convenience: seal bytes, random nonce.
+    public func seal<P: ContiguousBytes>(_ plaintext: P, associatedData: [UInt8] = []) throws(AEADError) -> [UInt8] {
+        var out = [UInt8]()
+        let r: Result<Void, AEADError> = plaintext.withUnsafeBytes { p in
+            associatedData.withUnsafeBytes { a in Result { () throws(AEADError) in try seal(p, associatedData: a, into: &out) } }
+        }
+        try r.get()
+        return out
+    }
+
+    /// Convenience: open bytes.
+    public func open<C: ContiguousBytes>(_ combined: C, associatedData: [UInt8] = []) throws(AEADError) -> [UInt8] {
+        var out = [UInt8]()
+        let r: Result<Void, AEADError> = combined.withUnsafeBytes { c in
+            associatedData.withUnsafeBytes { a in Result { () throws(AEADError) in try open(c, associatedData: a, into: &out) } }
+        }
+        try r.get()
+        return out
     }
 }

@@ -273,6 +273,14 @@ public struct JSONParser {
             return v
         }
 
+        /// A validated string from UTF-8 bytes; ASCII takes a fast, non-generic path.
+        static func makeString(_ slice: UnsafeRawBufferPointer) -> String? {
+            var ascii: UInt8 = 0
+            for b in slice { ascii |= b }
+            if ascii < 0x80 { return String(decoding: slice.bindMemory(to: UInt8.self), as: UTF8.self) }
+            return String(validating: slice.bindMemory(to: UInt8.self), as: UTF8.self)
+        }
+
         mutating func string() throws(JSONError) -> String {
             i += 1  // opening quote
             let start = i
@@ -282,7 +290,7 @@ public struct JSONParser {
                 if c == UInt8(ascii: "\"") {
                     let slice = UnsafeRawBufferPointer(rebasing: bytes[start..<i])
                     i += 1
-                    guard let s = String(validating: slice, as: UTF8.self) else { throw fail("invalid UTF-8 in string") }
+                    guard let s = Cursor.makeString(slice) else { throw fail("invalid UTF-8 in string") }
                     return s
                 }
                 if c == UInt8(ascii: "\\") { break }

@@ -1,5 +1,10 @@
 import CSodium
 import COpenSSL
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// libsodium must be initialised once before use; `sodium_init` is idempotent
 /// and thread-safe, and a `static let` runs it exactly once.
@@ -94,6 +99,12 @@ public enum ConstantTime {
                 return CRYPTO_memcmp(x.baseAddress!, y.baseAddress!, x.count) == 0
             }
         }
+    }
+
+    /// Plain (not constant-time) equality, for public data on hot paths.
+    @inline(__always)
+    static func bytesEqual(_ a: [UInt8], _ b: UnsafeRawBufferPointer) -> Bool {
+        a.count == b.count && a.withUnsafeBytes { memcmp($0.baseAddress!, b.baseAddress!, a.count) == 0 }
     }
 
     /// Constant-time equality of the UTF-8 bytes of two strings.

@@ -85,6 +85,15 @@ struct CryptoBench: ParsableCommand {
                     try AES256GCM.open(c, key: k, associatedData: UnsafeRawBufferPointer(start: nil, count: 0), into: &plain)
                 } }
             }
+            let keyed = try AES256GCMKey(key)
+            try bench("aes-256-gcm keyed seal", size: size) {
+                out.removeAll(keepingCapacity: true)
+                try pt.withUnsafeBytes { try keyed.seal($0, into: &out) }
+            }
+            try bench("aes-256-gcm keyed open", size: size) {
+                plain.removeAll(keepingCapacity: true)
+                try sealed.withUnsafeBytes { try keyed.open($0, into: &plain) }
+            }
             try bench("xchacha20-poly1305 seal", size: size) { _ = try XChaCha20Poly1305.seal(pt, key: key) }
             try bench("envelope v1 seal+open", size: size) { _ = try EnvelopeV1.open(try EnvelopeV1.seal(pt, key: key), key: key) }
         }
