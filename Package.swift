@@ -81,6 +81,7 @@ let package = Package(
         .testTarget(name: "RelayCoreTests", dependencies: ["RelayCore"]),
         .testTarget(name: "YjsSyncTests", dependencies: ["YjsSync"]),
         .testTarget(name: "RelayServerTests", dependencies: ["RelayServer"]),
+        .testTarget(name: "CLITests", dependencies: ["RelayCrypto"]),
     ],
     swiftLanguageModes: [.v6]
 )

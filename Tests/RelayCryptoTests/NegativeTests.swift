@@ -68,3 +68,27 @@ import Testing
         #expect(round == v)
     }
 }
+
+@Suite struct KeyedAESTests {
+    @Test func keyedMatchesOneShotAndNoncesAreUnique() throws {
+        let raw = SecureBytes(randomCount: 32)
+        let key = try AES256GCMKey(raw)
+        let nonce = [UInt8](repeating: 9, count: 12)
+        var keyed = [UInt8]()
+        try bytes("payload").withUnsafeBytes { p in try nonce.withUnsafeBytes { n in try key.seal(p, nonce: n, into: &keyed) } }
+        #expect(keyed == (try AES256GCM.seal(bytes("payload"), key: raw, nonce: nonce)))
+        var seen = Set<[UInt8]>()
+        for _ in 0..<1000 {
+            let s = try key.seal(bytes("x"), associatedData: bytes("ad"))
+            seen.insert(Array(s[0..<12]))
+            #expect(try AES256GCM.open(s, key: raw, associatedData: bytes("ad")) == bytes("x"))
+        }
+        #expect(seen.count == 1000)
+        var tampered = try key.seal(bytes("x"))
+        tampered[13] ^= 1
+        #expect(throws: AEADError.authenticationFailed) { try key.open(tampered) }
+        #expect(throws: AEADError.invalidKeySize) { try AES256GCMKey(SecureBytes(randomCount: 16)) }
+        // After a failure the pooled context still works.
+        #expect(try key.open(key.seal(bytes("again"))) == bytes("again"))
+    }
+}
