@@ -113,12 +113,7 @@ extension RelayConnection {
 
 /// The text after the first occurrence of `marker`, if any.
 func after(_ marker: String, in text: String) -> Substring? {
-    let t = Array(text.utf8), m = Array(marker.utf8)
-    guard m.count <= t.count else { return nil }
-    for i in 0...(t.count - m.count) where Array(t[i..<(i + m.count)]) == m {
-        return Substring(String(decoding: t[(i + m.count)...], as: UTF8.self))
-    }
-    return nil
+    text.firstRange(of: marker).map { text[$0.upperBound...] }
 }
 
 func contains(_ text: String, _ marker: String) -> Bool { after(marker, in: text) != nil }
