@@ -91,9 +91,11 @@ public final class RelayEngine: Sendable {
     /// Ends a connection: closes its outbox (the transport gets the close
     /// item if it is still draining), removes its subscriptions, makes its
     /// presence leave at once, and updates the site's count. Idempotent.
-    /// Transports call it when the socket or stream ends.
-    public func disconnect(_ conn: RelayConnection, code: CloseCode = .normal, reason: String = "") {
-        close(conn, code: code, reason: reason, discardPending: true)
+    /// Transports call it when the socket or stream ends. With
+    /// `flushPending`, frames already queued stay before the close item (use
+    /// it when closing a live socket, e.g. 1008 after a malformed frame).
+    public func disconnect(_ conn: RelayConnection, code: CloseCode = .normal, reason: String = "", flushPending: Bool = false) {
+        close(conn, code: code, reason: reason, discardPending: !flushPending)
     }
 
     /// Enqueues a frame the transport made (e.g. an error frame or a ping),
