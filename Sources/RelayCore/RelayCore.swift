@@ -1,1 +1,0 @@
-// RelayCore: channels, fan-out, backpressure, presence, history, sites.
