@@ -101,15 +101,24 @@ public enum YUpdate {
     }
 }
 
-/// The k-way merge behind `YUpdate.merge`. Follows Yjs's mergeUpdatesV2 step by step, replacing
-/// its per-step stable sort by a heap keyed (client desc, clock asc, last-used desc, input asc),
-/// which selects the same input as the stable sort.
+/// The k-way merge behind `YUpdate.merge`. Follows Yjs's mergeUpdatesV2 step by step.
+///
+/// Yjs re-sorts all inputs every step with V8's `Array.prototype.sort`, and its comparator is
+/// inconsistent when a GC and an Item start at the same ID (both compare as "less"). For fewer
+/// than 64 inputs V8 sorts with a single binary-insertion run, which this type replays exactly
+/// (`exactOrder`), so the output is byte-identical to Yjs. For 64 or more inputs it uses a heap
+/// keyed (client desc, clock asc, last-used desc, input asc), which picks the same input as the
+/// stable sort whenever the comparator is consistent: O(total structs × log k). When a GC and an
+/// Item tie, the heap may keep the other (equally valid) representation of that deleted range.
 struct KWayMerger {
     var readers: [StructReader]
     var srcs: [[UInt8]]
     var stamps: [UInt64]
     var heap: [Int] = []
     var stampCounter: UInt64 = 0
+    /// Replay V8's sort (exact Yjs output) instead of the heap.
+    let exactOrder: Bool
+    var order: [Int] = []
 
     init(_ updates: [[UInt8]]) throws {
         readers = []
@@ -117,6 +126,11 @@ struct KWayMerger {
         srcs = updates
         for u in updates { readers.append(try StructReader(u, filterSkips: true)) }
         stamps = [UInt64](repeating: 0, count: updates.count)
+        exactOrder = updates.count < 64
+        if exactOrder {
+            order = Array(readers.indices)
+            return
+        }
         heap.reserveCapacity(updates.count)
         for i in readers.indices where readers[i].curr != nil { heap.append(i) }
         if heap.count > 1 {
@@ -132,6 +146,68 @@ struct KWayMerger {
         if x.clock != y.clock { return x.clock < y.clock }
         if stamps[a] != stamps[b] { return stamps[a] > stamps[b] }
         return a < b
+    }
+
+    /// Yjs's comparator (including its GC/Item inconsistency): negative when `i` sorts first.
+    @inline(__always)
+    func yjsCompare(_ i: Int, _ j: Int) -> Int {
+        let x = readers[i].curr!, y = readers[j].curr!
+        if x.client == y.client {
+            if x.clock == y.clock {
+                return x.kind == y.kind ? 0 : (x.kind == .skip ? 1 : -1)
+            }
+            return x.clock < y.clock ? -1 : 1
+        }
+        return y.client < x.client ? -1 : 1
+    }
+
+    /// V8's TimSort for arrays shorter than 64 elements: one run (CountAndMakeRun) extended by
+    /// binary insertion sort.
+    mutating func v8Sort() {
+        order.removeAll { readers[$0].curr == nil }
+        let n = order.count
+        if n < 2 { return }
+        var runLength = 2
+        if n > 1 {
+            let descending = yjsCompare(order[1], order[0]) < 0
+            var previous = order[1]
+            var idx = 2
+            while idx < n {
+                let c = yjsCompare(order[idx], previous)
+                if descending ? c >= 0 : c < 0 { break }
+                previous = order[idx]
+                runLength += 1
+                idx += 1
+            }
+            if descending { order[0..<runLength].reverse() }
+        }
+        var start = runLength
+        while start < n {
+            var left = 0, right = start
+            let pivot = order[start]
+            while left < right {
+                let mid = left + ((right - left) >> 1)
+                if yjsCompare(pivot, order[mid]) < 0 { right = mid } else { left = mid + 1 }
+            }
+            var p = start
+            while p > left { order[p] = order[p - 1]; p -= 1 }
+            order[left] = pivot
+            start += 1
+        }
+    }
+
+    /// The input to take next, or nil when all are exhausted.
+    mutating func selectTop() -> Int? {
+        if exactOrder {
+            v8Sort()
+            return order.first
+        }
+        return heap.first
+    }
+
+    /// Called after the selected input was used.
+    mutating func stepDone() {
+        if !exactOrder { refreshTop() }
     }
 
     mutating func siftDown(_ start: Int) {
@@ -186,8 +262,7 @@ struct KWayMerger {
         for s in srcs { total += s.count }
         var w = StructWriter(capacity: total)
         var cw: Pending? = nil
-        while !heap.isEmpty {
-            let di = heap[0]
+        while let di = selectTop() {
             let firstClient = readers[di].curr!.client
             if var currWrite = cw {
                 var iterated = false
@@ -197,7 +272,7 @@ struct KWayMerger {
                 }
                 guard let curr = readers[di].curr, curr.client == firstClient,
                       !(iterated && curr.clock > currWrite.end) else {
-                    refreshTop()
+                    stepDone()
                     continue
                 }
                 if firstClient != currWrite.s.client {
@@ -243,7 +318,7 @@ struct KWayMerger {
                 try readers[di].next()
             }
             cw = currWrite
-            refreshTop()
+            stepDone()
         }
         if let c = cw { emit(c, &w) }
         var dss: [DeleteSet] = []
@@ -253,5 +328,15 @@ struct KWayMerger {
             if !readers[i].d.isAtEnd { throw YjsDecodingError.trailingBytes(offset: readers[i].d.position) }
         }
         return w.finish(deleteSet: DeleteSet.merged(dss))
+    }
+}
+
+extension YUpdate {
+    /// Splits a v1 update into the byte length of its struct section and its decoded delete set.
+    static func structSectionAndDeleteSet(_ update: [UInt8]) throws -> (structBytes: ArraySlice<UInt8>, deleteSet: DeleteSet) {
+        var r = try StructReader(update, filterSkips: false)
+        while r.curr != nil { try r.next() }
+        let end = r.d.position
+        return (update[0..<end], try r.readDeleteSet())
     }
 }

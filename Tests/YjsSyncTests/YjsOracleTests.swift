@@ -1,0 +1,106 @@
+import Foundation
+import Testing
+@testable import YjsSync
+
+/// Cross-checks against Yjs itself (Debian node-yjs): node generates seeded random multi-client
+/// sessions and records Yjs's mergeUpdates / diffUpdate / encodeStateVectorFromUpdate outputs and
+/// the resulting document content; Swift recomputes them and compares.
+@Suite(.serialized) struct YjsOracleTests {
+    struct Merge: Decodable { var inputs: [Int]; var out: String; var content: String? }
+    struct Diff: Decodable { var input: String; var sv: String; var out: String; var base: String?; var content: String? }
+    struct SV: Decodable { var input: String; var out: String }
+    struct Session: Decodable {
+        var seed: Int; var updates: [String]; var states: [String]
+        var merges: [Merge]; var diffs: [Diff]; var svs: [SV]; var content: String
+    }
+
+    static let sessionCount = 300
+
+    /// Generated once per test process.
+    static let corpus: Swift.Result<[Session], OracleError> = {
+        guard Peers.nodeYjsAvailable else { return .failure(OracleError("node with yjs not found (NODE_PATH=/usr/share/nodejs)")) }
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("yjs-sessions-\(UUID().uuidString).json")
+        defer { try? FileManager.default.removeItem(at: path) }
+        do {
+            let r = try Peers.run(["node", Peers.oracleDir.appendingPathComponent("gen-sessions.js").path, path.path, "\(sessionCount)", "1"])
+            guard r.status == 0 else { return .failure(OracleError("gen-sessions.js failed: \(r.stderr)")) }
+            return .success(try JSONDecoder().decode([Session].self, from: Data(contentsOf: path)))
+        } catch {
+            return .failure(OracleError("\(error)"))
+        }
+    }()
+
+    struct OracleError: Error, CustomStringConvertible { var description: String; init(_ d: String) { description = d } }
+
+    static func sessions() throws -> [Session]? {
+        switch corpus {
+        case .success(let s): return s
+        case .failure(let e):
+            if Peers.required { throw e }
+            print("skipping Yjs oracle test: \(e)")
+            return nil
+        }
+    }
+
+    /// Equal struct sections byte for byte, and equal delete sets (Debian's Yjs 13.5.43 writes
+    /// delete-set clients in insertion order; Yjs ≥ 13.5.47 and this module write them descending).
+    static func sameUpdate(_ a: [UInt8], _ b: [UInt8]) throws -> Bool {
+        let x = try YUpdate.structSectionAndDeleteSet(a), y = try YUpdate.structSectionAndDeleteSet(b)
+        return x.structBytes == y.structBytes && x.deleteSet == y.deleteSet
+    }
+
+    /// With RELAY_ORACLE_DUMP=dir, mismatching Swift outputs are written there for inspection.
+    static func dump(_ name: String, _ bytes: [UInt8]) {
+        guard let dir = ProcessInfo.processInfo.environment["RELAY_ORACLE_DUMP"] else { return }
+        try? Data(bytes).write(to: URL(fileURLWithPath: dir).appendingPathComponent(name + ".bin"))
+    }
+
+    @Test(.enabled(if: Peers.runNodeTests, "node+yjs not available"))
+    func stateVectorsMatchYjs() throws {
+        guard let sessions = try Self.sessions() else { return }
+        var checked = 0, bad: [String] = []
+        for s in sessions {
+            for c in s.svs {
+                let got = try YUpdate.encodeStateVector(fromUpdate: [UInt8](hexString: c.input))
+                if got != [UInt8](hexString: c.out) { bad.append("seed \(s.seed)") }
+                checked += 1
+            }
+        }
+        #expect(checked > 1000)
+        #expect(bad.isEmpty, "\(bad.count)/\(checked) state vectors differ, e.g. \(bad.prefix(5))")
+    }
+
+    @Test(.enabled(if: Peers.runNodeTests, "node+yjs not available"))
+    func mergesMatchYjs() throws {
+        guard let sessions = try Self.sessions() else { return }
+        var checked = 0, bad: [String] = []
+        for s in sessions {
+            let pool = (s.updates + s.states).map { [UInt8](hexString: $0) }
+            for (i, m) in s.merges.enumerated() {
+                let got = try YUpdate.merge(m.inputs.map { pool[$0] })
+                if try !Self.sameUpdate(got, [UInt8](hexString: m.out)) {
+                    bad.append("seed \(s.seed) merge \(i)")
+                    Self.dump("merge-\(s.seed)-\(i)", got)
+                }
+                checked += 1
+            }
+        }
+        #expect(checked >= Self.sessionCount * 3)
+        #expect(bad.isEmpty, "\(bad.count)/\(checked) merges differ, e.g. \(bad.prefix(5))")
+    }
+
+    @Test(.enabled(if: Peers.runNodeTests, "node+yjs not available"))
+    func diffsMatchYjs() throws {
+        guard let sessions = try Self.sessions() else { return }
+        var checked = 0, bad: [String] = []
+        for s in sessions {
+            for (i, d) in s.diffs.enumerated() {
+                let got = try YUpdate.diff([UInt8](hexString: d.input), againstEncoded: [UInt8](hexString: d.sv))
+                if try !Self.sameUpdate(got, [UInt8](hexString: d.out)) { bad.append("seed \(s.seed) diff \(i)") }
+                checked += 1
+            }
+        }
+        #expect(checked >= Self.sessionCount * 5)
+        #expect(bad.isEmpty, "\(bad.count)/\(checked) diffs differ, e.g. \(bad.prefix(5))")
+    }
+}
