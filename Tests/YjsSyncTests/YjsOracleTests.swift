@@ -103,4 +103,53 @@ import Testing
         #expect(checked >= Self.sessionCount * 5)
         #expect(bad.isEmpty, "\(bad.count)/\(checked) diffs differ, e.g. \(bad.prefix(5))")
     }
+
+    /// Applies each list of updates to a fresh Y.Doc in node; returns the content strings.
+    static func yjsContent(_ cases: [[[UInt8]]]) throws -> [String?] {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("yjs-apply-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let inp = dir.appendingPathComponent("in.json"), out = dir.appendingPathComponent("out.json")
+        try JSONEncoder().encode(cases.map { $0.map(hexString) }).write(to: inp)
+        let r = try Peers.run(["node", Peers.oracleDir.appendingPathComponent("apply-content.js").path, inp.path, out.path])
+        guard r.status == 0 else { throw OracleError("apply-content.js failed: \(r.stderr)") }
+        return try JSONDecoder().decode([String?].self, from: Data(contentsOf: out))
+    }
+
+    /// Swift's merges (both the exact V8-order path and the heap path used for ≥64 inputs) and
+    /// diffs, applied by Yjs to fresh documents, give the same content as Yjs's own outputs.
+    @Test(.enabled(if: Peers.runNodeTests, "node+yjs not available"))
+    func swiftOutputsGiveYjsContent() throws {
+        guard let sessions = try Self.sessions() else { return }
+        var cases: [[[UInt8]]] = [], expected: [String] = [], labels: [String] = []
+        var heapIdentical = 0, heapTotal = 0
+        for s in sessions {
+            let pool = (s.updates + s.states).map { [UInt8](hexString: $0) }
+            for (i, m) in s.merges.enumerated() {
+                guard let want = m.content else { continue }  // Yjs itself could not apply its merge
+                let inputs = m.inputs.map { pool[$0] }
+                var heapMerger = try KWayMerger(inputs, forceHeap: true)
+                let heap = try heapMerger.run()
+                heapTotal += 1
+                if try Self.sameUpdate(heap, [UInt8](hexString: m.out)) { heapIdentical += 1 }
+                cases.append([try YUpdate.merge(inputs)]); expected.append(want); labels.append("seed \(s.seed) merge \(i)")
+                cases.append([heap]); expected.append(want); labels.append("seed \(s.seed) heap merge \(i)")
+            }
+            for (i, d) in s.diffs.enumerated() {
+                guard let base = d.base, let want = d.content else { continue }
+                let got = try YUpdate.diff([UInt8](hexString: d.input), againstEncoded: [UInt8](hexString: d.sv))
+                cases.append([[UInt8](hexString: base), got]); expected.append(want); labels.append("seed \(s.seed) diff \(i)")
+            }
+            // the whole session merged by Swift in shuffled order equals the synced document
+            var rng = SeededRNG(seed: UInt64(s.seed))
+            let shuffled = pool.prefix(s.updates.count).shuffled(using: &rng)
+            cases.append([try YUpdate.merge(Array(shuffled))]); expected.append(s.content); labels.append("seed \(s.seed) shuffled")
+        }
+        let got = try Self.yjsContent(cases)
+        var bad: [String] = []
+        for i in cases.indices where got[i] != expected[i] { bad.append(labels[i]) }
+        #expect(cases.count > Self.sessionCount * 4)
+        #expect(bad.isEmpty, "\(bad.count)/\(cases.count) contents differ, e.g. \(bad.prefix(5))")
+        print("heap-path merges byte-identical to Yjs: \(heapIdentical)/\(heapTotal)")
+    }
 }
