@@ -120,13 +120,13 @@ struct KWayMerger {
     let exactOrder: Bool
     var order: [Int] = []
 
-    init(_ updates: [[UInt8]]) throws {
+    init(_ updates: [[UInt8]], forceHeap: Bool = false) throws {
         readers = []
         readers.reserveCapacity(updates.count)
         srcs = updates
         for u in updates { readers.append(try StructReader(u, filterSkips: true)) }
         stamps = [UInt64](repeating: 0, count: updates.count)
-        exactOrder = updates.count < 64
+        exactOrder = updates.count < 64 && !forceHeap
         if exactOrder {
             order = Array(readers.indices)
             return
