@@ -1,0 +1,105 @@
+// Per-client sets of clock ranges, used to maintain a room's state vector and delete set
+// incrementally (never re-deriving them from the merged update).
+
+/// Disjoint, coalesced clock ranges of one client, sorted ascending.
+struct IntervalSet: Sendable, Equatable {
+    private(set) var ranges: [Range<UInt64>] = []
+
+    /// Index of the first range whose upper bound is ≥ `x`.
+    private func firstEndingAtOrAfter(_ x: UInt64) -> Int {
+        var lo = 0, hi = ranges.count
+        while lo < hi {
+            let mid = (lo + hi) >> 1
+            if ranges[mid].upperBound < x { lo = mid + 1 } else { hi = mid }
+        }
+        return lo
+    }
+
+    /// Whether `r` is entirely covered.
+    func contains(_ r: Range<UInt64>) -> Bool {
+        if r.isEmpty { return true }
+        let i = firstEndingAtOrAfter(r.upperBound)
+        return i < ranges.count && ranges[i].lowerBound <= r.lowerBound
+    }
+
+    /// Adds `r`, merging with overlapping or adjacent ranges.
+    mutating func insert(_ r: Range<UInt64>) {
+        if r.isEmpty { return }
+        if let last = ranges.last, last.upperBound <= r.lowerBound {  // fast path: append
+            if last.upperBound == r.lowerBound {
+                ranges[ranges.count - 1] = last.lowerBound..<r.upperBound
+            } else {
+                ranges.append(r)
+            }
+            return
+        }
+        var i = firstEndingAtOrAfter(r.lowerBound)
+        var lo = r.lowerBound, hi = r.upperBound
+        let start = i
+        while i < ranges.count && ranges[i].lowerBound <= hi {
+            lo = min(lo, ranges[i].lowerBound)
+            hi = max(hi, ranges[i].upperBound)
+            i += 1
+        }
+        ranges.replaceSubrange(start..<i, with: [lo..<hi])
+    }
+
+    /// Length of the run starting at clock 0 (the state-vector clock).
+    var contiguousFromZero: UInt64 {
+        guard let f = ranges.first, f.lowerBound == 0 else { return 0 }
+        return f.upperBound
+    }
+}
+
+/// What a room holds: the struct ranges (for the state vector) and the deleted ranges per client.
+struct KnownState: Sendable {
+    var structs: [UInt64: IntervalSet] = [:]
+    var deletes: [UInt64: IntervalSet] = [:]
+
+    var stateVector: StateVector {
+        var sv = StateVector()
+        for (c, s) in structs {
+            let k = s.contiguousFromZero
+            if k > 0 { sv.clocks[c] = k }
+        }
+        return sv
+    }
+
+    /// Ranges of a decoded update: structs (Skips excluded) and delete set.
+    struct Ranges {
+        var structs: [(UInt64, Range<UInt64>)] = []
+        var deletes: [(UInt64, Range<UInt64>)] = []
+    }
+
+    /// Decodes and validates `update`, returning its ranges (consecutive structs coalesced).
+    static func ranges(of update: [UInt8]) throws -> Ranges {
+        var out = Ranges()
+        var r = try StructReader(update, filterSkips: true)
+        while let s = r.curr {
+            if let last = out.structs.last, last.0 == s.client, last.1.upperBound == s.clock {
+                out.structs[out.structs.count - 1].1 = last.1.lowerBound..<s.end
+            } else {
+                out.structs.append((s.client, s.clock..<s.end))
+            }
+            try r.next()
+        }
+        let ds = try r.readDeleteSet()
+        if !r.d.isAtEnd { throw YjsDecodingError.trailingBytes(offset: r.d.position) }
+        for (c, rs) in ds.clients {
+            for x in rs where x.length > 0 { out.deletes.append((c, x.clock..<x.end)) }
+        }
+        return out
+    }
+
+    /// Whether `ranges` adds any struct or deletion not already known.
+    func isNew(_ ranges: Ranges) -> Bool {
+        for (c, r) in ranges.structs where !(structs[c]?.contains(r) ?? false) { return true }
+        for (c, r) in ranges.deletes where !(deletes[c]?.contains(r) ?? false) { return true }
+        return false
+    }
+
+    mutating func insert(_ ranges: Ranges) {
+        for (c, r) in ranges.structs { structs[c, default: IntervalSet()].insert(r) }
+        for (c, r) in ranges.deletes { deletes[c, default: IntervalSet()].insert(r) }
+    }
+}

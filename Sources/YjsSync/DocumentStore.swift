@@ -1,0 +1,347 @@
+// Per-room Yjs document store: merged state + pending log, durable appends, compaction,
+// eviction of idle rooms, size limits, and awareness tracking.
+import Synchronization
+
+/// Errors of the document store.
+public enum DocumentStoreError: Error, Equatable, Sendable {
+    /// Accepting the update would make the room hold more than `limit` bytes.
+    case roomTooLarge(room: String, limit: Int)
+    /// The update or state vector was malformed.
+    case invalidInput(YjsDecodingError)
+    /// The persistence layer failed; the update was not accepted.
+    case persistenceFailed(String)
+}
+
+/// One update as stored in the persistence log.
+public struct LoggedUpdate: Sendable, Equatable {
+    public var seq: Int64
+    public var update: [UInt8]
+    public init(seq: Int64, update: [UInt8]) { self.seq = seq; self.update = update }
+}
+
+/// What persistence holds for a room: a compacted snapshot covering log entries up to
+/// `snapshotThroughSeq`, and the log entries after it, in sequence order.
+public struct PersistedRoom: Sendable, Equatable {
+    public var snapshot: [UInt8]?
+    public var snapshotThroughSeq: Int64
+    public var log: [LoggedUpdate]
+    public init(snapshot: [UInt8]? = nil, snapshotThroughSeq: Int64 = 0, log: [LoggedUpdate] = []) {
+        self.snapshot = snapshot; self.snapshotThroughSeq = snapshotThroughSeq; self.log = log
+    }
+}
+
+/// Durable storage for rooms. `append` must be durable when it returns.
+/// Implementations must be safe to call from several threads (different rooms concurrently).
+public protocol YjsPersistence: Sendable {
+    func load(room: String) throws -> PersistedRoom
+    func append(room: String, entry: LoggedUpdate) throws
+    /// Replaces the snapshot by `snapshot` (covering entries ≤ `throughSeq`) and deletes those
+    /// log entries, atomically. Ignored if an equal or newer snapshot is already stored.
+    func compact(room: String, snapshot: [UInt8], throughSeq: Int64) throws
+}
+
+/// Volatile persistence (tests, ephemeral relays). Survives room eviction, not process exit.
+public final class InMemoryPersistence: YjsPersistence {
+    private let rooms = Mutex<[String: PersistedRoom]>([:])
+    public init() {}
+
+    public func load(room: String) throws -> PersistedRoom {
+        rooms.withLock { $0[room] ?? PersistedRoom() }
+    }
+
+    public func append(room: String, entry: LoggedUpdate) throws {
+        rooms.withLock { $0[room, default: PersistedRoom()].log.append(entry) }
+    }
+
+    public func compact(room: String, snapshot: [UInt8], throughSeq: Int64) throws {
+        rooms.withLock { all in
+            var r = all[room] ?? PersistedRoom()
+            guard r.snapshot == nil || throughSeq > r.snapshotThroughSeq else { return }
+            r.snapshot = snapshot
+            r.snapshotThroughSeq = throughSeq
+            r.log.removeAll { $0.seq <= throughSeq }
+            all[room] = r
+        }
+    }
+}
+
+/// Tuning and limits of a `DocumentStore`.
+public struct DocumentStoreOptions: Sendable {
+    /// Maximum bytes a room may hold (merged state + pending updates).
+    public var maxRoomBytes: Int = 64 << 20
+    /// Fold pending updates into the merged state when at least this many are pending and their
+    /// size is at least `foldRatio` of the merged state (amortizes merge cost).
+    public var foldMinPending: Int = 64
+    public var foldRatio: Double = 0.25
+    /// Always fold when this many updates are pending.
+    public var foldMaxPending: Int = 4096
+    /// Write a snapshot to persistence (and drop its log entries) when this many log entries
+    /// accumulated since the last snapshot.
+    public var persistCompactionThreshold: Int = 500
+    /// Run persistence compaction on a detached task instead of inline.
+    public var backgroundCompaction: Bool = true
+    /// Rooms untouched for this long and without awareness states are evicted by `evictIdleRooms`.
+    public var idleTimeout: Duration = .seconds(300)
+    /// Awareness states not renewed for this long expire (y-protocols: 30 s).
+    public var awarenessTimeout: Duration = .seconds(30)
+
+    public init() {}
+}
+
+/// The result of `applyUpdate`.
+public struct AppliedUpdate: Sendable, Equatable {
+    /// False when the update added nothing new (no structs or deletions unknown to the room);
+    /// such an update is not stored and should not be broadcast.
+    public var changed: Bool
+    /// Log sequence number of the stored update (nil when unchanged).
+    public var seq: Int64?
+    /// Bytes the room holds after the update.
+    public var roomBytes: Int
+}
+
+/// Stores Yjs documents per room, without a document model: a merged v1 state plus pending
+/// updates, with an incrementally maintained state vector. Thread-safe: each room has its own
+/// lock, so rooms proceed in parallel; persistence appends happen under the room lock, in order.
+public final class DocumentStore: Sendable {
+    private let persistence: any YjsPersistence
+    private let options: DocumentStoreOptions
+    private let clock: @Sendable () -> Duration
+    private let rooms = Mutex<[String: Room]>([:])
+
+    /// - Parameter clock: monotonic time source (injected for eviction/awareness tests).
+    public init(persistence: any YjsPersistence, options: DocumentStoreOptions = DocumentStoreOptions(),
+                clock: @escaping @Sendable () -> Duration = { ContinuousClock.now - DocumentStore.processStart }) {
+        self.persistence = persistence
+        self.options = options
+        self.clock = clock
+    }
+
+    /// Reference instant for the default clock.
+    public static let processStart = ContinuousClock.now
+
+    final class Room: Sendable {
+        let state: Mutex<RoomState>
+        init(_ s: RoomState) { state = Mutex(s) }
+    }
+
+    struct RoomState: Sendable {
+        var loaded = false
+        /// Set when the room was evicted; holders of a stale reference must look it up again.
+        var evicted = false
+        var merged: [UInt8] = YUpdate.empty
+        var pending: [LoggedUpdate] = []
+        var pendingBytes = 0
+        var known = KnownState()
+        var lastSeq: Int64 = 0
+        var persistedThroughSeq: Int64 = 0
+        var compacting = false
+        var awareness: AwarenessTable
+        var lastAccess: Duration
+        var bytes: Int { merged.count + pendingBytes }
+    }
+
+    private func room(_ name: String) -> Room {
+        let now = clock()
+        return rooms.withLock { all in
+            if let r = all[name] { return r }
+            let r = Room(RoomState(awareness: AwarenessTable(timeout: options.awarenessTimeout), lastAccess: now))
+            all[name] = r
+            return r
+        }
+    }
+
+    private enum Attempt<T> { case retry, done(T) }
+
+    /// Runs `body` under the room's lock with the room loaded, retrying if it was just evicted.
+    private func withRoom<T>(_ name: String, _ body: (Room, inout RoomState) throws -> T) throws -> T {
+        while true {
+            let r = room(name)
+            let a: Attempt<T> = try r.state.withLock { s in
+                if s.evicted { return .retry }
+                try ensureLoaded(name, &s)
+                return .done(try body(r, &s))
+            }
+            if case .done(let x) = a { return x }
+        }
+    }
+
+    /// Loads the room from persistence on first use (under the room lock).
+    private func ensureLoaded(_ name: String, _ s: inout RoomState) throws {
+        s.lastAccess = clock()
+        if s.loaded { return }
+        let p: PersistedRoom
+        do { p = try persistence.load(room: name) } catch { throw DocumentStoreError.persistenceFailed("\(error)") }
+        var parts: [[UInt8]] = []
+        if let snap = p.snapshot { parts.append(snap) }
+        parts.append(contentsOf: p.log.map(\.update))
+        do {
+            for u in parts { s.known.insert(try KnownState.ranges(of: u)) }
+            s.merged = parts.isEmpty ? YUpdate.empty : try YUpdate.merge(parts)
+        } catch let e as YjsDecodingError {
+            throw DocumentStoreError.invalidInput(e)
+        }
+        s.persistedThroughSeq = p.snapshotThroughSeq
+        s.lastSeq = max(p.snapshotThroughSeq, p.log.last?.seq ?? 0)
+        s.loaded = true
+    }
+
+    private func foldPending(_ s: inout RoomState) throws {
+        guard !s.pending.isEmpty else { return }
+        s.merged = try YUpdate.merge([s.merged] + s.pending.map(\.update))
+        s.pending.removeAll(keepingCapacity: true)
+        s.pendingBytes = 0
+    }
+
+    /// Validates `update`, appends it durably and adds it to the room. Returns after the update
+    /// is durable, so the caller may then broadcast it. Throws `DocumentStoreError.roomTooLarge`
+    /// (nothing stored) when the room would exceed `maxRoomBytes`.
+    @discardableResult
+    public func applyUpdate(room name: String, update: [UInt8]) throws -> AppliedUpdate {
+        let (r, applied, compaction): (Room, AppliedUpdate, (snapshot: [UInt8], through: Int64)?) = try withRoom(name) { r, s in
+            let ranges: KnownState.Ranges
+            do { ranges = try KnownState.ranges(of: update) } catch let e as YjsDecodingError {
+                throw DocumentStoreError.invalidInput(e)
+            }
+            guard s.known.isNew(ranges) else {
+                return (r, AppliedUpdate(changed: false, seq: nil, roomBytes: s.bytes), nil)
+            }
+            if s.bytes + update.count > options.maxRoomBytes {
+                throw DocumentStoreError.roomTooLarge(room: name, limit: options.maxRoomBytes)
+            }
+            let entry = LoggedUpdate(seq: s.lastSeq + 1, update: update)
+            do { try persistence.append(room: name, entry: entry) } catch {
+                throw DocumentStoreError.persistenceFailed("\(error)")
+            }
+            s.lastSeq = entry.seq
+            s.pending.append(entry)
+            s.pendingBytes += update.count
+            s.known.insert(ranges)
+            if s.pending.count >= options.foldMaxPending ||
+                (s.pending.count >= options.foldMinPending && Double(s.pendingBytes) >= options.foldRatio * Double(s.merged.count)) {
+                try foldPending(&s)
+            }
+            var compaction: (snapshot: [UInt8], through: Int64)? = nil
+            if !s.compacting && s.lastSeq - s.persistedThroughSeq >= Int64(options.persistCompactionThreshold) {
+                try foldPending(&s)
+                s.compacting = true
+                compaction = (s.merged, s.lastSeq)
+            }
+            return (r, AppliedUpdate(changed: true, seq: entry.seq, roomBytes: s.bytes), compaction)
+        }
+        if let c = compaction {
+            if options.backgroundCompaction {
+                Task.detached(priority: .background) { self.persistSnapshot(r, name, c.snapshot, c.through) }
+            } else {
+                persistSnapshot(r, name, c.snapshot, c.through)
+            }
+        }
+        return applied
+    }
+
+    private func persistSnapshot(_ r: Room, _ name: String, _ snapshot: [UInt8], _ through: Int64) {
+        let ok = (try? persistence.compact(room: name, snapshot: snapshot, throughSeq: through)) != nil
+        r.state.withLock { s in
+            if ok { s.persistedThroughSeq = max(s.persistedThroughSeq, through) }
+            s.compacting = false
+        }
+    }
+
+    /// Folds pending updates and writes a snapshot to persistence now (inline).
+    public func compact(room name: String) throws {
+        let c: (Room, [UInt8], Int64)? = try withRoom(name) { r, s in
+            try foldPending(&s)
+            guard !s.compacting, s.lastSeq > s.persistedThroughSeq else { return nil }
+            s.compacting = true
+            return (r, s.merged, s.lastSeq)
+        }
+        if let (r, snap, through) = c { persistSnapshot(r, name, snap, through) }
+    }
+
+    /// The room's state vector (Yjs encoding: clients descending).
+    public func stateVector(room name: String) throws -> StateVector {
+        try withRoom(name) { _, s in s.known.stateVector }
+    }
+
+    /// The answer to a client's sync step 1: exactly what the room holds beyond `stateVector`
+    /// (Yjs `diffUpdate` of the merged state; the delete set is always sent whole).
+    public func syncStep2(room name: String, forStateVector sv: StateVector) throws -> [UInt8] {
+        try withRoom(name) { _, s in
+            do {
+                try foldPending(&s)
+                return try YUpdate.diff(s.merged, against: sv)
+            } catch let e as YjsDecodingError { throw DocumentStoreError.invalidInput(e) }
+        }
+    }
+
+    /// `syncStep2` with an encoded state vector.
+    public func syncStep2(room name: String, forEncodedStateVector sv: [UInt8]) throws -> [UInt8] {
+        let v: StateVector
+        do { v = try StateVector(decoding: sv) } catch let e as YjsDecodingError { throw DocumentStoreError.invalidInput(e) }
+        return try syncStep2(room: name, forStateVector: v)
+    }
+
+    /// The whole document as one v1 update.
+    public func encodedState(room name: String) throws -> [UInt8] {
+        try syncStep2(room: name, forStateVector: StateVector())
+    }
+
+    /// Bytes the room holds in memory (merged state + pending updates).
+    public func roomBytes(room name: String) throws -> Int {
+        try withRoom(name) { _, s in s.bytes }
+    }
+
+    /// Names of rooms currently in memory.
+    public var loadedRooms: [String] { rooms.withLock { Array($0.keys).sorted() } }
+
+    /// Removes rooms idle for `idleTimeout` with no awareness states from memory (their data
+    /// stays in persistence). Returns the evicted room names.
+    @discardableResult
+    public func evictIdleRooms() -> [String] {
+        let now = clock()
+        return rooms.withLock { all in
+            var evicted: [String] = []
+            for (name, r) in all {
+                let idle = r.state.withLock { s in
+                    _ = s.awareness.expire(now: now)
+                    return !s.compacting && s.awareness.isEmpty && now - s.lastAccess >= options.idleTimeout
+                }
+                if idle {
+                    r.state.withLock { $0.evicted = true }
+                    evicted.append(name)
+                }
+            }
+            for n in evicted { all[n] = nil }
+            return evicted.sorted()
+        }
+    }
+
+    // MARK: Awareness
+
+    /// Applies an encoded awareness update from `connection`; returns the update to broadcast to
+    /// every connection of the room (re-encoded accepted entries), or nil if nothing changed.
+    public func applyAwareness(room name: String, update: [UInt8], from connection: ConnectionID?) throws -> [UInt8]? {
+        let u: AwarenessUpdate
+        do { u = try AwarenessUpdate(decoding: update) } catch let e as YjsDecodingError { throw DocumentStoreError.invalidInput(e) }
+        let now = clock()
+        return try withRoom(name) { _, s in
+            let change = s.awareness.apply(u, from: connection, now: now)
+            return change.isEmpty ? nil : s.awareness.encode(clients: change.accepted).encoded()
+        }
+    }
+
+    /// All current awareness states of the room (to send to a joining connection), or nil.
+    public func awarenessStates(room name: String) throws -> [UInt8]? {
+        try withRoom(name) { _, s in s.awareness.encodeAll()?.encoded() }
+    }
+
+    /// A connection closed: returns the removal update to broadcast, or nil.
+    public func connectionClosed(room name: String, connection: ConnectionID) throws -> [UInt8]? {
+        try withRoom(name) { _, s in s.awareness.connectionClosed(connection)?.encoded() }
+    }
+
+    /// Expires silent awareness states; returns the removal update to broadcast, or nil.
+    public func expireAwareness(room name: String) throws -> [UInt8]? {
+        let now = clock()
+        return try withRoom(name) { _, s in s.awareness.expire(now: now)?.encoded() }
+    }
+}

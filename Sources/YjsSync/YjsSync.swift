@@ -1,1 +1,0 @@
-// YjsSync: lib0 codec, y-protocols messages, Yjs update algebra, document store.

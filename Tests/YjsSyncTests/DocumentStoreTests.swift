@@ -1,0 +1,175 @@
+import Foundation
+import Synchronization
+import Testing
+@testable import YjsSync
+
+final class ManualClock: Sendable {
+    private let t = Mutex<Duration>(.zero)
+    var now: Duration { t.withLock { $0 } }
+    func advance(_ d: Duration) { t.withLock { $0 += d } }
+    var source: @Sendable () -> Duration { { self.now } }
+}
+
+/// Counts appends to check durability-before-ack and deduplication.
+final class CountingPersistence: YjsPersistence {
+    let inner = InMemoryPersistence()
+    let appends = Mutex(0)
+    func load(room: String) throws -> PersistedRoom { try inner.load(room: room) }
+    func append(room: String, entry: LoggedUpdate) throws {
+        appends.withLock { $0 += 1 }
+        try inner.append(room: room, entry: entry)
+    }
+    func compact(room: String, snapshot: [UInt8], throughSeq: Int64) throws {
+        try inner.compact(room: room, snapshot: snapshot, throughSeq: throughSeq)
+    }
+}
+
+@Suite struct DocumentStoreTests {
+    static let u0 = UpdateVectorTests.u0, u1 = UpdateVectorTests.u1, u2 = UpdateVectorTests.u2
+
+    @Test func applyStateVectorAndStep2() throws {
+        let p = CountingPersistence()
+        let store = DocumentStore(persistence: p)
+        #expect(try store.stateVector(room: "r") == StateVector())
+        #expect(try store.syncStep2(room: "r", forStateVector: StateVector()) == YUpdate.empty)
+        #expect(try store.applyUpdate(room: "r", update: Self.u0).changed)
+        #expect(try store.applyUpdate(room: "r", update: Self.u2).changed)
+        // u2 sits after a gap: the state vector stops at the gap (Yjs semantics)
+        #expect(try store.stateVector(room: "r") == StateVector([1: 2]))
+        #expect(try store.applyUpdate(room: "r", update: Self.u1).changed)
+        #expect(try store.stateVector(room: "r") == StateVector([1: 5]))
+        // a duplicate adds nothing: not stored, not to be broadcast
+        let again = try store.applyUpdate(room: "r", update: Self.u1)
+        #expect(!again.changed && again.seq == nil)
+        #expect(p.appends.withLock { $0 } == 3)
+        // step 2 answers exactly the missing part (reference vector, §4.2)
+        #expect(try store.syncStep2(room: "r", forStateVector: StateVector([1: 1]))
+                == hex("01 03 01 01 84 01 00 01 62 84 01 01 01 63 84 01 02 02 64 65 00"))
+        #expect(try store.syncStep2(room: "r", forStateVector: StateVector([1: 5])) == YUpdate.empty)
+        // a delete-only update is new, and its repeat is not
+        let del = hex("00 01 01 01 01 01")
+        #expect(try store.applyUpdate(room: "r", update: del).changed)
+        #expect(try !store.applyUpdate(room: "r", update: del).changed)
+        #expect(try store.syncStep2(room: "r", forStateVector: StateVector([1: 5])) == hex("00 01 01 01 01 01"))
+        // rooms are independent
+        #expect(try store.stateVector(room: "other") == StateVector())
+    }
+
+    @Test func rejectsInvalidAndOversizedUpdates() throws {
+        var o = DocumentStoreOptions()
+        o.maxRoomBytes = 20
+        let store = DocumentStore(persistence: InMemoryPersistence(), options: o)
+        #expect(throws: DocumentStoreError.self) { try store.applyUpdate(room: "r", update: hex("01 01 01")) }
+        try store.applyUpdate(room: "r", update: Self.u0)  // 12 bytes
+        #expect(throws: DocumentStoreError.roomTooLarge(room: "r", limit: 20)) {
+            try store.applyUpdate(room: "r", update: Self.u2)
+        }
+        #expect(try store.stateVector(room: "r") == StateVector([1: 2]))
+        #expect(throws: DocumentStoreError.self) { try store.syncStep2(room: "r", forEncodedStateVector: hex("05 01")) }
+    }
+
+    @Test func evictsIdleRoomsAndReloads() throws {
+        let clock = ManualClock()
+        var o = DocumentStoreOptions()
+        o.idleTimeout = .seconds(60)
+        let store = DocumentStore(persistence: InMemoryPersistence(), options: o, clock: clock.source)
+        try store.applyUpdate(room: "a", update: Self.u0)
+        try store.applyUpdate(room: "b", update: Self.u0)
+        clock.advance(.seconds(30))
+        try store.applyUpdate(room: "b", update: Self.u1)
+        clock.advance(.seconds(31))
+        #expect(store.evictIdleRooms() == ["a"])
+        #expect(store.loadedRooms == ["b"])
+        // awareness keeps a room loaded until it expires
+        _ = try store.applyAwareness(room: "b", update: AwarenessUpdate(entries: [.init(clientID: 1, clock: 1, state: "{}")]).encoded(), from: 1)
+        clock.advance(.seconds(61))
+        #expect(store.evictIdleRooms() == ["b"])
+        #expect(try store.stateVector(room: "a") == StateVector([1: 2]))
+        #expect(try store.stateVector(room: "b") == StateVector([1: 3]))
+    }
+
+    @Test func awarenessThroughStore() throws {
+        let clock = ManualClock()
+        let store = DocumentStore(persistence: InMemoryPersistence(), clock: clock.source)
+        let set = hex("01 01 01 0c 7b 22 75 73 65 72 22 3a 22 61 22 7d")
+        #expect(try store.applyAwareness(room: "r", update: set, from: 7) == set)
+        #expect(try store.applyAwareness(room: "r", update: set, from: 7) == nil)  // stale: no rebroadcast
+        #expect(try store.awarenessStates(room: "r") == set)
+        #expect(try store.connectionClosed(room: "r", connection: 7) == hex("01 01 01 04 6e 75 6c 6c"))
+        #expect(try store.awarenessStates(room: "r") == nil)
+        _ = try store.applyAwareness(room: "r", update: set, from: 8)  // same clock: stale
+        #expect(try store.awarenessStates(room: "r") == nil)
+    }
+
+    @Test func sqliteSurvivesRestartAndCompacts() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("yjs-store-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("rooms.sqlite").path
+        var o = DocumentStoreOptions()
+        o.persistCompactionThreshold = 10
+        o.backgroundCompaction = false
+        o.foldMinPending = 4
+        // 25 single-character appends by client 3, each an update of its own
+        var updates: [[UInt8]] = []
+        for i in 0..<25 {
+            var e = Lib0Encoder()
+            if i == 0 { e.writeRaw(hex("01 01 03 00 04 01 01 74 01 61 00")) } else {
+                e.writeRaw([1, 1, 3]); e.writeVarUInt(UInt64(i)); e.writeUInt8(0x84)
+                e.writeUInt8(3); e.writeVarUInt(UInt64(i - 1)); e.writeRaw([1, 0x61 + UInt8(i % 26), 0])
+            }
+            updates.append(e.bytes)
+        }
+        let expected = try YUpdate.merge(updates)
+        do {
+            let p = try SQLitePersistence(path: path)
+            let store = DocumentStore(persistence: p, options: o)
+            for u in updates { #expect(try store.applyUpdate(room: "doc", update: u).changed) }
+            #expect(try p.logCount(room: "doc") == 5)  // 20 compacted into the snapshot
+            // no shutdown: the store is simply dropped, as in a crash after the last ack
+        }
+        let p2 = try SQLitePersistence(path: path)
+        let store2 = DocumentStore(persistence: p2, options: o)
+        #expect(try store2.stateVector(room: "doc") == StateVector([3: 25]))
+        #expect(try store2.encodedState(room: "doc") == expected)
+        #expect(try !store2.applyUpdate(room: "doc", update: updates[7]).changed)
+        try store2.compact(room: "doc")
+        #expect(try p2.logCount(room: "doc") == 0)
+        let store3 = DocumentStore(persistence: try SQLitePersistence(path: path), options: o)
+        #expect(try store3.encodedState(room: "doc") == expected)
+    }
+
+    @Test func concurrentRoomsAndConnections() async throws {
+        var o = DocumentStoreOptions()
+        o.foldMinPending = 3
+        o.persistCompactionThreshold = 7
+        let store = DocumentStore(persistence: InMemoryPersistence(), options: o)
+        // 4 rooms; in each, 8 clients append 20 characters each, concurrently.
+        func update(client: UInt64, i: Int) -> [UInt8] {
+            var e = Lib0Encoder()
+            e.writeRaw([1, 1]); e.writeVarUInt(client); e.writeVarUInt(UInt64(i))
+            if i == 0 { e.writeRaw(hex("04 01 01 74 01 78 00")) } else {
+                e.writeUInt8(0x84); e.writeVarUInt(client); e.writeVarUInt(UInt64(i - 1)); e.writeRaw([1, 0x79, 0])
+            }
+            return e.bytes
+        }
+        try await withThrowingTaskGroup(of: Void.self) { g in
+            for room in 0..<4 {
+                for client in 1...8 {
+                    g.addTask {
+                        for i in 0..<20 { try store.applyUpdate(room: "room\(room)", update: update(client: UInt64(client), i: i)) }
+                        _ = try store.syncStep2(room: "room\(room)", forStateVector: StateVector())
+                    }
+                }
+            }
+            try await g.waitForAll()
+        }
+        var want = StateVector()
+        for c in 1...8 { want[UInt64(c)] = 20 }
+        for room in 0..<4 {
+            #expect(try store.stateVector(room: "room\(room)") == want)
+            let state = try store.encodedState(room: "room\(room)")
+            #expect(try YUpdate.stateVector(of: state) == want)
+        }
+    }
+}
