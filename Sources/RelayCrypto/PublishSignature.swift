@@ -276,9 +276,9 @@ public final class InMemoryReplayCache: ReplayCache {
 /// Order of checks (the wordsocket plugin depends on the first two): the site
 /// key must exist, then the signature headers must be present, then the
 /// timestamp must be inside the window, then the signature must match, then
-/// (v2) the nonce must be fresh. A non-hex signature is a bad signature, not a
-/// malformed request, so the plugin's `dummy` existence probe reads
-/// `invalid_signature`.
+/// (v2) the nonce must be fresh. A v1 signature that is not 64 hex characters
+/// is a bad signature before anything else is checked, so the plugin's
+/// `dummy` existence probe always reads `invalid_signature`.
 public struct PublishVerifier: Sendable {
     /// Looks up the publish secrets of a site key; nil when the site is unknown.
     public typealias SecretLookup = @Sendable (String) -> [PublishSecret]?
@@ -322,9 +322,11 @@ public struct PublishVerifier: Sendable {
         guard let sign = request.header(PublishSignatureV1.signatureHeader) else {
             throw .malformed("missing \(PublishSignatureV1.signatureHeader)")
         }
+        // A signature that cannot be one (the plugin's "dummy" probe) is a bad
+        // signature whatever the timestamp says.
+        guard sign.utf8.count == 64, let given = Hex.decode(sign) else { throw .badSignature }
         let ts = try Self.parseTimestamp(request.header(PublishSignatureV1.timestampHeader))
         try checkWindow(ts, nowMs: nowMs)
-        guard sign.utf8.count == 64, let given = Hex.decode(sign) else { throw .badSignature }
         for secret in secrets where secret.isValid(atMs: nowMs) {
             let expected = PublishSignatureV1.tag(body: request.body, timestampMs: ts, key: secret.key)
             if ConstantTime.equals(expected, given) {

@@ -1,0 +1,143 @@
+import Foundation
+import Hummingbird
+import HummingbirdWebSocket
+import RelayCore
+import RelayCrypto
+
+extension RelayService {
+    /// `/api/sites/*`: the contract's register/unregister plus operator endpoints, behind the admin key.
+    func addAdminRoutes(to router: Router<BasicWebSocketRequestContext>) {
+        router.post("/api/sites/register") { request, _ in await self.admin(request) { body in self.register(body) } }
+        router.post("/api/sites/unregister") { request, _ in await self.unregister(request) }
+        router.get("/api/sites") { request, _ in await self.admin(request) { _ in
+            HTTPReply.json(.object([("sites", .array(self.sites.list().map { Self.publicJSON($0) }))]))
+        } }
+        router.post("/api/sites/add") { request, _ in await self.admin(request) { body in self.addSite(body) } }
+        router.post("/api/sites/rotate") { request, _ in await self.admin(request) { body in
+            guard let key = body["site_key"]?.stringValue else { return HTTPReply.error("invalid_body", "site_key required", status: .badRequest) }
+            do {
+                let r = try self.sites.rotate(siteKey: key, graceSeconds: body["grace_seconds"]?.int64Value ?? self.configuration.rotationGraceSeconds,
+                                              rotateJWTSecret: body["rotate_jwt_secret"]?.boolValue ?? false)
+                return HTTPReply.json(Self.credentialsJSON(r))
+            } catch { return HTTPReply.error("not_found", "site not found", status: .notFound) }
+        } }
+        router.post("/api/sites/remove") { request, _ in await self.admin(request) { body in
+            guard let key = body["site_key"]?.stringValue else { return HTTPReply.error("invalid_body", "site_key required", status: .badRequest) }
+            do { try self.sites.remove(siteKey: key); return HTTPReply.json(.object([("ok", .bool(true))])) }
+            catch { return HTTPReply.error("not_found", "site not found", status: .notFound) }
+        } }
+    }
+
+    func bearer(_ request: Request) -> String? {
+        guard let auth = request.headers[.authorization], auth.hasPrefix("Bearer ") else { return nil }
+        return String(auth.dropFirst(7)).trimmingCharacters(in: .whitespaces)
+    }
+
+    func admin(_ request: Request, _ body: (JSONValue) -> Response) async -> Response {
+        guard let key = bearer(request), ConstantTime.equals(key, adminKey) else {
+            return HTTPReply.error("invalid_api_key", "missing or wrong admin API key", status: .unauthorized)
+        }
+        guard let bytes = await readBody(request, limit: 64 * 1024) else {
+            return HTTPReply.error("payload_too_large", "body too large", status: .contentTooLarge)
+        }
+        let json: JSONValue
+        if bytes.allSatisfy({ $0 == 0x20 || $0 == 0x0a || $0 == 0x0d || $0 == 0x09 }) { json = .object([]) }
+        else {
+            guard let parsed = try? JSONParser.parse(bytes) else { return HTTPReply.error("invalid_body", "body is not JSON", status: .badRequest) }
+            json = parsed
+        }
+        return body(json)
+    }
+
+    static func credentialsJSON(_ r: SiteRecord) -> JSONValue {
+        var m: [(String, JSONValue)] = [("site_key", .string(r.siteKey)), ("site_id", .string(r.siteID))]
+        if let current = r.publishSecrets.last(where: { $0.validUntilMs == nil }) ?? r.publishSecrets.last {
+            m.append(("publish_secret", .string(current.secret)))
+            m.append(("publish_key_id", .string(current.keyID)))
+        }
+        if let j = r.jwtSecret { m.append(("jwt_secret", .string(j))) }
+        return .object(m)
+    }
+
+    static func publicJSON(_ r: SiteRecord) -> JSONValue {
+        .object([("site_key", .string(r.siteKey)), ("site_id", .string(r.siteID)), ("site_url", r.siteURL.map(JSONValue.string) ?? .null),
+                 ("site_name", r.siteName.map(JSONValue.string) ?? .null), ("archived", .bool(r.archived)),
+                 ("publish_key_ids", .array(r.publishSecrets.map { .string($0.keyID) })),
+                 ("eddsa", .bool(r.ed25519PublicKey != nil)),
+                 ("limits", (try? JSONParser.parse(LimitsCodec.encode(r.limits))) ?? .null)])
+    }
+
+    /// Contract: `{"site_url","site_name"}` → `{"site_key","publish_secret","jwt_secret"}`. Re-registering an
+    /// archived (or existing) URL returns the same site key with fresh secrets.
+    func register(_ body: JSONValue) -> Response {
+        guard let url = body["site_url"]?.stringValue, !url.isEmpty else {
+            return HTTPReply.error("invalid_body", "site_url required", status: .badRequest)
+        }
+        let name = body["site_name"]?.stringValue
+        do {
+            if var existing = sites.record(siteURL: url) {
+                let fresh = SiteRecord.generate(siteURL: url, siteName: name, limits: existing.limits)
+                existing.publishSecrets = fresh.publishSecrets
+                existing.jwtSecret = fresh.jwtSecret
+                existing.siteName = name ?? existing.siteName
+                existing.archived = false
+                try sites.save(existing)
+                return HTTPReply.json(Self.credentialsJSON(existing))
+            }
+            let record = SiteRecord.generate(siteURL: url, siteName: name, limits: configuration.defaultSiteLimits)
+            try sites.add(record)
+            return HTTPReply.json(Self.credentialsJSON(record))
+        } catch {
+            return HTTPReply.error("internal_error", "could not store the site", status: .internalServerError)
+        }
+    }
+
+    /// Operator import: create a site with given credentials (e.g. ones a WordPress install already has).
+    func addSite(_ body: JSONValue) -> Response {
+        var record = SiteRecord.generate(siteURL: body["site_url"]?.stringValue, siteName: body["site_name"]?.stringValue,
+                                         limits: configuration.defaultSiteLimits)
+        if let k = body["site_key"]?.stringValue { record.siteKey = k }
+        if let s = body["publish_secret"]?.stringValue { record.publishSecrets = [StoredPublishSecret(keyID: body["publish_key_id"]?.stringValue ?? "k1", secret: s)] }
+        if let j = body["jwt_secret"] { record.jwtSecret = j.stringValue }
+        if let pk = body["ed25519_public_key"]?.stringValue {
+            guard let raw = Base64.decode(pk, .url) ?? Base64.decode(pk, .standard), raw.count == 32 else {
+                return HTTPReply.error("invalid_body", "ed25519_public_key must be 32 bytes base64", status: .badRequest)
+            }
+            record.ed25519PublicKey = raw
+        }
+        if let l = body["limits"] { record.limits = LimitsCodec.apply(l, to: record.limits) }
+        do {
+            try sites.add(record)
+            return HTTPReply.json(Self.credentialsJSON(record))
+        } catch SiteStoreError.duplicateKey {
+            return HTTPReply.error("duplicate", "a site with this key exists", status: .conflict)
+        } catch {
+            return HTTPReply.error("internal_error", "could not store the site", status: .internalServerError)
+        }
+    }
+
+    /// Contract: optional bearer key plus `{"site_key","publish_secret"}` in the body; archives the site.
+    func unregister(_ request: Request) async -> Response {
+        if let key = bearer(request), !ConstantTime.equals(key, adminKey) {
+            return HTTPReply.error("invalid_api_key", "wrong admin API key", status: .unauthorized)
+        }
+        guard let bytes = await readBody(request, limit: 64 * 1024), let body = try? JSONParser.parse(bytes),
+              let siteKey = body["site_key"]?.stringValue, let secret = body["publish_secret"]?.stringValue else {
+            return HTTPReply.error("invalid_body", "site_key and publish_secret required", status: .badRequest)
+        }
+        guard let record = sites.record(key: siteKey) else {
+            return HTTPReply.error("not_found", "site not found", status: .notFound)
+        }
+        guard record.publishSecrets.contains(where: { ConstantTime.equals($0.secret, secret) }) else {
+            return HTTPReply.error("unauthorized", "publish_secret does not match", status: .forbidden)
+        }
+        do { try sites.archive(siteKey: siteKey) } catch {
+            return HTTPReply.error("internal_error", "could not archive the site", status: .internalServerError)
+        }
+        // Connected browsers of an archived site are closed with 4003.
+        for e in sessions.all() where e.connection.siteID == record.siteID {
+            engine.disconnect(e.connection, code: .siteNotFound, reason: "site unregistered", flushPending: true)
+        }
+        return HTTPReply.json(.object([("ok", .bool(true))]))
+    }
+}

@@ -1,1 +1,0 @@
-// RelayServer: HTTP, WebSocket and SSE transport.

@@ -1,0 +1,183 @@
+import Foundation
+import Hummingbird
+import HummingbirdWebSocket
+import Logging
+import Metrics
+import NIOCore
+import Prometheus
+import RelayCore
+import RelayCrypto
+import ServiceLifecycle
+import Synchronization
+
+/// The relay: engine, site store, token and signature verification, and the
+/// HTTP/WebSocket/SSE application on Hummingbird 2.
+public final class RelayService: Sendable {
+    public let configuration: ServerConfiguration
+    public let engine: RelayEngine
+    public let sites: SiteStore
+    public let adminKey: String
+    public let metricsRegistry: PrometheusCollectorRegistry
+    let tokens: TokenAuthority
+    let publishVerifier: PublishVerifier
+    let sessions = SessionRegistry()
+    let logger: Logger
+    let startedAt = Date()
+    let publishedMessages = Atomic<Int>(0)
+    let shuttingDown = Atomic<Bool>(false)
+    let metrics: ServerMetrics
+
+    /// Opens the data directory (or memory when `dataDirectory` is empty) and builds the engine.
+    public init(configuration: ServerConfiguration, logger: Logger = Logger(label: "relayd"),
+                metricsRegistry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) throws {
+        self.configuration = configuration
+        self.logger = logger
+        self.metricsRegistry = metricsRegistry
+        let dir = configuration.dataDirectory.isEmpty ? nil : configuration.dataDirectory
+        sites = try SiteStore(directory: dir)
+        adminKey = try configuration.adminAPIKey ?? Self.loadOrCreateAdminKey(directory: dir)
+        var engineConfig = configuration.engine
+        let factory = PrometheusMetricsFactory(registry: metricsRegistry)
+        if engineConfig.metricsFactory == nil { engineConfig.metricsFactory = factory }
+        engineConfig.logger = logger
+        engine = RelayEngine(registry: sites, configuration: engineConfig)
+        metrics = ServerMetrics(factory: engineConfig.metricsFactory ?? factory)
+        tokens = TokenAuthority(
+            registry: sites,
+            options: JWTVerificationOptions(leewaySeconds: configuration.tokenLeeway, maxTokenBytes: configuration.maxTokenBytes),
+            now: { Clock.nowSeconds })
+        let store = sites
+        publishVerifier = PublishVerifier(
+            windowMs: configuration.signatureWindow * 1000,
+            replayCache: InMemoryReplayCache(capacity: configuration.replayCacheCapacity),
+            lookup: { store.publishSecrets(siteKey: $0) })
+    }
+
+    static func loadOrCreateAdminKey(directory: String?) throws -> String {
+        guard let directory else { return Hex.encode(SecureRandom.bytes(count: 32)) }
+        let path = directory + "/admin.key"
+        if let data = FileManager.default.contents(atPath: path),
+           let key = String(data: data, encoding: .utf8)?.trimmingCharacters(in: .whitespacesAndNewlines), key.count >= 32 {
+            return key
+        }
+        let key = Hex.encode(SecureRandom.bytes(count: 32))
+        _ = FileManager.default.createFile(atPath: path, contents: Data((key + "\n").utf8), attributes: [.posixPermissions: 0o600])
+        return key
+    }
+
+    /// Creates the dev site when the registry is empty and the configuration asks for it.
+    /// Returns the new site, or nil when sites already exist.
+    public func ensureDevSite() throws -> SiteRecord? {
+        guard configuration.createDevSite, sites.list().isEmpty else { return nil }
+        let record = SiteRecord.generate(siteURL: "http://localhost", siteName: "dev", limits: configuration.defaultSiteLimits)
+        try sites.add(record)
+        return record
+    }
+
+    /// The Hummingbird application, ready to run.
+    public func makeApplication(extraServices: [any Service] = []) -> some ApplicationProtocol {
+        let router = Router(context: BasicWebSocketRequestContext.self)
+        router.add(middleware: CORSMiddleware(
+            allowOrigin: configuration.corsAllowOrigin == "*" ? .all : .custom(configuration.corsAllowOrigin),
+            allowHeaders: [.contentType, .authorization, .init("Last-Event-ID")!],
+            allowMethods: [.get, .post, .options]))
+        addHTTPRoutes(to: router)
+        addWebSocketRoute(to: router)
+        let wsConfig = WebSocketServerConfiguration(
+            maxFrameSize: configuration.maxFrameBytes,
+            autoPing: .disabled,
+            closeTimeout: .seconds(5))
+        return Application(
+            router: router,
+            server: .http1WebSocketUpgrade(webSocketRouter: router, configuration: .init(ws: wsConfig)),
+            configuration: ApplicationConfiguration(address: .hostname(configuration.host, port: configuration.port),
+                                                    serverName: "relayd"),
+            services: [MaintenanceService(relay: self)] + extraServices,
+            logger: logger)
+    }
+}
+
+/// Server-level counters (the engine counts its own).
+struct ServerMetrics: Sendable {
+    let httpPublishes: Metrics.Counter
+    let httpPublishRejections: CounterFactory
+    let factory: any MetricsFactory
+
+    init(factory: any MetricsFactory) {
+        self.factory = factory
+        httpPublishes = Metrics.Counter(label: "relay_http_publish_total", dimensions: [], factory: factory)
+        httpPublishRejections = CounterFactory(factory: factory)
+    }
+
+    struct CounterFactory: Sendable {
+        let factory: any MetricsFactory
+        func increment(code: String) {
+            Metrics.Counter(label: "relay_http_publish_rejected_total", dimensions: [("error", code)], factory: factory).increment()
+        }
+    }
+}
+
+/// Engine maintenance and keepalive on one shared timer; on graceful
+/// shutdown, closes every connection with 4500 and a jittered retry hint.
+struct MaintenanceService: Service {
+    let relay: RelayService
+
+    func run() async throws {
+        let cfg = relay.configuration
+        var lastPing = Clock.nowMs, lastSSEBeat = Clock.nowMs, lastUsageFlush = Clock.nowMs
+        await withGracefulShutdownHandler {
+            while !Task.isShuttingDownGracefully && !Task.isCancelled {
+                try? await Task.sleep(for: .milliseconds(Int64(cfg.maintenanceInterval * 1000)))
+                relay.engine.tick()
+                _ = relay.engine.closeExpired()
+                let now = Clock.nowMs
+                if Double(now - lastPing) >= cfg.pingInterval * 1000 {
+                    lastPing = now
+                    relay.pingAndReapIdle(nowMs: now)
+                }
+                if Double(now - lastSSEBeat) >= cfg.sseHeartbeatInterval * 1000 {
+                    lastSSEBeat = now
+                    for e in relay.sessions.all() where e.isSSE { _ = relay.engine.send(Wire.sseKeepalive, to: e.connection) }
+                }
+                if now - lastUsageFlush >= 30_000 {
+                    lastUsageFlush = now
+                    try? relay.sites.flushUsage()
+                }
+            }
+        } onGracefulShutdown: {
+            relay.beginShutdown()
+        }
+        try? relay.sites.flushUsage()
+    }
+}
+
+extension RelayService {
+    /// Sends `{"type":"ping"}` to every WebSocket and closes the ones silent for longer than `idleTimeout`.
+    func pingAndReapIdle(nowMs: Int64) {
+        let idleMs = Int64(configuration.idleTimeout * 1000)
+        for e in sessions.all() where !e.isSSE {
+            if nowMs - e.lastInboundMs.load(ordering: .relaxed) > idleMs {
+                engine.disconnect(e.connection, code: RelayCloseCodes.idleTimeout, reason: "no frames for \(Int(configuration.idleTimeout)) s", flushPending: true)
+            } else {
+                _ = engine.send(Wire.ping, to: e.connection)
+            }
+        }
+    }
+
+    /// Stops readiness, then closes every connection with 4500 after its queued frames.
+    public func beginShutdown() {
+        guard !shuttingDown.exchange(true, ordering: .relaxed) else { return }
+        logger.info("shutting down: closing \(engine.connectionCount) connections with 4500")
+        engine.shutdown(retryAfterMs: configuration.shutdownRetryAfterMs)
+    }
+}
+
+/// Close codes the server adds to RelayCore's.
+public enum RelayCloseCodes {
+    /// No frame (not even `pong`) from the client within `idleTimeout`.
+    public static let idleTimeout = CloseCode(4002)
+    /// The process is at `maxConnections`.
+    public static let serverFull = CloseCode(1013)
+    /// No token arrived (query, subprotocol or first `auth` frame) in time.
+    public static let authTimeout = CloseCode(4001)
+}

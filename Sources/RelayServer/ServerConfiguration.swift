@@ -1,0 +1,54 @@
+import RelayCore
+
+/// Everything relayd can be told. Every limit is here, with its default;
+/// `relayd --help` and `Docs/self-hosting.md` document them.
+public struct ServerConfiguration: Sendable {
+    /// Listen address. Default: loopback only.
+    public var host = "127.0.0.1"
+    public var port = 8080
+    /// Where the site registry (SQLite) and admin key live.
+    public var dataDirectory = "./relay-data"
+    /// Bearer key for `/api/sites/*`. When nil, one is generated on first start and kept in `<data>/admin.key`.
+    public var adminAPIKey: String?
+    /// Create a dev site on first start when the registry is empty.
+    public var createDevSite = true
+
+    /// Largest WebSocket frame (and message) accepted or sent. The wordsocket client stays under 2 MiB.
+    public var maxFrameBytes = 2 << 20
+    /// Largest `POST /publish` body.
+    public var maxPublishBodyBytes = 4 << 20
+    /// Most publications in one `POST /publish/batch`.
+    public var maxBatchSize = 100
+    /// Process-wide cap on open WebSocket + SSE connections (the machine allows ~20,000 files per process).
+    public var maxConnections = 18_000
+    /// JSON `{"type":"ping"}` interval (contract: 20 s).
+    public var pingInterval: Double = 20
+    /// Close a WebSocket that sent nothing (not even `pong`) for this long.
+    public var idleTimeout: Double = 65
+    /// SSE comment heartbeat interval.
+    public var sseHeartbeatInterval: Double = 15
+    /// How often the engine's maintenance runs (coalesced events, expiry, history ageing).
+    public var maintenanceInterval: Double = 0.5
+    /// Accepted JWT clock skew, seconds.
+    public var tokenLeeway: Int64 = 5
+    /// Largest token accepted, bytes.
+    public var maxTokenBytes = 8192
+    /// Publish signature window (both directions), seconds.
+    public var signatureWindow: Int64 = 60
+    /// Nonces remembered for v2 signatures.
+    public var replayCacheCapacity = 1_000_000
+    /// Grace for the previous publish secret after `site rotate`, seconds.
+    public var rotationGraceSeconds: Int64 = 3600
+    /// `Access-Control-Allow-Origin` for the browser-facing endpoints (`*` or one origin).
+    public var corsAllowOrigin = "*"
+    /// Reconnect hint range sent with the shutdown close (4500), milliseconds.
+    public var shutdownRetryAfterMs: ClosedRange<Int> = 1000...10_000
+    /// How long shutdown waits for queued frames to flush, seconds.
+    public var shutdownFlushTimeout: Double = 5
+    /// Limits given to sites created by registration or `site add` without explicit limits.
+    public var defaultSiteLimits = SiteLimits()
+    /// The engine's own settings (outbox bytes/frames, history, presence, idempotency).
+    public var engine = EngineConfiguration()
+
+    public init() {}
+}

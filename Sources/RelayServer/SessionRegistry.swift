@@ -1,0 +1,47 @@
+import Foundation
+import RelayCore
+import Synchronization
+
+/// The live WebSocket and SSE sessions of this process, for the shared
+/// keepalive timer (one timer for all connections, not one per connection).
+final class SessionRegistry: Sendable {
+    final class Entry: Sendable {
+        let connection: RelayConnection
+        let isSSE: Bool
+        /// Last time a frame arrived from the client (Unix seconds × 1000).
+        let lastInboundMs: Atomic<Int64>
+
+        init(connection: RelayConnection, isSSE: Bool, nowMs: Int64) {
+            self.connection = connection
+            self.isSSE = isSSE
+            self.lastInboundMs = Atomic(nowMs)
+        }
+
+        func touch(nowMs: Int64) { lastInboundMs.store(nowMs, ordering: .relaxed) }
+    }
+
+    private let entries = Mutex<[UInt64: Entry]>([:])
+    let count = Atomic<Int>(0)
+
+    /// Reserves a slot under `limit`; false when the process is full.
+    func reserve(limit: Int) -> Bool {
+        while true {
+            let c = count.load(ordering: .relaxed)
+            if c >= limit { return false }
+            if count.compareExchange(expected: c, desired: c + 1, ordering: .relaxed).exchanged { return true }
+        }
+    }
+
+    func release() { count.wrappingSubtract(1, ordering: .relaxed) }
+
+    func add(_ entry: Entry) { entries.withLock { $0[entry.connection.id] = entry } }
+
+    func remove(_ connection: RelayConnection) { _ = entries.withLock { $0.removeValue(forKey: connection.id) } }
+
+    func all() -> [Entry] { entries.withLock { Array($0.values) } }
+}
+
+enum Clock {
+    static var nowMs: Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
+    static var nowSeconds: Int64 { Int64(Date().timeIntervalSince1970) }
+}

@@ -1,0 +1,76 @@
+import RelayCore
+import RelayCrypto
+
+/// Turns a connection token into a `ConnectionGrant`.
+///
+/// The token names its site in the `site_id` claim; that claim is read
+/// unverified only to pick the site's key, then the whole token is verified
+/// with that key (HS256 secret or Ed25519 public key: the key pins the
+/// algorithm). A site with both accepts either algorithm, each with its own key.
+public struct TokenAuthority: Sendable {
+    public let registry: any SiteRegistry
+    public let options: JWTVerificationOptions
+    public let now: @Sendable () -> Int64
+
+    public init(registry: any SiteRegistry, options: JWTVerificationOptions, now: @escaping @Sendable () -> Int64) {
+        self.registry = registry
+        self.options = options
+        self.now = now
+    }
+
+    /// Why a token was refused, with the close code to use.
+    public struct Refusal: Error, Sendable {
+        public let code: CloseCode
+        public let reason: String
+    }
+
+    /// Verifies `token` and maps it to a grant for `format`.
+    public func grant(for token: String, sse: Bool) -> Result<ConnectionGrant, Refusal> {
+        guard token.utf8.count <= options.maxTokenBytes else { return .failure(Refusal(code: .invalidToken, reason: "token too large")) }
+        guard let siteID = Self.unverifiedSiteID(token) else {
+            return .failure(Refusal(code: .invalidToken, reason: "token has no site_id"))
+        }
+        guard let site = registry.site(id: siteID) else {
+            return .failure(Refusal(code: .siteNotFound, reason: "site not found"))
+        }
+        if site.revoked { return .failure(Refusal(code: .siteNotFound, reason: "site not found")) }
+        var verifiers: [JWTVerifier] = []
+        if let secret = site.jwtSecret { verifiers.append(.hs256(secret: secret, options: options)) }
+        if let pk = site.ed25519PublicKey, let key = try? Ed25519.PublicKey(pk) {
+            verifiers.append(JWTVerifier(key: .ed25519(key), options: options))
+        }
+        var lastError: JWTError = .badSignature
+        for v in verifiers {
+            do {
+                let claims = try v.verify(token, now: now())
+                guard claims.siteID == site.siteID else { return .failure(Refusal(code: .invalidToken, reason: "site_id mismatch")) }
+                return .success(Self.grant(from: claims, site: site, sse: sse))
+            } catch .algorithmMismatch(let a) {
+                lastError = .algorithmMismatch(a)
+                continue
+            } catch {
+                return .failure(Refusal(code: .invalidToken, reason: "token refused: \(error)"))
+            }
+        }
+        return .failure(Refusal(code: .invalidToken, reason: "token refused: \(lastError)"))
+    }
+
+    /// The contract's defaults: both prefix lists default to `site:{site_id}:`; `v` defaults to 1.
+    static func grant(from c: JWTClaims, site: Site, sse: Bool) -> ConnectionGrant {
+        let v = c.version ?? 1
+        let all = ["site:\(site.siteID):"]
+        return ConnectionGrant(siteID: site.siteID, userID: c.userID ?? c.subject ?? "0",
+                               subscribePrefixes: c.allowedChannelPrefixes ?? all,
+                               publishPrefixes: c.allowedPublishPrefixes ?? all,
+                               expiresAt: c.expiresAt ?? Int64.max, protocolVersion: v,
+                               wireFormat: sse ? .sse(protocolVersion: v) : .webSocket)
+    }
+
+    /// `site_id` from the payload without verifying anything (key lookup only).
+    static func unverifiedSiteID(_ token: String) -> String? {
+        let parts = token.utf8.split(separator: UInt8(ascii: "."), maxSplits: 3, omittingEmptySubsequences: false)
+        guard parts.count == 3, let payload = Base64.decode(bytes: Array(parts[1]), .url),
+              let json = try? JSONParser.parse(payload, maxDepth: 16) else { return nil }
+        return json["site_id"]?.stringValue
+    }
+}

@@ -1,0 +1,132 @@
+import ArgumentParser
+import Foundation
+import Logging
+import RelayCore
+import RelayServer
+import ServiceLifecycle
+
+/// relayd: parses configuration (flags > environment > config file > defaults) and runs the relay.
+@main
+struct Relayd: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "relayd",
+        abstract: "Self-hostable realtime relay for WordPress (wordsocket-compatible).",
+        discussion: """
+            With no configuration at all: listens on 127.0.0.1:8080, keeps data in ./relay-data, and creates a \
+            dev site on first start, printing its credentials. Every option can also be set by the environment \
+            variable shown (RELAY_…) or in a JSON config file (--config, keys as the long option names). \
+            Precedence: flag, then environment, then file, then default. See Docs/self-hosting.md.
+            """)
+
+    @Option(help: "JSON config file (keys are the long option names, e.g. {\"port\":8080}). Env: RELAY_CONFIG")
+    var config: String?
+
+    @Option(help: "Listen address. Env: RELAY_HOST [default: 127.0.0.1]") var host: String?
+    @Option(help: "Listen port. Env: RELAY_PORT [default: 8080]") var port: Int?
+    @Option(name: .customLong("data-dir"), help: "Data directory (site registry, admin key). Env: RELAY_DATA_DIR [default: ./relay-data]") var dataDir: String?
+    @Option(name: .customLong("admin-key"), help: "Admin API key for /api/sites/*. Env: RELAY_ADMIN_KEY [default: generated into <data-dir>/admin.key]") var adminKey: String?
+    @Option(name: .customLong("dev-site"), help: "Create a dev site when there is none (true/false). Env: RELAY_DEV_SITE [default: true]") var devSite: Bool?
+    @Option(name: .customLong("max-frame-bytes"), help: "Largest WebSocket frame/message. Env: RELAY_MAX_FRAME_BYTES [default: 2097152]") var maxFrameBytes: Int?
+    @Option(name: .customLong("max-publish-body-bytes"), help: "Largest POST /publish body. Env: RELAY_MAX_PUBLISH_BODY_BYTES [default: 4194304]") var maxPublishBodyBytes: Int?
+    @Option(name: .customLong("max-batch"), help: "Most publications per /publish/batch. Env: RELAY_MAX_BATCH [default: 100]") var maxBatch: Int?
+    @Option(name: .customLong("max-connections"), help: "Process-wide connection cap (WebSocket + SSE). Env: RELAY_MAX_CONNECTIONS [default: 18000]") var maxConnections: Int?
+    @Option(name: .customLong("outbox-bytes"), help: "Per-connection outbound queue, bytes; overflow closes with 4008. Env: RELAY_OUTBOX_BYTES [default: 1048576]") var outboxBytes: Int?
+    @Option(name: .customLong("outbox-frames"), help: "Per-connection outbound queue, frames. Env: RELAY_OUTBOX_FRAMES [default: 16384]") var outboxFrames: Int?
+    @Option(name: .customLong("ping-interval"), help: "Seconds between {\"type\":\"ping\"} frames. Env: RELAY_PING_INTERVAL [default: 20]") var pingInterval: Double?
+    @Option(name: .customLong("idle-timeout"), help: "Close a silent WebSocket after this many seconds (4002). Env: RELAY_IDLE_TIMEOUT [default: 65]") var idleTimeout: Double?
+    @Option(name: .customLong("sse-heartbeat"), help: "Seconds between SSE comment heartbeats. Env: RELAY_SSE_HEARTBEAT [default: 15]") var sseHeartbeat: Double?
+    @Option(name: .customLong("token-leeway"), help: "Accepted JWT clock skew, seconds. Env: RELAY_TOKEN_LEEWAY [default: 5]") var tokenLeeway: Int64?
+    @Option(name: .customLong("signature-window"), help: "Publish signature timestamp window, seconds. Env: RELAY_SIGNATURE_WINDOW [default: 60]") var signatureWindow: Int64?
+    @Option(name: .customLong("rotation-grace"), help: "Seconds the previous publish secret stays valid after rotation. Env: RELAY_ROTATION_GRACE [default: 3600]") var rotationGrace: Int64?
+    @Option(name: .customLong("cors-origin"), help: "Access-Control-Allow-Origin. Env: RELAY_CORS_ORIGIN [default: *]") var corsOrigin: String?
+    @Option(name: .customLong("history-size"), help: "Publications kept per channel for recovery. Env: RELAY_HISTORY_SIZE [default: 200]") var historySize: Int?
+    @Option(name: .customLong("history-ttl"), help: "Seconds publications are kept for recovery. Env: RELAY_HISTORY_TTL [default: 300]") var historyTTL: Double?
+    @Option(name: .customLong("site-max-connections"), help: "Default per-site connection limit (4029). Env: RELAY_SITE_MAX_CONNECTIONS [default: 500]") var siteMaxConnections: Int?
+    @Option(name: .customLong("site-max-message-bytes"), help: "Default per-site message size limit. Env: RELAY_SITE_MAX_MESSAGE_BYTES [default: 65536]") var siteMaxMessageBytes: Int?
+    @Option(name: .customLong("site-monthly-quota"), help: "Default monthly message quota (0 = none). Env: RELAY_SITE_MONTHLY_QUOTA [default: 0]") var siteMonthlyQuota: Int?
+    @Option(name: .customLong("log-level"), help: "trace|debug|info|notice|warning|error. Env: RELAY_LOG_LEVEL [default: info]") var logLevel: String?
+
+    func run() async throws {
+        let env = ProcessInfo.processInfo.environment
+        let file = try loadConfigFile(config ?? env["RELAY_CONFIG"])
+        func pick<T>(_ flag: T?, _ name: String, _ parse: (String) -> T?) -> T? {
+            if let flag { return flag }
+            let envName = "RELAY_" + name.uppercased().replacingOccurrences(of: "-", with: "_")
+            if let v = env[envName], let parsed = parse(v) { return parsed }
+            if let v = file[name] { return parse(v) }
+            return nil
+        }
+        var c = ServerConfiguration()
+        c.host = pick(host, "host", { $0 }) ?? c.host
+        c.port = pick(port, "port", { Int($0) }) ?? c.port
+        c.dataDirectory = pick(dataDir, "data-dir", { $0 }) ?? c.dataDirectory
+        c.adminAPIKey = pick(adminKey, "admin-key", { $0 })
+        c.createDevSite = pick(devSite, "dev-site", { Bool($0) }) ?? c.createDevSite
+        c.maxFrameBytes = pick(maxFrameBytes, "max-frame-bytes", { Int($0) }) ?? c.maxFrameBytes
+        c.maxPublishBodyBytes = pick(maxPublishBodyBytes, "max-publish-body-bytes", { Int($0) }) ?? c.maxPublishBodyBytes
+        c.maxBatchSize = pick(maxBatch, "max-batch", { Int($0) }) ?? c.maxBatchSize
+        c.maxConnections = pick(maxConnections, "max-connections", { Int($0) }) ?? c.maxConnections
+        c.engine.outbox.maxBytes = pick(outboxBytes, "outbox-bytes", { Int($0) }) ?? c.engine.outbox.maxBytes
+        c.engine.outbox.maxFrames = pick(outboxFrames, "outbox-frames", { Int($0) }) ?? c.engine.outbox.maxFrames
+        c.pingInterval = pick(pingInterval, "ping-interval", { Double($0) }) ?? c.pingInterval
+        c.idleTimeout = pick(idleTimeout, "idle-timeout", { Double($0) }) ?? c.idleTimeout
+        c.sseHeartbeatInterval = pick(sseHeartbeat, "sse-heartbeat", { Double($0) }) ?? c.sseHeartbeatInterval
+        c.tokenLeeway = pick(tokenLeeway, "token-leeway", { Int64($0) }) ?? c.tokenLeeway
+        c.signatureWindow = pick(signatureWindow, "signature-window", { Int64($0) }) ?? c.signatureWindow
+        c.rotationGraceSeconds = pick(rotationGrace, "rotation-grace", { Int64($0) }) ?? c.rotationGraceSeconds
+        c.corsAllowOrigin = pick(corsOrigin, "cors-origin", { $0 }) ?? c.corsAllowOrigin
+        if let n = pick(historySize, "history-size", { Int($0) }) { c.engine.history.defaultPolicy.maxPublications = n }
+        if let t = pick(historyTTL, "history-ttl", { Double($0) }) { c.engine.history.defaultPolicy.maxAge = t }
+        c.defaultSiteLimits.maxConnections = pick(siteMaxConnections, "site-max-connections", { Int($0) }) ?? c.defaultSiteLimits.maxConnections
+        c.defaultSiteLimits.maxMessageBytes = pick(siteMaxMessageBytes, "site-max-message-bytes", { Int($0) }) ?? c.defaultSiteLimits.maxMessageBytes
+        if let q = pick(siteMonthlyQuota, "site-monthly-quota", { Int($0) }) { c.defaultSiteLimits.monthlyMessageQuota = q > 0 ? q : nil }
+
+        let level = pick(logLevel.flatMap { Logger.Level(rawValue: $0) }, "log-level", { Logger.Level(rawValue: $0) }) ?? .info
+        LoggingSystem.bootstrap { label in
+            var h = StreamLogHandler.standardError(label: label)
+            h.logLevel = level
+            return h
+        }
+        let logger = Logger(label: "relayd")
+        let relay = try RelayService(configuration: c, logger: logger)
+        if let dev = try relay.ensureDevSite() {
+            printDevSite(dev, configuration: c)
+        }
+        say("relayd listening on http://\(c.host):\(c.port) (data: \(c.dataDirectory), sites: \(relay.sites.list().count))")
+        say("admin API key: \(c.adminAPIKey == nil ? "in \(c.dataDirectory)/admin.key" : "from configuration")")
+        let app = relay.makeApplication()
+        let group = ServiceGroup(configuration: .init(services: [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+    }
+
+    func loadConfigFile(_ path: String?) throws -> [String: String] {
+        guard let path else { return [:] }
+        guard let data = FileManager.default.contents(atPath: path),
+              let object = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw ValidationError("cannot read config file \(path) (expected a JSON object)")
+        }
+        return object.mapValues { "\($0)" }
+    }
+
+    func printDevSite(_ site: SiteRecord, configuration c: ServerConfiguration) {
+        let secret = site.publishSecrets.first?.secret ?? ""
+        let base = "http://\(c.host):\(c.port)"
+        say("""
+            ┌ dev site created (first start) ─────────────────────────────
+            │ site_key:       \(site.siteKey)
+            │ site_id:        \(site.siteID)
+            │ publish_secret: \(secret)
+            │ jwt_secret:     \(site.jwtSecret ?? "")
+            │ WordPress:      define('WPSignal\\BASE_URL', '\(base)');  (plus WPSIGNAL_SITE_KEY / _SITE_SECRET / _JWT_SECRET)
+            │ Try it:
+            │   relayctl subscribe --url \(base) --site-key \(site.siteKey) --jwt-secret \(site.jwtSecret ?? "") events &
+            │   relayctl publish --url \(base) --site-key \(site.siteKey) --secret \(secret) events hello '{"n":1}'
+            └──────────────────────────────────────────────────────────────
+            """)
+    }
+}
+
+/// Unbuffered stdout, so credentials and status lines appear at once even when piped.
+func say(_ s: String) {
+    FileHandle.standardOutput.write(Data((s + "\n").utf8))
+}

@@ -1,1 +1,0 @@
-print("relayd: not yet serving")
