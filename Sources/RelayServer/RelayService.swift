@@ -83,6 +83,7 @@ public final class RelayService: Sendable {
             allowMethods: [.get, .post, .options]))
         addHTTPRoutes(to: router)
         addWebSocketRoute(to: router)
+        addYjsRoutes(to: router)
         let wsConfig = WebSocketServerConfiguration(
             maxFrameSize: configuration.maxFrameBytes,
             autoPing: .disabled,
