@@ -9,6 +9,7 @@ let package = Package(
         .library(name: "RelayCore", targets: ["RelayCore"]),
         .library(name: "YjsSync", targets: ["YjsSync"]),
         .library(name: "RelayServer", targets: ["RelayServer"]),
+        .library(name: "RelayClient", targets: ["RelayClient"]),
         .executable(name: "relayd", targets: ["relayd"]),
         .executable(name: "relayctl", targets: ["relayctl"]),
     ],
@@ -65,10 +66,21 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "GRDB", package: "GRDB.swift"),
+            ]
+        ),
+
+        .target(
+            name: "RelayClient",
+            dependencies: [
+                "RelayCrypto",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
             ]
         ),
 
@@ -85,7 +97,7 @@ let package = Package(
         .executableTarget(
             name: "relayctl",
             dependencies: [
-                "RelayCrypto", "RelayCore", "YjsSync",
+                "RelayCrypto", "RelayCore", "YjsSync", "RelayServer", "RelayClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

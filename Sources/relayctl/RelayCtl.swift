@@ -3,12 +3,12 @@ import Foundation
 import RelayCrypto
 
 @main
-struct RelayCtl: ParsableCommand {
+struct RelayCtl: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "relayctl",
-        abstract: "Scripting tool for Relay: keys, tokens, signing, sealing.",
+        abstract: "Scripting tool for Relay: keys, tokens, signing, sealing, publishing, subscribing, sites, benchmarks.",
         discussion: "Every command exits 0 on success and prints a one-line error on stderr otherwise. See Docs/relayctl.md.",
-        subcommands: [Keygen.self, Token.self, Sign.self, Seal.self, Open.self, DeriveKey.self, Bench.self]
+        subcommands: [Keygen.self, Token.self, Sign.self, Seal.self, Open.self, DeriveKey.self, Publish.self, Subscribe.self, Stats.self, Health.self, SiteCommand.self, Bench.self]
     )
 }
 
