@@ -1,6 +1,9 @@
 import Foundation
 import Hummingbird
+import HummingbirdCore
+import HummingbirdTLS
 import HummingbirdWebSocket
+import NIOSSL
 import Logging
 import Metrics
 import NIOCore
@@ -75,7 +78,7 @@ public final class RelayService: Sendable {
     }
 
     /// The Hummingbird application, ready to run.
-    public func makeApplication(extraServices: [any Service] = []) -> some ApplicationProtocol {
+    public func makeApplication(extraServices: [any Service] = []) throws -> some ApplicationProtocol {
         let router = Router(context: BasicWebSocketRequestContext.self)
         router.add(middleware: CORSMiddleware(
             allowOrigin: configuration.corsAllowOrigin == "*" ? .all : .custom(configuration.corsAllowOrigin),
@@ -88,13 +91,31 @@ public final class RelayService: Sendable {
             maxFrameSize: configuration.maxFrameBytes,
             autoPing: .disabled,
             closeTimeout: .seconds(5))
+        var server: HTTPServerBuilder = .http1WebSocketUpgrade(webSocketRouter: router, configuration: .init(ws: wsConfig))
+        switch (configuration.tlsCertificatePath, configuration.tlsKeyPath) {
+        case (let cert?, let key?):
+            let tls = TLSConfiguration.makeServerConfiguration(
+                certificateChain: try NIOSSLCertificate.fromPEMFile(cert).map { .certificate($0) },
+                privateKey: .privateKey(try NIOSSLPrivateKey(file: key, format: .pem)))
+            server = try .tls(server, tlsConfiguration: tls)
+        case (nil, nil): break
+        default: throw RelayServerError.configuration("TLS needs both a certificate and a key")
+        }
         return Application(
             router: router,
-            server: .http1WebSocketUpgrade(webSocketRouter: router, configuration: .init(ws: wsConfig)),
+            server: server,
             configuration: ApplicationConfiguration(address: .hostname(configuration.host, port: configuration.port),
                                                     serverName: "relayd"),
             services: [MaintenanceService(relay: self)] + extraServices,
             logger: logger)
+    }
+}
+
+/// Startup errors.
+public enum RelayServerError: Error, CustomStringConvertible {
+    case configuration(String)
+    public var description: String {
+        switch self { case .configuration(let m): return m }
     }
 }
 

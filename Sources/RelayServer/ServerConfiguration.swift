@@ -10,6 +10,9 @@ public struct ServerConfiguration: Sendable {
     public var dataDirectory = "./relay-data"
     /// Bearer key for `/api/sites/*`. When nil, one is generated on first start and kept in `<data>/admin.key`.
     public var adminAPIKey: String?
+    /// PEM certificate chain and private key; when both are set relayd serves HTTPS/WSS directly.
+    public var tlsCertificatePath: String?
+    public var tlsKeyPath: String?
     /// Create a dev site on first start when the registry is empty.
     public var createDevSite = true
 

@@ -25,6 +25,8 @@ struct Relayd: AsyncParsableCommand {
     @Option(help: "Listen port. Env: RELAY_PORT [default: 8080]") var port: Int?
     @Option(name: .customLong("data-dir"), help: "Data directory (site registry, admin key). Env: RELAY_DATA_DIR [default: ./relay-data]") var dataDir: String?
     @Option(name: .customLong("admin-key"), help: "Admin API key for /api/sites/*. Env: RELAY_ADMIN_KEY [default: generated into <data-dir>/admin.key]") var adminKey: String?
+    @Option(name: .customLong("tls-cert"), help: "PEM certificate chain; with --tls-key serves HTTPS/WSS. Env: RELAY_TLS_CERT") var tlsCert: String?
+    @Option(name: .customLong("tls-key"), help: "PEM private key. Env: RELAY_TLS_KEY") var tlsKey: String?
     @Option(name: .customLong("dev-site"), help: "Create a dev site when there is none (true/false). Env: RELAY_DEV_SITE [default: true]") var devSite: Bool?
     @Option(name: .customLong("max-frame-bytes"), help: "Largest WebSocket frame/message. Env: RELAY_MAX_FRAME_BYTES [default: 2097152]") var maxFrameBytes: Int?
     @Option(name: .customLong("max-publish-body-bytes"), help: "Largest POST /publish body. Env: RELAY_MAX_PUBLISH_BODY_BYTES [default: 4194304]") var maxPublishBodyBytes: Int?
@@ -61,6 +63,8 @@ struct Relayd: AsyncParsableCommand {
         c.port = pick(port, "port", { Int($0) }) ?? c.port
         c.dataDirectory = pick(dataDir, "data-dir", { $0 }) ?? c.dataDirectory
         c.adminAPIKey = pick(adminKey, "admin-key", { $0 })
+        c.tlsCertificatePath = pick(tlsCert, "tls-cert", { $0 })
+        c.tlsKeyPath = pick(tlsKey, "tls-key", { $0 })
         c.createDevSite = pick(devSite, "dev-site", { Bool($0) }) ?? c.createDevSite
         c.maxFrameBytes = pick(maxFrameBytes, "max-frame-bytes", { Int($0) }) ?? c.maxFrameBytes
         c.maxPublishBodyBytes = pick(maxPublishBodyBytes, "max-publish-body-bytes", { Int($0) }) ?? c.maxPublishBodyBytes
@@ -92,9 +96,9 @@ struct Relayd: AsyncParsableCommand {
         if let dev = try relay.ensureDevSite() {
             printDevSite(dev, configuration: c)
         }
-        say("relayd listening on http://\(c.host):\(c.port) (data: \(c.dataDirectory), sites: \(relay.sites.list().count))")
+        say("relayd listening on \(c.tlsCertificatePath == nil ? "http" : "https")://\(c.host):\(c.port) (data: \(c.dataDirectory), sites: \(relay.sites.list().count))")
         say("admin API key: \(c.adminAPIKey == nil ? "in \(c.dataDirectory)/admin.key" : "from configuration")")
-        let app = relay.makeApplication()
+        let app = try relay.makeApplication()
         let group = ServiceGroup(configuration: .init(services: [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
     }
