@@ -49,7 +49,8 @@ public struct ServerConfiguration: Sendable {
     /// How long shutdown waits for queued frames to flush, seconds.
     public var shutdownFlushTimeout: Double = 5
     /// Limits given to sites created by registration or `site add` without explicit limits.
-    public var defaultSiteLimits = SiteLimits()
+    /// (1 MiB messages: the wordsocket Yjs provider sends updates up to 1 MiB.)
+    public var defaultSiteLimits = SiteLimits(maxMessageBytes: 1 << 20)
     /// The engine's own settings (outbox bytes/frames, history, presence, idempotency).
     public var engine = EngineConfiguration()
 

@@ -44,7 +44,7 @@ struct Relayd: AsyncParsableCommand {
     @Option(name: .customLong("history-size"), help: "Publications kept per channel for recovery. Env: RELAY_HISTORY_SIZE [default: 200]") var historySize: Int?
     @Option(name: .customLong("history-ttl"), help: "Seconds publications are kept for recovery. Env: RELAY_HISTORY_TTL [default: 300]") var historyTTL: Double?
     @Option(name: .customLong("site-max-connections"), help: "Default per-site connection limit (4029). Env: RELAY_SITE_MAX_CONNECTIONS [default: 500]") var siteMaxConnections: Int?
-    @Option(name: .customLong("site-max-message-bytes"), help: "Default per-site message size limit. Env: RELAY_SITE_MAX_MESSAGE_BYTES [default: 65536]") var siteMaxMessageBytes: Int?
+    @Option(name: .customLong("site-max-message-bytes"), help: "Default per-site message size limit. Env: RELAY_SITE_MAX_MESSAGE_BYTES [default: 1048576]") var siteMaxMessageBytes: Int?
     @Option(name: .customLong("site-monthly-quota"), help: "Default monthly message quota (0 = none). Env: RELAY_SITE_MONTHLY_QUOTA [default: 0]") var siteMonthlyQuota: Int?
     @Option(name: .customLong("log-level"), help: "trace|debug|info|notice|warning|error. Env: RELAY_LOG_LEVEL [default: info]") var logLevel: String?
 
