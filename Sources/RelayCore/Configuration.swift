@@ -77,6 +77,9 @@ public struct EngineConfiguration: Sendable {
     /// Channel-map shards (power of two recommended).
     public var channelShards = 64
     public var clock: any RelayClock = SystemClock()
+    /// Cross-node broker; `nil` (default): the engine is its own single-node
+    /// in-memory broker. With a broker, use the `async` publish/subscribe variants.
+    public var broker: (any RelayBroker)? = nil
     /// `nil`: the global `MetricsSystem.factory`.
     public var metricsFactory: (any MetricsFactory)? = nil
     public var logger = Logger(label: "relay.core")

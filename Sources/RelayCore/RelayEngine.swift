@@ -45,6 +45,7 @@ public final class RelayEngine: Sendable {
         self.metrics = EngineMetrics(factory: configuration.metricsFactory ?? MetricsSystem.factory)
         self.channelShards = (0..<max(1, configuration.channelShards)).map { _ in ChannelShard() }
         self.connectionShards = (0..<16).map { _ in ConnectionShard() }
+        configuration.broker?.attach(self)
     }
 
     // MARK: - Connections
@@ -209,7 +210,23 @@ public final class RelayEngine: Sendable {
     /// spelling) asks for recovery: missed publications are replayed after
     /// the `subscribed` reply, or the outcome says `recovered: false`.
     /// Exceeding the site's channel limit closes the connection with 4009.
+    ///
+    /// With a broker configured, use the `async` variant: this one then only
+    /// processes relay-owned (`wps:`) channels and answers `.notProcessed` for the rest.
     public func subscribe(_ conn: RelayConnection, channels: [String], positions: [String: StreamPosition] = [:]) -> SubscribeResult {
+        guard configuration.broker != nil else { return subscribeLocal(conn, channels: channels, positions: positions) }
+        let isLocal: (String) -> Bool = { spelled in
+            if case .success(let n) = ChannelName.resolve(spelled, siteID: conn.siteID) { return n.isReserved }
+            return true
+        }
+        var result = subscribeLocal(conn, channels: channels.filter(isLocal), positions: positions)
+        for spelled in channels where !isLocal(spelled) {
+            result.entries.append(.init(channel: spelled, outcome: .notProcessed))
+        }
+        return result
+    }
+
+    func subscribeLocal(_ conn: RelayConnection, channels: [String], positions: [String: StreamPosition]) -> SubscribeResult {
         var result = SubscribeResult(entries: [], closedWith: nil)
         let (grant, limits, closed) = conn.state.withLock { ($0.grant, $0.limits, $0.closed) }
         for spelled in channels {
@@ -377,6 +394,21 @@ public final class RelayEngine: Sendable {
     func publishInternal(siteID: String, from conn: RelayConnection?, spelled: String, event: String,
                          payload: Payload, idempotencyKey: String?, source: PublishSource) -> Result<PublishReceipt, PublishError> {
         let now = clock.now()
+        let name: ChannelName
+        switch validatePublish(siteID: siteID, from: conn, spelled: spelled, event: event, payload: payload,
+                               idempotencyKey: idempotencyKey, source: source, now: now) {
+        case .failure(let e): return .failure(e)
+        case .success(let n): name = n
+        }
+        if configuration.broker != nil && source != .system { return .failure(.brokerUnavailable) }
+        return commitLocal(siteID: siteID, name: name, spelled: spelled, event: event, payload: payload,
+                           idempotencyKey: idempotencyKey, source: source, now: now)
+    }
+
+    /// Every check before a publication is accepted (site, channel, ACL,
+    /// event, size, JSON, client rate). Closes the connection for 1009/4013.
+    func validatePublish(siteID: String, from conn: RelayConnection?, spelled: String, event: String, payload: Payload,
+                         idempotencyKey: String?, source: PublishSource, now: Double) -> Result<ChannelName, PublishError> {
         let limits: SiteLimits
         var publishPrefixes: [String] = []
         if let conn {
@@ -420,6 +452,12 @@ public final class RelayEngine: Sendable {
                 return .failure(.rateLimited)
             }
         }
+        return .success(name)
+    }
+
+    /// Single-node publish: offset, history and fan-out under the channel lock.
+    func commitLocal(siteID: String, name: ChannelName, spelled: String, event: String, payload: Payload,
+                     idempotencyKey: String?, source: PublishSource, now: Double) -> Result<PublishReceipt, PublishError> {
         var fan = FanOutResult()
         let outcome: Result<PublishReceipt, PublishError> = withLiveChannel(name) { channel, st in
             if let key = idempotencyKey {
