@@ -50,11 +50,34 @@ public struct BrokerStream: Sendable, Equatable {
     public var position: StreamPosition
 }
 
+/// A frame without a position (presence join/leave) sent to every node with interest.
+public struct BrokerEphemeral: Sendable, Equatable {
+    public var channel: ChannelName
+    public var spelledChannel: String
+    public var event: String
+    public var data: [UInt8]
+    /// `nodeID` of the sending node.
+    public var originNode: String
+    /// The origin already delivered it to its own subscribers.
+    public var skipOrigin: Bool
+
+    public init(channel: ChannelName, spelledChannel: String, event: String, data: [UInt8], originNode: String, skipOrigin: Bool) {
+        self.channel = channel
+        self.spelledChannel = spelledChannel
+        self.event = event
+        self.data = data
+        self.originNode = originNode
+        self.skipOrigin = skipOrigin
+    }
+}
+
 /// Receives what the broker delivers to a node (the engine implements it).
 public protocol BrokerDelegate: AnyObject, Sendable {
     /// A publication on a channel this node subscribed to, its own included,
     /// in offset order per channel.
     func brokerDidDeliver(_ publication: BrokerPublication)
+    /// An ephemeral frame on a channel this node subscribed to.
+    func brokerDidDeliverEphemeral(_ frame: BrokerEphemeral)
 }
 
 /// Cross-node publish/subscribe, history and presence.
@@ -83,6 +106,8 @@ public protocol RelayBroker: Sendable {
     func unsubscribe(channel: String) async throws
     /// The retained tail (at most `limit`) and current position of `channel`.
     func stream(channel: ChannelName, limit: Int) async throws -> BrokerStream
+    /// Delivers a frame to every node with interest in its channel (no stream append).
+    func publishEphemeral(_ frame: BrokerEphemeral) async throws
     /// Sets (`state != nil`) or removes a presence member; `ttl` bounds how long
     /// a member outlives a crashed node.
     func setPresence(channel: String, memberID: String, state: [UInt8]?, ttl: Double, now: Double) async throws
@@ -171,6 +196,14 @@ public final class InMemoryBroker: Sendable {
                     s.nodes[node]?.value?.brokerDidDeliver(pub)
                 }
                 return .published(position)
+            }
+        }
+
+        func publishEphemeral(_ frame: BrokerEphemeral) async throws {
+            hub.state.withLock { s in
+                for node in (s.interest[frame.channel.full] ?? []).sorted() {
+                    s.nodes[node]?.value?.brokerDidDeliverEphemeral(frame)
+                }
             }
         }
 

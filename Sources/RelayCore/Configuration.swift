@@ -72,6 +72,9 @@ public struct EngineConfiguration: Sendable {
     public var connectionsEventInterval: Double = 1
     /// Seconds past `exp` before `closeExpired()` closes a connection with 4001.
     public var tokenExpiryGrace: Double = 0
+    /// Broker mode: how long a presence member outlives its node without a
+    /// refresh (`brokerMaintenance()` refreshes; call it well within this).
+    public var brokerPresenceTTL: Double = 60
     /// Prefix of presence member ids (`"<nodeID>-<n>"`); must be unique per node in a cluster.
     public var nodeID = "n1"
     /// Channel-map shards (power of two recommended).

@@ -6,10 +6,14 @@ import DequeModule
 // uses the node's local ring, seeded from the broker's stream when the node
 // first takes interest in a channel.
 //
+// Presence: members live in the broker (with a TTL the owning node refreshes
+// in `brokerMaintenance()`), join/leave travel as ephemeral broker frames, and
+// the `sync` sent on subscribe lists the members of every node.
+//
 // The `async` variants below work in both modes (without a broker they call
 // the synchronous path); transports run in async contexts and pick them
-// automatically. Presence, connection counts and `wps:connections` stay per
-// node in this version.
+// automatically. Connection counts, site connection limits, the presence
+// member cap and `wps:connections` stay per node in this version.
 extension RelayEngine: BrokerDelegate {
     /// Server publish, any mode.
     public func publish(siteID: String, channel: String, event: String, data: [UInt8],
@@ -45,20 +49,98 @@ extension RelayEngine: BrokerDelegate {
             return subscribeLocal(conn, channels: channels, positions: positions)
         }
         var unavailable: Set<String> = []
+        var members: [String: [PresenceMember]] = [:]
+        let allowed = conn.grant.subscribePrefixes
         for spelled in channels {
-            guard case .success(let name) = ChannelName.resolve(spelled, siteID: conn.siteID), !name.isReserved else { continue }
+            guard case .success(let name) = ChannelName.resolve(spelled, siteID: conn.siteID), !name.isReserved,
+                  name.isAllowed(by: allowed) else { continue }
             do {
                 try await ensureInterest(name, broker: broker)
+                members[name.full] = try await broker.presence(channel: name.full, now: clock.now())
             } catch {
                 unavailable.insert(spelled)
             }
         }
         let wanted = channels.filter { !unavailable.contains($0) }
-        var result = subscribeLocal(conn, channels: wanted, positions: positions)
+        var result = subscribeLocal(conn, channels: wanted, positions: positions, presenceOverride: members)
         for spelled in channels where unavailable.contains(spelled) {
             result.entries.append(.init(channel: spelled, outcome: .notProcessed))
         }
         return result
+    }
+
+    /// Presence change, any mode. With a broker, the member is stored in the
+    /// broker and join/leave reach subscribers on every node.
+    public func setPresence(_ conn: RelayConnection, channel spelled: String, state: [UInt8]?) async -> Result<PresenceOutcome, PresenceError> {
+        guard let broker = configuration.broker else {
+            return setPresenceLocal(conn, channel: spelled, state: state, broadcast: true)
+        }
+        let result = setPresenceLocal(conn, channel: spelled, state: state, broadcast: false)
+        guard case .success(let outcome) = result, outcome != .notMember,
+              case .success(let name) = ChannelName.resolve(spelled, siteID: conn.siteID) else { return result }
+        let data = state.map { Self.presenceJoinData(id: conn.presenceID, state: $0) } ?? Self.presenceLeaveData(id: conn.presenceID)
+        do {
+            try await broker.setPresence(channel: name.full, memberID: conn.presenceID, state: state,
+                                         ttl: configuration.brokerPresenceTTL, now: clock.now())
+            try await broker.publishEphemeral(BrokerEphemeral(channel: name, spelledChannel: spelled, event: "wps.presence",
+                                                              data: data, originNode: configuration.nodeID, skipOrigin: false))
+        } catch {
+            logger.warning("broker presence failed", metadata: ["channel": "\(name.full)", "error": "\(error)"])
+            return .failure(.unavailable)
+        }
+        return result
+    }
+
+    /// Members of a channel, any mode (all nodes with a broker).
+    public func presence(siteID: String, channel spelled: String) async -> [PresenceMember] {
+        guard let broker = configuration.broker else { return presenceLocal(siteID: siteID, channel: spelled) }
+        guard case .success(let name) = ChannelName.resolve(spelled, siteID: siteID) else { return [] }
+        return (try? await broker.presence(channel: name.full, now: clock.now())) ?? []
+    }
+
+    /// Count-only presence query, any mode.
+    public func presenceCount(siteID: String, channel spelled: String) async -> Int {
+        await presence(siteID: siteID, channel: spelled).count
+    }
+
+    /// Broker-mode maintenance; call from the maintenance task (e.g. every
+    /// few seconds, well within `brokerPresenceTTL`): sends presence leaves
+    /// queued by disconnects, refreshes this node's members in the broker,
+    /// and releases idle channel interest. No-op without a broker.
+    public func brokerMaintenance() async {
+        guard let broker = configuration.broker else { return }
+        let leaves = pendingBrokerLeaves.withLock { l in
+            defer { l = [] }
+            return l
+        }
+        let now = clock.now()
+        for leave in leaves {
+            try? await broker.setPresence(channel: leave.frame.channel.full, memberID: leave.memberID, state: nil, ttl: 0, now: now)
+            try? await broker.publishEphemeral(leave.frame)
+        }
+        for shard in channelShards {
+            let channels = shard.map.withLock { Array($0.values) }
+            for ch in channels {
+                let members = ch.state.withLock { st in st.presence.map { ($0.connection.presenceID, $0.state) } }
+                for (id, state) in members {
+                    try? await broker.setPresence(channel: ch.name.full, memberID: id, state: state,
+                                                  ttl: configuration.brokerPresenceTTL, now: now)
+                }
+            }
+        }
+        await releaseIdleBrokerInterest()
+    }
+
+    public func brokerDidDeliverEphemeral(_ e: BrokerEphemeral) {
+        if e.skipOrigin && e.originNode == configuration.nodeID { return }
+        guard let channel = existingChannel(e.channel) else { return }
+        var fan = FanOutResult()
+        channel.state.withLock { st in
+            guard !st.removed else { return }
+            fan = st.fanOut(Publication(spelledChannel: e.spelledChannel, channel: channel.name, event: e.event,
+                                        payload: .json(e.data), position: nil, time: 0))
+        }
+        for c in fan.overflowed { overflowed(c) }
     }
 
     /// Broker mode: stops receiving channels that have no local subscriber

@@ -37,6 +37,13 @@ public final class RelayEngine: Sendable {
     }
     let siteCounters = Mutex<[String: SiteCounter]>([:])
 
+    struct PendingBrokerLeave: Sendable {
+        var memberID: String
+        var frame: BrokerEphemeral
+    }
+    /// Broker mode: presence leaves from synchronous cleanup, sent by `brokerMaintenance()`.
+    let pendingBrokerLeaves = Mutex<[PendingBrokerLeave]>([])
+
     public init(registry: any SiteRegistry, configuration: EngineConfiguration = EngineConfiguration()) {
         self.registry = registry
         self.configuration = configuration
@@ -226,7 +233,8 @@ public final class RelayEngine: Sendable {
         return result
     }
 
-    func subscribeLocal(_ conn: RelayConnection, channels: [String], positions: [String: StreamPosition]) -> SubscribeResult {
+    func subscribeLocal(_ conn: RelayConnection, channels: [String], positions: [String: StreamPosition],
+                        presenceOverride: [String: [PresenceMember]] = [:]) -> SubscribeResult {
         var result = SubscribeResult(entries: [], closedWith: nil)
         let (grant, limits, closed) = conn.state.withLock { ($0.grant, $0.limits, $0.closed) }
         for spelled in channels {
@@ -294,8 +302,10 @@ public final class RelayEngine: Sendable {
                     guard let f = pub.frame(for: conn.format) else { continue }
                     if conn.enqueue(f) == .overflow { overflow = true }
                 }
-                if !st.presence.isEmpty, !overflow {
-                    let sync = Self.presenceSyncFrame(spelled: spelled, fullChannel: name.full, members: st.presence, format: conn.format)
+                let members = presenceOverride[name.full]
+                    ?? st.presence.map { PresenceMember(id: $0.connection.presenceID, state: $0.state) }
+                if !members.isEmpty, !overflow {
+                    let sync = Self.presenceSyncFrame(spelled: spelled, fullChannel: name.full, members: members, format: conn.format)
                     if conn.enqueue(sync) == .overflow { overflow = true }
                 }
                 return (channel, .subscribed(position: st.position, recovery: recovery))
@@ -538,7 +548,17 @@ public final class RelayEngine: Sendable {
     /// on a channel, which the connection need not subscribe to. Gated by the
     /// publish prefixes; `wps:` is refused. Subscribers get `wps.presence`
     /// `join`/`leave` message frames.
+    ///
+    /// With a broker, use the `async` variant (this one answers `.unavailable`).
     public func setPresence(_ conn: RelayConnection, channel spelled: String, state: [UInt8]?) -> Result<PresenceOutcome, PresenceError> {
+        if configuration.broker != nil { return .failure(.unavailable) }
+        return setPresenceLocal(conn, channel: spelled, state: state, broadcast: true)
+    }
+
+    /// Validates and applies a presence change to this node's state;
+    /// `broadcast` sends join/leave to local subscribers (broker mode sends
+    /// them through the broker instead).
+    func setPresenceLocal(_ conn: RelayConnection, channel spelled: String, state: [UInt8]?, broadcast: Bool) -> Result<PresenceOutcome, PresenceError> {
         let name: ChannelName
         switch ChannelName.resolve(spelled, siteID: conn.siteID) {
         case .failure(.foreignSite): return .failure(.forbidden)
@@ -555,7 +575,7 @@ public final class RelayEngine: Sendable {
                 return s.presence.remove(at: i)
             }
             guard let ch else { return .success(.notMember) }
-            removePresence(conn, from: ch)
+            removePresence(conn, from: ch, broadcast: broadcast)
             return .success(.left)
         }
         guard state.count <= configuration.presence.maxStateBytes else {
@@ -580,13 +600,10 @@ public final class RelayEngine: Sendable {
             } else {
                 st.presence.append(PresenceEntry(connection: conn, spelled: spelled, state: state))
             }
-            var data: [UInt8] = []
-            JSON.appendASCII("{\"action\":\"join\",\"id\":", to: &data)
-            JSON.appendString(conn.presenceID, to: &data)
-            JSON.appendASCII(",\"state\":", to: &data)
-            data.append(contentsOf: state)
-            data.append(UInt8(ascii: "}"))
-            fan = st.fanOut(Self.presencePublication(spelled: spelled, name: name, data: data))
+            if broadcast {
+                fan = st.fanOut(Self.presencePublication(spelled: spelled, name: name,
+                                                         data: Self.presenceJoinData(id: conn.presenceID, state: state)))
+            }
             return (channel, .success(existing == nil ? .joined : .updated))
         }
         if case .success(.joined) = outcome {
@@ -601,8 +618,30 @@ public final class RelayEngine: Sendable {
         return outcome
     }
 
-    /// Current members of a channel (order of joining).
+    static func presenceJoinData(id: String, state: [UInt8]) -> [UInt8] {
+        var data: [UInt8] = []
+        JSON.appendASCII("{\"action\":\"join\",\"id\":", to: &data)
+        JSON.appendString(id, to: &data)
+        JSON.appendASCII(",\"state\":", to: &data)
+        data.append(contentsOf: state)
+        data.append(UInt8(ascii: "}"))
+        return data
+    }
+
+    static func presenceLeaveData(id: String) -> [UInt8] {
+        var data: [UInt8] = []
+        JSON.appendASCII("{\"action\":\"leave\",\"id\":", to: &data)
+        JSON.appendString(id, to: &data)
+        data.append(UInt8(ascii: "}"))
+        return data
+    }
+
+    /// Current members of a channel on this node (order of joining).
     public func presence(siteID: String, channel spelled: String) -> [PresenceMember] {
+        presenceLocal(siteID: siteID, channel: spelled)
+    }
+
+    func presenceLocal(siteID: String, channel spelled: String) -> [PresenceMember] {
         guard case .success(let name) = ChannelName.resolve(spelled, siteID: siteID),
               let channel = existingChannel(name) else { return [] }
         return channel.state.withLock { st in
@@ -610,7 +649,7 @@ public final class RelayEngine: Sendable {
         }
     }
 
-    /// Count-only presence query.
+    /// Count-only presence query (this node).
     public func presenceCount(siteID: String, channel spelled: String) -> Int {
         guard case .success(let name) = ChannelName.resolve(spelled, siteID: siteID),
               let channel = existingChannel(name) else { return 0 }
@@ -628,13 +667,13 @@ public final class RelayEngine: Sendable {
         Publication(spelledChannel: spelled, channel: name, event: "wps.presence", payload: .json(data), position: nil, time: 0)
     }
 
-    static func presenceSyncFrame(spelled: String, fullChannel: String, members: [PresenceEntry], format: WireFormat) -> OutboundFrame {
+    static func presenceSyncFrame(spelled: String, fullChannel: String, members: [PresenceMember], format: WireFormat) -> OutboundFrame {
         var data: [UInt8] = []
         JSON.appendASCII("{\"action\":\"sync\",\"members\":[", to: &data)
         for (i, m) in members.enumerated() {
             if i > 0 { data.append(UInt8(ascii: ",")) }
             JSON.appendASCII("{\"id\":", to: &data)
-            JSON.appendString(m.connection.presenceID, to: &data)
+            JSON.appendString(m.id, to: &data)
             JSON.appendASCII(",\"state\":", to: &data)
             data.append(contentsOf: m.state)
             data.append(UInt8(ascii: "}"))
@@ -739,18 +778,27 @@ public final class RelayEngine: Sendable {
         if idle { removeIfIdle(channel) }
     }
 
-    func removePresence(_ conn: RelayConnection, from channel: Channel) {
+    /// Removes a member. With `broadcast`, local subscribers get the leave at
+    /// once; in broker mode the leave for other nodes is queued for
+    /// `brokerMaintenance()` (this path runs inside synchronous cleanup).
+    func removePresence(_ conn: RelayConnection, from channel: Channel, broadcast: Bool = true) {
         var fan = FanOutResult()
+        var pending: PendingBrokerLeave?
         let idle: Bool = channel.state.withLock { st in
             guard let i = st.presence.firstIndex(where: { $0.connection === conn }) else { return st.isIdle }
             let entry = st.presence.remove(at: i)
-            var data: [UInt8] = []
-            JSON.appendASCII("{\"action\":\"leave\",\"id\":", to: &data)
-            JSON.appendString(conn.presenceID, to: &data)
-            data.append(UInt8(ascii: "}"))
-            fan = st.fanOut(Self.presencePublication(spelled: entry.spelled, name: channel.name, data: data))
+            if broadcast {
+                let data = Self.presenceLeaveData(id: conn.presenceID)
+                fan = st.fanOut(Self.presencePublication(spelled: entry.spelled, name: channel.name, data: data))
+                if configuration.broker != nil {
+                    pending = PendingBrokerLeave(memberID: conn.presenceID, frame: BrokerEphemeral(
+                        channel: channel.name, spelledChannel: entry.spelled, event: "wps.presence", data: data,
+                        originNode: configuration.nodeID, skipOrigin: true))
+                }
+            }
             return st.isIdle
         }
+        if let pending { pendingBrokerLeaves.withLock { $0.append(pending) } }
         for c in fan.overflowed { overflowed(c) }
         if idle { removeIfIdle(channel) }
     }

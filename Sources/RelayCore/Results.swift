@@ -150,6 +150,8 @@ public enum PresenceError: Error, Sendable, Equatable {
     /// Presence on more channels than `maxChannelsPerConnection`.
     case tooManyChannels
     case connectionClosed
+    /// Broker mode: the broker failed, or the synchronous variant was called.
+    case unavailable
 
     public var code: String {
         switch self {
@@ -160,6 +162,7 @@ public enum PresenceError: Error, Sendable, Equatable {
         case .memberLimitReached: return "member_limit_reached"
         case .tooManyChannels: return "too_many_channels"
         case .connectionClosed: return "connection_closed"
+        case .unavailable: return "unavailable"
         }
     }
 }

@@ -126,7 +126,9 @@ struct Cluster {
             cl.nodes[0].publish(siteID: cl.site.siteID, channel: "events", event: "e", data: Array("1".utf8))
         }
         func syncSubscribe() -> SubscribeResult { cl.nodes[0].subscribe(a, channels: ["events", "wps:connections"]) }
+        func syncPresence() -> Result<PresenceOutcome, PresenceError> { cl.nodes[0].setPresence(a, channel: "room", state: Array("1".utf8)) }
         #expect(syncPublish() == .failure(.brokerUnavailable))
+        #expect(syncPresence() == .failure(.unavailable))
         let sync = syncSubscribe()
         #expect(sync["events"] == .notProcessed)
         #expect(sync["wps:connections"]?.isSubscribed == true)
@@ -148,5 +150,41 @@ struct Cluster {
         #expect(try await n.presence(channel: "c", now: 140).map(\.id) == ["n1-1"])
         try await n.setPresence(channel: "c", memberID: "n1-1", state: nil, ttl: 0, now: 141)
         #expect(try await n.presence(channel: "c", now: 141).isEmpty)
+    }
+
+    @Test func presenceSpansNodes() async throws {
+        let cl = Cluster()
+        let shopper = try cl.connect(0), other = try cl.connect(0), staff = try cl.connect(1)
+        // A member on node 0 that does not subscribe (ShopSocket shoppers).
+        #expect(await cl.nodes[0].setPresence(shopper, channel: "carts", state: Array("{\"cart\":1}".utf8)) == .success(.joined))
+        _ = await cl.nodes[1].subscribe(staff, channels: ["carts"])
+        let sync = staff.messages()
+        #expect(sync == ["{\"type\":\"message\",\"channel\":\"carts\",\"event\":\"wps.presence\",\"data\":{\"action\":\"sync\",\"members\":[{\"id\":\"\(shopper.presenceID)\",\"state\":{\"cart\":1}}]}}"])
+        #expect(shopper.presenceID.hasPrefix("n0-") && staff.presenceID.hasPrefix("n1-"))
+
+        #expect(await cl.nodes[0].setPresence(other, channel: "carts", state: Array("{}".utf8)) == .success(.joined))
+        #expect(staff.messages().map { contains($0, "\"action\":\"join\",\"id\":\"\(other.presenceID)\"") } == [true])
+        #expect(await cl.nodes[1].presenceCount(siteID: cl.site.siteID, channel: "carts") == 2)
+
+        #expect(await cl.nodes[0].setPresence(other, channel: "carts", state: nil) == .success(.left))
+        #expect(staff.messages().map { contains($0, "\"action\":\"leave\",\"id\":\"\(other.presenceID)\"") } == [true])
+
+        // A disconnect on node 0 reaches node 1 with the next maintenance pass.
+        cl.nodes[0].disconnect(shopper)
+        #expect(staff.messages().isEmpty)
+        await cl.nodes[0].brokerMaintenance()
+        #expect(staff.messages().map { contains($0, "\"action\":\"leave\",\"id\":\"\(shopper.presenceID)\"") } == [true])
+        #expect(await cl.nodes[1].presence(siteID: cl.site.siteID, channel: "carts").isEmpty)
+    }
+
+    @Test func membersOfACrashedNodeExpireUnlessRefreshed() async throws {
+        let cl = Cluster()
+        let a = try cl.connect(0), b = try cl.connect(1)
+        _ = await cl.nodes[0].setPresence(a, channel: "room", state: Array("1".utf8))
+        _ = await cl.nodes[1].setPresence(b, channel: "room", state: Array("2".utf8))
+        cl.clock.advance(by: 50)
+        await cl.nodes[1].brokerMaintenance()          // node 1 refreshes; node 0 is "dead"
+        cl.clock.advance(by: 20)
+        #expect(await cl.nodes[1].presence(siteID: cl.site.siteID, channel: "room").map(\.id) == [b.presenceID])
     }
 }

@@ -78,7 +78,7 @@ struct RelayWebSocketSession {
                 engine.send(Wire.error(code: e.code, message: "publish refused", channel: channel), to: conn)
             }
         case .presence(let channel, let state)?:
-            if case .failure(let e) = engine.setPresence(conn, channel: channel, state: state) {
+            if case .failure(let e) = await engine.setPresence(conn, channel: channel, state: state) {
                 engine.send(Wire.error(code: e.code, message: "presence refused", channel: channel), to: conn)
             }
         case .auth(let token)?:
