@@ -48,23 +48,40 @@ extension RelayEngine: BrokerDelegate {
         guard let broker = configuration.broker else {
             return subscribeLocal(conn, channels: channels, positions: positions)
         }
-        var unavailable: Set<String> = []
-        var members: [String: [PresenceMember]] = [:]
+        // Channel by channel, under the channel's interest lock, so a
+        // concurrent `releaseIdleBrokerInterest` cannot drop the node's
+        // broker subscription between seeding and adding the subscriber.
+        var result = SubscribeResult(entries: [], closedWith: nil)
         let allowed = conn.grant.subscribePrefixes
         for spelled in channels {
-            guard case .success(let name) = ChannelName.resolve(spelled, siteID: conn.siteID), !name.isReserved,
-                  name.isAllowed(by: allowed) else { continue }
-            do {
-                try await ensureInterest(name, broker: broker)
-                members[name.full] = try await broker.presence(channel: name.full, now: clock.now())
-            } catch {
-                unavailable.insert(spelled)
+            if result.closedWith != nil {
+                result.entries.append(.init(channel: spelled, outcome: .notProcessed))
+                continue
             }
-        }
-        let wanted = channels.filter { !unavailable.contains($0) }
-        var result = subscribeLocal(conn, channels: wanted, positions: positions, presenceOverride: members)
-        for spelled in channels where unavailable.contains(spelled) {
-            result.entries.append(.init(channel: spelled, outcome: .notProcessed))
+            guard case .success(let name) = ChannelName.resolve(spelled, siteID: conn.siteID), !name.isReserved,
+                  name.isAllowed(by: allowed) else {
+                // Refused or relay-owned: answered locally.
+                let r = subscribeLocal(conn, channels: [spelled], positions: positions)
+                result.entries += r.entries
+                result.closedWith = r.closedWith
+                continue
+            }
+            let r: SubscribeResult? = await interestLocks.withLock(name.full) {
+                do {
+                    try await ensureInterest(name, broker: broker)
+                    let members = try await broker.presence(channel: name.full, now: clock.now())
+                    return subscribeLocal(conn, channels: [spelled], positions: positions, presenceOverride: [name.full: members])
+                } catch {
+                    logger.warning("broker subscribe failed", metadata: ["channel": "\(name.full)", "error": "\(error)"])
+                    return nil
+                }
+            }
+            if let r {
+                result.entries += r.entries
+                result.closedWith = r.closedWith
+            } else {
+                result.entries.append(.init(channel: spelled, outcome: .notProcessed))
+            }
         }
         return result
     }
@@ -152,13 +169,23 @@ extension RelayEngine: BrokerDelegate {
         for shard in channelShards {
             let channels = shard.map.withLock { Array($0.values) }
             for ch in channels {
-                let idle = ch.state.withLock { st -> Bool in
-                    guard st.brokerInterest, st.subscribers.isEmpty, st.presence.isEmpty else { return false }
-                    st.brokerInterest = false
-                    return true
+                let candidate = ch.state.withLock { st in st.brokerInterest && st.subscribers.isEmpty && st.presence.isEmpty }
+                guard candidate else { continue }
+                let didRelease: Bool = await interestLocks.withLock(ch.name.full) {
+                    let idle = ch.state.withLock { st -> Bool in
+                        guard st.brokerInterest, st.subscribers.isEmpty, st.presence.isEmpty else { return false }
+                        // Without interest the ring would go stale: forget it.
+                        st.brokerInterest = false
+                        st.history.removeAll()
+                        st.historyBytes = 0
+                        st.offset = 0
+                        st.epoch = RelayEngine.newEpoch()
+                        return true
+                    }
+                    if idle { try? await broker.unsubscribe(channel: ch.name.full) }
+                    return idle
                 }
-                guard idle else { continue }
-                try? await broker.unsubscribe(channel: ch.name.full)
+                guard didRelease else { continue }
                 released += 1
                 if ch.state.withLock({ $0.isIdle }) { removeIfIdle(ch) }
             }
@@ -233,6 +260,7 @@ extension RelayEngine: BrokerDelegate {
     }
 
     /// Subscribes this node to `name` at the broker and seeds the local ring.
+    /// Call with `interestLocks` held for `name.full`.
     func ensureInterest(_ name: ChannelName, broker: any RelayBroker) async throws {
         if withLiveChannel(name, { _, st in st.brokerInterest }) { return }
         try await broker.subscribe(channel: name.full)

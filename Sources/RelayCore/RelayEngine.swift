@@ -43,6 +43,8 @@ public final class RelayEngine: Sendable {
     }
     /// Broker mode: presence leaves from synchronous cleanup, sent by `brokerMaintenance()`.
     let pendingBrokerLeaves = Mutex<[PendingBrokerLeave]>([])
+    /// Broker mode: serializes interest changes per channel.
+    let interestLocks = KeyedAsyncLock()
 
     public init(registry: any SiteRegistry, configuration: EngineConfiguration = EngineConfiguration()) {
         self.registry = registry

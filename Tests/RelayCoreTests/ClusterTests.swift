@@ -1,3 +1,4 @@
+import Synchronization
 import Testing
 @testable import RelayCore
 
@@ -186,5 +187,61 @@ struct Cluster {
         await cl.nodes[1].brokerMaintenance()          // node 1 refreshes; node 0 is "dead"
         cl.clock.advance(by: 20)
         #expect(await cl.nodes[1].presence(siteID: cl.site.siteID, channel: "room").map(\.id) == [b.presenceID])
+    }
+
+    @Test func interestReleasedThenRegainedRecoversFromTheBroker() async throws {
+        let cl = Cluster()
+        let a = try cl.connect(0)
+        _ = await cl.nodes[0].subscribe(a, channels: ["events"])
+        let p1 = try await cl.publish(1)
+        cl.nodes[0].unsubscribe(a, channels: ["events"])
+        #expect(await cl.nodes[0].releaseIdleBrokerInterest() == 1)
+        for _ in 0..<3 { _ = try await cl.publish(1) }       // node 0 hears none of these
+        _ = a.drain()
+        let out = await cl.nodes[0].subscribe(a, channels: ["events"], positions: ["events": p1.position])
+        #expect(out["events"] == .subscribed(position: StreamPosition(offset: 4, epoch: p1.position.epoch), recovery: .recovered(replayed: 3)))
+        #expect(a.messages().map { offsetOf($0) } == [2, 3, 4])
+    }
+
+    @Test func concurrentSubscribeAndReleaseNeverLoseTheBrokerSubscription() async throws {
+        let cl = Cluster()
+        let node = cl.nodes[0]
+        for round in 0..<50 {
+            let c = try cl.connect(0)
+            async let sub = node.subscribe(c, channels: ["events"])
+            async let rel = node.releaseIdleBrokerInterest()
+            _ = await (sub, rel)
+            _ = c.drain()
+            _ = try await cl.publish(1, "events", "{\"r\":\(round)}")
+            #expect(c.messages().count == 1, "round \(round)")
+            node.disconnect(c)
+            _ = await node.releaseIdleBrokerInterest()
+        }
+    }
+}
+
+@Suite struct KeyedAsyncLockTests {
+    final class Counters: Sendable {
+        let inside = Mutex<[String: Int]>([:])
+        let maxSeen = Mutex<Int>(0)
+    }
+
+    @Test func serializesPerKey() async {
+        let lock = KeyedAsyncLock()
+        let counters = Counters()
+        await withTaskGroup(of: Void.self) { group in
+            for i in 0..<40 {
+                group.addTask {
+                    let key = i % 2 == 0 ? "a" : "b"
+                    await lock.withLock(key) {
+                        let n = counters.inside.withLock { $0[key, default: 0] += 1; return $0[key]! }
+                        counters.maxSeen.withLock { $0 = max($0, n) }
+                        await Task.yield()
+                        counters.inside.withLock { $0[key]! -= 1 }
+                    }
+                }
+            }
+        }
+        #expect(counters.maxSeen.withLock { $0 } == 1)
     }
 }
