@@ -216,7 +216,7 @@ public final class RelayEngine: Sendable {
 
     /// Subscribes to channels spelled as the client wrote them (bare or
     /// `site:{id}:` form). A position in `positions` (keyed by the same
-    /// spelling) asks for recovery: missed publications are replayed after
+    /// spelling, or by the full name as in an SSE `Last-Event-ID`) asks for recovery: missed publications are replayed after
     /// the `subscribed` reply, or the outcome says `recovered: false`.
     /// Exceeding the site's channel limit closes the connection with 4009.
     ///
@@ -277,7 +277,7 @@ public final class RelayEngine: Sendable {
             case .ok:
                 break
             }
-            let since = positions[spelled]
+            let since = positions[spelled] ?? positions[name.full]
             let now = clock.now()
             var overflow = false
             let (channel, outcome): (Channel, SubscribeOutcome) = withLiveChannel(name) { channel, st in
