@@ -63,9 +63,11 @@ public final class RelayEngine: Sendable {
     ///
     /// Refuses with 4001 (expired grant), 4003 (unknown or revoked site),
     /// 4029 (site connection limit) or 4500 (shutting down).
-    /// `onWake` (optional) is called, outside engine locks, when the outbox
-    /// goes from empty to non-empty or closes, for event-loop transports
-    /// that `drain` instead of awaiting `next()`.
+    /// `onWake` (optional) is called when the outbox goes from empty to
+    /// non-empty or closes, for event-loop transports that `drain` instead of
+    /// awaiting `next()`. It runs on the enqueuing thread, possibly while
+    /// engine locks are held: it must only schedule the drain (e.g.
+    /// `eventLoop.execute`), never call the engine synchronously.
     public func connect(_ grant: ConnectionGrant, onWake: (@Sendable () -> Void)? = nil) -> Result<RelayConnection, ConnectRefusal> {
         if shuttingDown.load(ordering: .relaxed) {
             return .failure(ConnectRefusal(code: .shuttingDown, reason: shutdownReason(delayMs: 1000)))
