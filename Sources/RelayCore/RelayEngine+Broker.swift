@@ -248,7 +248,7 @@ extension RelayEngine: BrokerDelegate {
         do {
             switch try await broker.publish(request) {
             case .published(let position):
-                metrics.publicationsIn[source.rawValue].increment()
+                metrics.publishedIn(source)
                 return .success(PublishReceipt(channel: name.full, position: position, deliveries: 0, duplicate: false))
             case .duplicate(let position):
                 return .success(PublishReceipt(channel: name.full, position: position, deliveries: 0, duplicate: true))

@@ -206,6 +206,8 @@ public final class RelayEngine: Sendable {
     public var connectionCount: Int { metrics.connectionCount.load(ordering: .relaxed) }
     /// Number of live channels.
     public var channelCount: Int { metrics.channelCount.load(ordering: .relaxed) }
+    /// Publications accepted since start, all sources (`/healthz` `published_messages`).
+    public var publicationCount: Int { metrics.publicationCount.load(ordering: .relaxed) }
 
     /// A site's connection counter and limit.
     public func stats(siteID: String) -> SiteStats? {
@@ -505,7 +507,7 @@ public final class RelayEngine: Sendable {
         }
         switch outcome {
         case .success(let r) where !r.duplicate:
-            metrics.publicationsIn[source.rawValue].increment()
+            metrics.publishedIn(source)
             metrics.publicationsOut.increment(by: Int64(fan.deliveries))
             metrics.bytesOut.increment(by: Int64(fan.bytes))
         case .failure(.quotaExceeded):

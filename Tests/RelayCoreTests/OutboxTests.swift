@@ -58,6 +58,7 @@ import Testing
         #expect(fx.metrics.value("relay_publications_in_total", [("source", "server")]) == 1)
         #expect(fx.metrics.value("relay_publications_in_total", [("source", "client")]) == 1)
         #expect(fx.metrics.value("relay_publications_out_total") == 6)
+        #expect(fx.engine.publicationCount == 2 + fx.metrics.value("relay_publications_in_total", [("source", "system")]))
         #expect(fx.metrics.value("relay_bytes_out_total") == 6 * size)
         #expect(fx.metrics.value("relay_connections") == 3)
         #expect(fx.metrics.value("relay_subscriptions") == 3)
