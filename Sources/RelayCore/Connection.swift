@@ -111,7 +111,9 @@ public final class RelayConnection: Sendable, Hashable, CustomStringConvertible 
             }
             let size = frame.bytes.count
             let held = s.backlog?() ?? 0
-            if s.bytes + held + size > s.maxBytes || s.queue.count >= s.maxFrames {
+            // A connection with nothing pending always takes one frame, even
+            // one larger than the limit (a 1 MiB Yjs update to a caught-up client).
+            if (s.bytes + held > 0 && s.bytes + held + size > s.maxBytes) || s.queue.count >= s.maxFrames {
                 s.queue.removeAll()
                 s.bytes = 0
                 s.closing = (.slowConsumer, "slow consumer: outbox overflow, reconnect and recover")

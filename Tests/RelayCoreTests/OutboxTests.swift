@@ -37,6 +37,18 @@ import Testing
         #expect(c.queuedBytes == frame.count)
     }
 
+    @Test func anIdleConnectionTakesOneOversizedFrame() throws {
+        let fx = Fixture { $0.outbox = OutboxLimits(maxBytes: 1000, maxFrames: 100) }
+        let idle = try fx.connect(), busy = try fx.connect()
+        for c in [idle, busy] { _ = fx.engine.subscribe(c, channels: ["yjs:doc"]) }
+        _ = idle.drain()                                  // busy still holds its ack
+        let big = [UInt8](repeating: 7, count: 5000)
+        #expect(try fx.engine.publishBinary(siteID: fx.siteA.siteID, channel: "yjs:doc", payload: big).get().deliveries == 1)
+        guard case .frame(let f)? = idle.drain().first else { Issue.record("no frame"); return }
+        #expect(f.bytes.count == 2 + 7 + 5000)
+        #expect(busy.closeItem()?.0 == .slowConsumer)
+    }
+
     @Test func sendEnqueuesTransportFramesInOrderAndOverflowCloses() throws {
         let fx = Fixture { $0.outbox = OutboxLimits(maxBytes: 100, maxFrames: 100) }
         let c = try fx.connect()
