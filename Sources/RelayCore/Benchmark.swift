@@ -19,6 +19,10 @@ public enum RelayBenchmark {
         public var drainSeconds: Double
         /// Resident-memory growth per queued delivery while frames sat in outboxes (bytes).
         public var rssBytesPerQueuedDelivery: Double
+        /// Heap allocations and bytes allocated per delivery during `publish`,
+        /// when the allocation-counting shim is preloaded (see Docs/core.md); else nil.
+        public var allocationsPerDelivery: Double?
+        public var allocatedBytesPerDelivery: Double?
 
         public var deliveriesPerSecond: Double { Double(deliveries) / publishSeconds }
         public var deliveriesPerSecondWithDrain: Double { Double(deliveries) / (publishSeconds + drainSeconds) }
@@ -28,6 +32,9 @@ public enum RelayBenchmark {
             return "fan-out subscribers=\(subscribers) publications=\(publications) payload=\(payloadBytes)B: "
                 + "\(f(deliveriesPerSecond)) deliveries/s enqueue, \(f(deliveriesPerSecondWithDrain)) deliveries/s enqueue+drain, "
                 + "\(f(rssBytesPerQueuedDelivery)) B RSS per queued delivery"
+                + (allocationsPerDelivery.map { a in
+                    ", \(String(format3(a))) allocations and \(String(format3(allocatedBytesPerDelivery ?? 0))) B allocated per delivery"
+                } ?? ", allocations not measured (no shim)")
         }
     }
 
@@ -75,10 +82,12 @@ public enum RelayBenchmark {
         var drain = Duration.zero
         var deliveries = 0
         var rssPerQueued = 0.0
+        var allocCalls: UInt = 0, allocBytes: UInt = 0
         var i = 0
         while i < publications {
             let batch = min(drainEvery, publications - i)
             let rss0 = residentBytes()
+            let a0 = allocationCounts()
             let t0 = clock.now
             for _ in 0..<batch {
                 guard case .success(let r) = engine.publish(siteID: site.siteID, channel: "events", event: "encrypted", data: data) else {
@@ -87,15 +96,22 @@ public enum RelayBenchmark {
                 deliveries += r.deliveries
             }
             let t1 = clock.now
+            if let a0, let a1 = allocationCounts() {
+                allocCalls += a1.calls - a0.calls
+                allocBytes += a1.bytes - a0.bytes
+            }
             if i == 0 { rssPerQueued = Double(residentBytes() - rss0) / Double(batch * subscribers) }
             for c in conns { _ = c.discardQueued() }
             drain += clock.now - t1
             publish += t1 - t0
             i += batch
         }
+        let measured = allocationCounts() != nil
         return FanOutResult(subscribers: subscribers, publications: publications, payloadBytes: data.count,
                             deliveries: deliveries, publishSeconds: seconds(publish), drainSeconds: seconds(drain),
-                            rssBytesPerQueuedDelivery: rssPerQueued)
+                            rssBytesPerQueuedDelivery: rssPerQueued,
+                            allocationsPerDelivery: measured ? Double(allocCalls) / Double(deliveries) : nil,
+                            allocatedBytesPerDelivery: measured ? Double(allocBytes) / Double(deliveries) : nil)
     }
 
     /// Resident memory per idle connection with one subscription.
@@ -118,6 +134,28 @@ public enum RelayBenchmark {
                                 rssBytesPerConnection: Double(after - before) / Double(connections))
         withExtendedLifetime(conns) {}
         return result
+    }
+
+    static func format3(_ x: Double) -> String {
+        let scaled = Int((x * 1000).rounded())
+        let frac = String(scaled % 1000)
+        return "\(scaled / 1000).\(String(repeating: "0", count: 3 - frac.count))\(frac)"
+    }
+
+    typealias CountsFunction = @convention(c) (UnsafeMutablePointer<UInt>, UnsafeMutablePointer<UInt>) -> Void
+
+    /// Process-wide heap allocation counters from a preloaded shim exporting
+    /// `relay_alloc_counts` (see Docs/core.md), or nil.
+    public static func allocationCounts() -> (calls: UInt, bytes: UInt)? {
+        #if canImport(Glibc)
+        guard let sym = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "relay_alloc_counts") else { return nil }
+        let fn = unsafeBitCast(sym, to: CountsFunction.self)
+        var calls: UInt = 0, bytes: UInt = 0
+        fn(&calls, &bytes)
+        return (calls, bytes)
+        #else
+        return nil
+        #endif
     }
 
     static func seconds(_ d: Duration) -> Double {

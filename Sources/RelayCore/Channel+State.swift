@@ -31,6 +31,8 @@ final class Channel: Sendable {
 struct ChannelState {
     /// Set when the channel left its shard map; holders must look it up again.
     var removed = false
+    /// Broker mode: this node receives the channel from the broker.
+    var brokerInterest = false
     var epoch: String
     /// Offset of the last publication (0: none yet).
     var offset: UInt64 = 0
@@ -49,7 +51,7 @@ struct ChannelState {
     var position: StreamPosition { StreamPosition(offset: offset, epoch: epoch) }
 
     var isIdle: Bool {
-        subscribers.isEmpty && presence.isEmpty && history.isEmpty && idempotency.isEmpty
+        subscribers.isEmpty && presence.isEmpty && history.isEmpty && idempotency.isEmpty && !brokerInterest
     }
 
     mutating func addSubscriber(_ c: RelayConnection) -> Bool {

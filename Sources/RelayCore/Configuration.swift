@@ -72,11 +72,17 @@ public struct EngineConfiguration: Sendable {
     public var connectionsEventInterval: Double = 1
     /// Seconds past `exp` before `closeExpired()` closes a connection with 4001.
     public var tokenExpiryGrace: Double = 0
+    /// Broker mode: how long a presence member outlives its node without a
+    /// refresh (`brokerMaintenance()` refreshes; call it well within this).
+    public var brokerPresenceTTL: Double = 60
     /// Prefix of presence member ids (`"<nodeID>-<n>"`); must be unique per node in a cluster.
     public var nodeID = "n1"
     /// Channel-map shards (power of two recommended).
     public var channelShards = 64
     public var clock: any RelayClock = SystemClock()
+    /// Cross-node broker; `nil` (default): the engine is its own single-node
+    /// in-memory broker. With a broker, use the `async` publish/subscribe variants.
+    public var broker: (any RelayBroker)? = nil
     /// `nil`: the global `MetricsSystem.factory`.
     public var metricsFactory: (any MetricsFactory)? = nil
     public var logger = Logger(label: "relay.core")

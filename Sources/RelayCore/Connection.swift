@@ -41,6 +41,8 @@ public final class RelayConnection: Sendable, Hashable, CustomStringConvertible 
         var waiter: CheckedContinuation<OutboxItem?, Never>?
         var wakePending = false
         var wake: (@Sendable () -> Void)?
+        /// Bytes a push-style transport holds beyond the outbox (sink mode).
+        var backlog: (@Sendable () -> Int)?
     }
 
     struct State {
@@ -64,6 +66,10 @@ public final class RelayConnection: Sendable, Hashable, CustomStringConvertible 
         self.siteID = grant.siteID
         outbox = Mutex(OutboxState(maxBytes: outboxLimits.maxBytes, maxFrames: outboxLimits.maxFrames, wake: wake))
         state = Mutex(State(grant: grant, limits: limits, tokens: limits.clientPublishRate.burst, tokensAt: now))
+    }
+
+    func setBacklog(_ backlog: @escaping @Sendable () -> Int) {
+        outbox.withLock { $0.backlog = backlog }
     }
 
     /// The id used in presence frames: `"<nodeID>-<id>"`.
@@ -104,7 +110,10 @@ public final class RelayConnection: Sendable, Hashable, CustomStringConvertible 
                 return .queued
             }
             let size = frame.bytes.count
-            if s.bytes + size > s.maxBytes || s.queue.count >= s.maxFrames {
+            let held = s.backlog?() ?? 0
+            // A connection with nothing pending always takes one frame, even
+            // one larger than the limit (a 1 MiB Yjs update to a caught-up client).
+            if (s.bytes + held > 0 && s.bytes + held + size > s.maxBytes) || s.queue.count >= s.maxFrames {
                 s.queue.removeAll()
                 s.bytes = 0
                 s.closing = (.slowConsumer, "slow consumer: outbox overflow, reconnect and recover")

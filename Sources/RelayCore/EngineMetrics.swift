@@ -22,6 +22,12 @@ final class EngineMetrics: Sendable {
     let connectionCount = Atomic<Int>(0)
     let subscriptionCount = Atomic<Int>(0)
     let channelCount = Atomic<Int>(0)
+    let publicationCount = Atomic<Int>(0)
+
+    func publishedIn(_ source: PublishSource) {
+        publicationsIn[source.rawValue].increment()
+        publicationCount.add(1, ordering: .relaxed)
+    }
 
     static let knownCodes: [CloseCode] = [
         .normal, .policyViolation, .messageTooBig, .internalError, .invalidToken, .siteNotFound,

@@ -37,6 +37,15 @@ public final class RelayEngine: Sendable {
     }
     let siteCounters = Mutex<[String: SiteCounter]>([:])
 
+    struct PendingBrokerLeave: Sendable {
+        var memberID: String
+        var frame: BrokerEphemeral
+    }
+    /// Broker mode: presence leaves from synchronous cleanup, sent by `brokerMaintenance()`.
+    let pendingBrokerLeaves = Mutex<[PendingBrokerLeave]>([])
+    /// Broker mode: serializes interest changes per channel.
+    let interestLocks = KeyedAsyncLock()
+
     public init(registry: any SiteRegistry, configuration: EngineConfiguration = EngineConfiguration()) {
         self.registry = registry
         self.configuration = configuration
@@ -45,6 +54,7 @@ public final class RelayEngine: Sendable {
         self.metrics = EngineMetrics(factory: configuration.metricsFactory ?? MetricsSystem.factory)
         self.channelShards = (0..<max(1, configuration.channelShards)).map { _ in ChannelShard() }
         self.connectionShards = (0..<16).map { _ in ConnectionShard() }
+        configuration.broker?.attach(self)
     }
 
     // MARK: - Connections
@@ -53,9 +63,11 @@ public final class RelayEngine: Sendable {
     ///
     /// Refuses with 4001 (expired grant), 4003 (unknown or revoked site),
     /// 4029 (site connection limit) or 4500 (shutting down).
-    /// `onWake` (optional) is called, outside engine locks, when the outbox
-    /// goes from empty to non-empty or closes, for event-loop transports
-    /// that `drain` instead of awaiting `next()`.
+    /// `onWake` (optional) is called when the outbox goes from empty to
+    /// non-empty or closes, for event-loop transports that `drain` instead of
+    /// awaiting `next()`. It runs on the enqueuing thread, possibly while
+    /// engine locks are held: it must only schedule the drain (e.g.
+    /// `eventLoop.execute`), never call the engine synchronously.
     public func connect(_ grant: ConnectionGrant, onWake: (@Sendable () -> Void)? = nil) -> Result<RelayConnection, ConnectRefusal> {
         if shuttingDown.load(ordering: .relaxed) {
             return .failure(ConnectRefusal(code: .shuttingDown, reason: shutdownReason(delayMs: 1000)))
@@ -194,6 +206,8 @@ public final class RelayEngine: Sendable {
     public var connectionCount: Int { metrics.connectionCount.load(ordering: .relaxed) }
     /// Number of live channels.
     public var channelCount: Int { metrics.channelCount.load(ordering: .relaxed) }
+    /// Publications accepted since start, all sources (`/healthz` `published_messages`).
+    public var publicationCount: Int { metrics.publicationCount.load(ordering: .relaxed) }
 
     /// A site's connection counter and limit.
     public func stats(siteID: String) -> SiteStats? {
@@ -206,10 +220,27 @@ public final class RelayEngine: Sendable {
 
     /// Subscribes to channels spelled as the client wrote them (bare or
     /// `site:{id}:` form). A position in `positions` (keyed by the same
-    /// spelling) asks for recovery: missed publications are replayed after
+    /// spelling, or by the full name as in an SSE `Last-Event-ID`) asks for recovery: missed publications are replayed after
     /// the `subscribed` reply, or the outcome says `recovered: false`.
     /// Exceeding the site's channel limit closes the connection with 4009.
+    ///
+    /// With a broker configured, use the `async` variant: this one then only
+    /// processes relay-owned (`wps:`) channels and answers `.notProcessed` for the rest.
     public func subscribe(_ conn: RelayConnection, channels: [String], positions: [String: StreamPosition] = [:]) -> SubscribeResult {
+        guard configuration.broker != nil else { return subscribeLocal(conn, channels: channels, positions: positions) }
+        let isLocal: (String) -> Bool = { spelled in
+            if case .success(let n) = ChannelName.resolve(spelled, siteID: conn.siteID) { return n.isReserved }
+            return true
+        }
+        var result = subscribeLocal(conn, channels: channels.filter(isLocal), positions: positions)
+        for spelled in channels where !isLocal(spelled) {
+            result.entries.append(.init(channel: spelled, outcome: .notProcessed))
+        }
+        return result
+    }
+
+    func subscribeLocal(_ conn: RelayConnection, channels: [String], positions: [String: StreamPosition],
+                        presenceOverride: [String: [PresenceMember]] = [:]) -> SubscribeResult {
         var result = SubscribeResult(entries: [], closedWith: nil)
         let (grant, limits, closed) = conn.state.withLock { ($0.grant, $0.limits, $0.closed) }
         for spelled in channels {
@@ -250,7 +281,7 @@ public final class RelayEngine: Sendable {
             case .ok:
                 break
             }
-            let since = positions[spelled]
+            let since = positions[spelled] ?? positions[name.full]
             let now = clock.now()
             var overflow = false
             let (channel, outcome): (Channel, SubscribeOutcome) = withLiveChannel(name) { channel, st in
@@ -277,8 +308,10 @@ public final class RelayEngine: Sendable {
                     guard let f = pub.frame(for: conn.format) else { continue }
                     if conn.enqueue(f) == .overflow { overflow = true }
                 }
-                if !st.presence.isEmpty, !overflow {
-                    let sync = Self.presenceSyncFrame(spelled: spelled, fullChannel: name.full, members: st.presence, format: conn.format)
+                let members = presenceOverride[name.full]
+                    ?? st.presence.map { PresenceMember(id: $0.connection.presenceID, state: $0.state) }
+                if !members.isEmpty, !overflow {
+                    let sync = Self.presenceSyncFrame(spelled: spelled, fullChannel: name.full, members: members, format: conn.format)
                     if conn.enqueue(sync) == .overflow { overflow = true }
                 }
                 return (channel, .subscribed(position: st.position, recovery: recovery))
@@ -377,6 +410,21 @@ public final class RelayEngine: Sendable {
     func publishInternal(siteID: String, from conn: RelayConnection?, spelled: String, event: String,
                          payload: Payload, idempotencyKey: String?, source: PublishSource) -> Result<PublishReceipt, PublishError> {
         let now = clock.now()
+        let name: ChannelName
+        switch validatePublish(siteID: siteID, from: conn, spelled: spelled, event: event, payload: payload,
+                               idempotencyKey: idempotencyKey, source: source, now: now) {
+        case .failure(let e): return .failure(e)
+        case .success(let n): name = n
+        }
+        if configuration.broker != nil && source != .system { return .failure(.brokerUnavailable) }
+        return commitLocal(siteID: siteID, name: name, spelled: spelled, event: event, payload: payload,
+                           idempotencyKey: idempotencyKey, source: source, now: now)
+    }
+
+    /// Every check before a publication is accepted (site, channel, ACL,
+    /// event, size, JSON, client rate). Closes the connection for 1009/4013.
+    func validatePublish(siteID: String, from conn: RelayConnection?, spelled: String, event: String, payload: Payload,
+                         idempotencyKey: String?, source: PublishSource, now: Double) -> Result<ChannelName, PublishError> {
         let limits: SiteLimits
         var publishPrefixes: [String] = []
         if let conn {
@@ -420,6 +468,12 @@ public final class RelayEngine: Sendable {
                 return .failure(.rateLimited)
             }
         }
+        return .success(name)
+    }
+
+    /// Single-node publish: offset, history and fan-out under the channel lock.
+    func commitLocal(siteID: String, name: ChannelName, spelled: String, event: String, payload: Payload,
+                     idempotencyKey: String?, source: PublishSource, now: Double) -> Result<PublishReceipt, PublishError> {
         var fan = FanOutResult()
         let outcome: Result<PublishReceipt, PublishError> = withLiveChannel(name) { channel, st in
             if let key = idempotencyKey {
@@ -453,7 +507,7 @@ public final class RelayEngine: Sendable {
         }
         switch outcome {
         case .success(let r) where !r.duplicate:
-            metrics.publicationsIn[source.rawValue].increment()
+            metrics.publishedIn(source)
             metrics.publicationsOut.increment(by: Int64(fan.deliveries))
             metrics.bytesOut.increment(by: Int64(fan.bytes))
         case .failure(.quotaExceeded):
@@ -500,7 +554,17 @@ public final class RelayEngine: Sendable {
     /// on a channel, which the connection need not subscribe to. Gated by the
     /// publish prefixes; `wps:` is refused. Subscribers get `wps.presence`
     /// `join`/`leave` message frames.
+    ///
+    /// With a broker, use the `async` variant (this one answers `.unavailable`).
     public func setPresence(_ conn: RelayConnection, channel spelled: String, state: [UInt8]?) -> Result<PresenceOutcome, PresenceError> {
+        if configuration.broker != nil { return .failure(.unavailable) }
+        return setPresenceLocal(conn, channel: spelled, state: state, broadcast: true)
+    }
+
+    /// Validates and applies a presence change to this node's state;
+    /// `broadcast` sends join/leave to local subscribers (broker mode sends
+    /// them through the broker instead).
+    func setPresenceLocal(_ conn: RelayConnection, channel spelled: String, state: [UInt8]?, broadcast: Bool) -> Result<PresenceOutcome, PresenceError> {
         let name: ChannelName
         switch ChannelName.resolve(spelled, siteID: conn.siteID) {
         case .failure(.foreignSite): return .failure(.forbidden)
@@ -517,7 +581,7 @@ public final class RelayEngine: Sendable {
                 return s.presence.remove(at: i)
             }
             guard let ch else { return .success(.notMember) }
-            removePresence(conn, from: ch)
+            removePresence(conn, from: ch, broadcast: broadcast)
             return .success(.left)
         }
         guard state.count <= configuration.presence.maxStateBytes else {
@@ -542,13 +606,10 @@ public final class RelayEngine: Sendable {
             } else {
                 st.presence.append(PresenceEntry(connection: conn, spelled: spelled, state: state))
             }
-            var data: [UInt8] = []
-            JSON.appendASCII("{\"action\":\"join\",\"id\":", to: &data)
-            JSON.appendString(conn.presenceID, to: &data)
-            JSON.appendASCII(",\"state\":", to: &data)
-            data.append(contentsOf: state)
-            data.append(UInt8(ascii: "}"))
-            fan = st.fanOut(Self.presencePublication(spelled: spelled, name: name, data: data))
+            if broadcast {
+                fan = st.fanOut(Self.presencePublication(spelled: spelled, name: name,
+                                                         data: Self.presenceJoinData(id: conn.presenceID, state: state)))
+            }
             return (channel, .success(existing == nil ? .joined : .updated))
         }
         if case .success(.joined) = outcome {
@@ -563,8 +624,30 @@ public final class RelayEngine: Sendable {
         return outcome
     }
 
-    /// Current members of a channel (order of joining).
+    static func presenceJoinData(id: String, state: [UInt8]) -> [UInt8] {
+        var data: [UInt8] = []
+        JSON.appendASCII("{\"action\":\"join\",\"id\":", to: &data)
+        JSON.appendString(id, to: &data)
+        JSON.appendASCII(",\"state\":", to: &data)
+        data.append(contentsOf: state)
+        data.append(UInt8(ascii: "}"))
+        return data
+    }
+
+    static func presenceLeaveData(id: String) -> [UInt8] {
+        var data: [UInt8] = []
+        JSON.appendASCII("{\"action\":\"leave\",\"id\":", to: &data)
+        JSON.appendString(id, to: &data)
+        data.append(UInt8(ascii: "}"))
+        return data
+    }
+
+    /// Current members of a channel on this node (order of joining).
     public func presence(siteID: String, channel spelled: String) -> [PresenceMember] {
+        presenceLocal(siteID: siteID, channel: spelled)
+    }
+
+    func presenceLocal(siteID: String, channel spelled: String) -> [PresenceMember] {
         guard case .success(let name) = ChannelName.resolve(spelled, siteID: siteID),
               let channel = existingChannel(name) else { return [] }
         return channel.state.withLock { st in
@@ -572,7 +655,7 @@ public final class RelayEngine: Sendable {
         }
     }
 
-    /// Count-only presence query.
+    /// Count-only presence query (this node).
     public func presenceCount(siteID: String, channel spelled: String) -> Int {
         guard case .success(let name) = ChannelName.resolve(spelled, siteID: siteID),
               let channel = existingChannel(name) else { return 0 }
@@ -590,13 +673,13 @@ public final class RelayEngine: Sendable {
         Publication(spelledChannel: spelled, channel: name, event: "wps.presence", payload: .json(data), position: nil, time: 0)
     }
 
-    static func presenceSyncFrame(spelled: String, fullChannel: String, members: [PresenceEntry], format: WireFormat) -> OutboundFrame {
+    static func presenceSyncFrame(spelled: String, fullChannel: String, members: [PresenceMember], format: WireFormat) -> OutboundFrame {
         var data: [UInt8] = []
         JSON.appendASCII("{\"action\":\"sync\",\"members\":[", to: &data)
         for (i, m) in members.enumerated() {
             if i > 0 { data.append(UInt8(ascii: ",")) }
             JSON.appendASCII("{\"id\":", to: &data)
-            JSON.appendString(m.connection.presenceID, to: &data)
+            JSON.appendString(m.id, to: &data)
             JSON.appendASCII(",\"state\":", to: &data)
             data.append(contentsOf: m.state)
             data.append(UInt8(ascii: "}"))
@@ -701,18 +784,27 @@ public final class RelayEngine: Sendable {
         if idle { removeIfIdle(channel) }
     }
 
-    func removePresence(_ conn: RelayConnection, from channel: Channel) {
+    /// Removes a member. With `broadcast`, local subscribers get the leave at
+    /// once; in broker mode the leave for other nodes is queued for
+    /// `brokerMaintenance()` (this path runs inside synchronous cleanup).
+    func removePresence(_ conn: RelayConnection, from channel: Channel, broadcast: Bool = true) {
         var fan = FanOutResult()
+        var pending: PendingBrokerLeave?
         let idle: Bool = channel.state.withLock { st in
             guard let i = st.presence.firstIndex(where: { $0.connection === conn }) else { return st.isIdle }
             let entry = st.presence.remove(at: i)
-            var data: [UInt8] = []
-            JSON.appendASCII("{\"action\":\"leave\",\"id\":", to: &data)
-            JSON.appendString(conn.presenceID, to: &data)
-            data.append(UInt8(ascii: "}"))
-            fan = st.fanOut(Self.presencePublication(spelled: entry.spelled, name: channel.name, data: data))
+            if broadcast {
+                let data = Self.presenceLeaveData(id: conn.presenceID)
+                fan = st.fanOut(Self.presencePublication(spelled: entry.spelled, name: channel.name, data: data))
+                if configuration.broker != nil {
+                    pending = PendingBrokerLeave(memberID: conn.presenceID, frame: BrokerEphemeral(
+                        channel: channel.name, spelledChannel: entry.spelled, event: "wps.presence", data: data,
+                        originNode: configuration.nodeID, skipOrigin: true))
+                }
+            }
             return st.isIdle
         }
+        if let pending { pendingBrokerLeaves.withLock { $0.append(pending) } }
         for c in fan.overflowed { overflowed(c) }
         if idle { removeIfIdle(channel) }
     }

@@ -96,6 +96,9 @@ public enum PublishError: Error, Sendable, Equatable {
     /// Client publish rate exceeded (the engine also closes with 4013).
     case rateLimited
     case connectionClosed
+    /// Broker mode: the broker failed, or a synchronous publish was called
+    /// (use the `async` variant).
+    case brokerUnavailable
 
     public var httpStatus: Int {
         switch self {
@@ -105,6 +108,7 @@ public enum PublishError: Error, Sendable, Equatable {
         case .messageTooLarge: return 413
         case .quotaExceeded, .rateLimited: return 429
         case .connectionClosed: return 410
+        case .brokerUnavailable: return 503
         }
     }
 
@@ -122,6 +126,7 @@ public enum PublishError: Error, Sendable, Equatable {
         case .quotaExceeded: return "quota_exceeded"
         case .rateLimited: return "rate_limited"
         case .connectionClosed: return "connection_closed"
+        case .brokerUnavailable: return "unavailable"
         }
     }
 }
@@ -145,6 +150,8 @@ public enum PresenceError: Error, Sendable, Equatable {
     /// Presence on more channels than `maxChannelsPerConnection`.
     case tooManyChannels
     case connectionClosed
+    /// Broker mode: the broker failed, or the synchronous variant was called.
+    case unavailable
 
     public var code: String {
         switch self {
@@ -155,6 +162,7 @@ public enum PresenceError: Error, Sendable, Equatable {
         case .memberLimitReached: return "member_limit_reached"
         case .tooManyChannels: return "too_many_channels"
         case .connectionClosed: return "connection_closed"
+        case .unavailable: return "unavailable"
         }
     }
 }

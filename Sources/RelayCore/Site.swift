@@ -6,6 +6,7 @@ public struct SiteLimits: Sendable, Equatable {
     /// Concurrent connections across transports; exceeding it refuses with 4029.
     public var maxConnections: Int
     /// Largest published payload (`data` JSON or binary payload) in bytes.
+    /// Default 1 MiB: the wordsocket Yjs provider's update cap.
     public var maxMessageBytes: Int
     /// Subscriptions per connection; exceeding it closes with 4009.
     public var maxChannelsPerConnection: Int
@@ -14,7 +15,7 @@ public struct SiteLimits: Sendable, Equatable {
     /// Client (browser) publish rate per connection, token bucket.
     public var clientPublishRate: RateLimit
 
-    public init(maxConnections: Int = 500, maxMessageBytes: Int = 64 * 1024,
+    public init(maxConnections: Int = 500, maxMessageBytes: Int = 1 << 20,
                 maxChannelsPerConnection: Int = 128, monthlyMessageQuota: Int? = nil,
                 clientPublishRate: RateLimit = RateLimit(perSecond: 10, burst: 20)) {
         self.maxConnections = maxConnections
@@ -74,6 +75,11 @@ public struct Site: Sendable, Equatable {
         self.ed25519PublicKey = ed25519PublicKey
         self.limits = limits
         self.revoked = revoked
+    }
+
+    /// The publish secret with this key id.
+    public func publishSecret(keyID: String) -> PublishSecret? {
+        publishSecrets.first { $0.keyID == keyID }
     }
 
     /// `sha256_hex("site:" + siteKey)` as in the wordsocket contract §7.1.

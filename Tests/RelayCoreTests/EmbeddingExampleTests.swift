@@ -52,21 +52,21 @@ struct RelayWebSocketSession {
                     guard let (channel, payload) = Wire.parseBinaryFrame(bytes) else {
                         engine.disconnect(conn, code: .policyViolation, reason: "malformed binary frame", flushPending: true); break
                     }
-                    if case .failure(let e) = engine.publishBinary(from: conn, channel: channel, payload: Array(payload)) {
+                    if case .failure(let e) = await engine.publishBinary(from: conn, channel: channel, payload: Array(payload)) {
                         engine.send(Wire.error(code: e.code, message: "publish refused", channel: channel), to: conn)
                     }
                 case .text(let bytes):
-                    handle(ClientMessage.parse(bytes), conn: conn, verify: verify)
+                    await handle(ClientMessage.parse(bytes), conn: conn, verify: verify)
                 }
             }
             engine.disconnect(conn)  // socket gone: presence leaves at once
         }
     }
 
-    func handle(_ message: ClientMessage?, conn: RelayConnection, verify: (String) -> ConnectionGrant?) {
+    func handle(_ message: ClientMessage?, conn: RelayConnection, verify: (String) -> ConnectionGrant?) async {
         switch message {
         case .subscribe(let channels, let positions)?:
-            let result = engine.subscribe(conn, channels: channels, positions: positions)
+            let result = await engine.subscribe(conn, channels: channels, positions: positions)
             for entry in result.entries where entry.outcome == .forbidden || entry.outcome == .invalidChannel {
                 engine.send(Wire.error(code: entry.outcome == .forbidden ? "forbidden" : "invalid_channel",
                                        message: "subscribe refused", channel: entry.channel), to: conn)
@@ -74,11 +74,11 @@ struct RelayWebSocketSession {
         case .unsubscribe(let channels)?:
             engine.unsubscribe(conn, channels: channels)
         case .publish(let channel, let event, let data, let key)?:
-            if case .failure(let e) = engine.publish(from: conn, channel: channel, event: event, data: data, idempotencyKey: key) {
+            if case .failure(let e) = await engine.publish(from: conn, channel: channel, event: event, data: data, idempotencyKey: key) {
                 engine.send(Wire.error(code: e.code, message: "publish refused", channel: channel), to: conn)
             }
         case .presence(let channel, let state)?:
-            if case .failure(let e) = engine.setPresence(conn, channel: channel, state: state) {
+            if case .failure(let e) = await engine.setPresence(conn, channel: channel, state: state) {
                 engine.send(Wire.error(code: e.code, message: "presence refused", channel: channel), to: conn)
             }
         case .auth(let token)?:

@@ -115,13 +115,13 @@ extension Result where Failure == ConnectRefusal {
     @Test func concurrentPublishersAreSeenInOneOrderByEverySubscriber() async throws {
         let fx = Fixture(limits: SiteLimits(clientPublishRate: RateLimit(perSecond: 1e9, burst: 1e9)))
         let subs = try (0..<5).map { _ in try fx.connect() }
-        for c in subs { _ = fx.engine.subscribe(c, channels: ["events"]); _ = c.drain() }
+        for c in subs { _ = await fx.engine.subscribe(c, channels: ["events"]); _ = c.drain() }
         let engine = fx.engine, siteID = fx.siteA.siteID
         await withTaskGroup(of: Void.self) { group in
             for p in 0..<4 {
                 group.addTask {
                     for i in 0..<500 {
-                        _ = engine.publish(siteID: siteID, channel: "events", event: "e", data: Array("{\"p\":\(p),\"i\":\(i)}".utf8))
+                        _ = await engine.publish(siteID: siteID, channel: "events", event: "e", data: Array("{\"p\":\(p),\"i\":\(i)}".utf8))
                     }
                 }
             }
@@ -141,7 +141,7 @@ extension Result where Failure == ConnectRefusal {
     @Test func asyncConsumerReceivesFramesAndCancellationEndsIt() async throws {
         let fx = Fixture()
         let c = try fx.connect()
-        _ = fx.engine.subscribe(c, channels: ["events"])
+        _ = await fx.engine.subscribe(c, channels: ["events"])
         guard case .frame(let ack)? = await c.next() else { Issue.record("no ack"); return }
         #expect(contains(ack.text, "subscribed"))
         let reader = Task { await c.next() }
