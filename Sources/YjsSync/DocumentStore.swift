@@ -195,8 +195,13 @@ public final class DocumentStore: Sendable {
     /// Validates `update`, appends it durably and adds it to the room. Returns after the update
     /// is durable, so the caller may then broadcast it. Throws `DocumentStoreError.roomTooLarge`
     /// (nothing stored) when the room would exceed `maxRoomBytes`.
+    /// An update whose client blocks are not in Yjs's descending order is stored canonicalized.
     @discardableResult
-    public func applyUpdate(room name: String, update: [UInt8]) throws -> AppliedUpdate {
+    public func applyUpdate(room name: String, update original: [UInt8]) throws -> AppliedUpdate {
+        let update: [UInt8]
+        do { update = try YUpdate.canonicalized(original) } catch let e as YjsDecodingError {
+            throw DocumentStoreError.invalidInput(e)
+        }
         let (r, applied, compaction): (Room, AppliedUpdate, (snapshot: [UInt8], through: Int64)?) = try withRoom(name) { r, s in
             let ranges: KnownState.Ranges
             do { ranges = try KnownState.ranges(of: update) } catch let e as YjsDecodingError {

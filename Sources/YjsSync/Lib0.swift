@@ -129,7 +129,7 @@ public struct Lib0Decoder: Sendable {
     public mutating func readCount(minBytesPerElement: Int = 1) throws -> Int {
         let start = position
         let n = try readVarUInt()
-        if n > UInt64(remaining) / UInt64(max(minBytesPerElement, 1)) {
+        if minBytesPerElement > 0 && n > UInt64(remaining) / UInt64(minBytesPerElement) {
             throw YjsDecodingError.lengthExceedsInput(offset: start)
         }
         return Int(n)

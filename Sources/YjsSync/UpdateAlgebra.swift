@@ -292,7 +292,7 @@ struct KWayMerger {
                     var c = Pending(s: curr, src: di, off: 0)
                     if diff > 0 {
                         if currWrite.s.kind == .skip {
-                            currWrite.s.length -= diff
+                            currWrite.s.length = currWrite.s.length > diff ? currWrite.s.length - diff : 0
                         } else {
                             c.off = diff
                         }
@@ -338,5 +338,59 @@ extension YUpdate {
         while r.curr != nil { try r.next() }
         let end = r.d.position
         return (update[0..<end], try r.readDeleteSet())
+    }
+}
+
+extension YUpdate {
+    /// Whether the client blocks of `update` are in strictly descending client order, as every
+    /// Yjs and yrs writer produces them. Yjs's merge algorithm (and so `merge`) assumes this
+    /// order; on other input it can drop structs, exactly as Yjs does.
+    public static func hasCanonicalBlockOrder(_ update: [UInt8]) throws -> Bool {
+        var r = try StructReader(update, filterSkips: false)
+        var last: (client: UInt64, end: UInt64)? = nil
+        var canonical = true
+        while let s = r.curr {
+            if let l = last {
+                if s.client == l.client ? s.clock != l.end : s.client > l.client { canonical = false }
+            }
+            last = (s.client, s.end)
+            try r.next()
+        }
+        _ = try r.readDeleteSet()
+        return canonical
+    }
+
+    /// Returns `update` unchanged when its block order is canonical; otherwise an equivalent
+    /// update with one block per client in descending order (each block is merged as a separate
+    /// input, which Yjs's merge handles correctly).
+    public static func canonicalized(_ update: [UInt8]) throws -> [UInt8] {
+        if try hasCanonicalBlockOrder(update) { return update }
+        var parts: [[UInt8]] = []
+        var r = try StructReader(update, filterSkips: false)
+        let src = r.bytes
+        var w = StructWriter()
+        var wrote = false
+        var last: (client: UInt64, end: UInt64)? = nil
+        while let s = r.curr {
+            if let l = last, s.client != l.client || s.clock != l.end, wrote {
+                parts.append(w.finish(deleteSet: DeleteSet()))
+                w = StructWriter()
+                wrote = false
+            }
+            last = (s.client, s.end)
+            if s.kind != .skip {
+                w.write(s, src: src, offset: 0)
+                wrote = true
+            } else if wrote {
+                parts.append(w.finish(deleteSet: DeleteSet()))
+                w = StructWriter()
+                wrote = false
+            }
+            try r.next()
+        }
+        if wrote { parts.append(w.finish(deleteSet: DeleteSet())) }
+        var dsOnly = StructWriter()
+        parts.append(dsOnly.finish(deleteSet: try r.readDeleteSet()))
+        return try merge(parts)
     }
 }

@@ -55,6 +55,24 @@ final class CountingPersistence: YjsPersistence {
         #expect(try store.stateVector(room: "other") == StateVector())
     }
 
+    @Test func canonicalizesBlockOrder() throws {
+        // client 2 before client 17: Yjs's merge would drop client 17's first struct
+        let u = hex("020202004401000158c101000101010211000101017401840100026921020201010101010001")
+        #expect(try !YUpdate.hasCanonicalBlockOrder(u))
+        let c = try YUpdate.canonicalized(u)
+        #expect(try YUpdate.hasCanonicalBlockOrder(c))
+        #expect(try YUpdate.hasCanonicalBlockOrder(UpdateVectorTests.full))
+        // the same client twice, restarting at clock 0
+        #expect(try !YUpdate.hasCanonicalBlockOrder(hex("02 01 01 00 04 01 01 74 01 61 01 01 00 04 01 01 74 01 61 00")))
+        #expect(try YUpdate.stateVector(of: c) == StateVector([2: 2, 17: 3]))
+        let store = DocumentStore(persistence: InMemoryPersistence())
+        try store.applyUpdate(room: "r", update: u)
+        try store.applyUpdate(room: "r", update: UpdateVectorTests.u0)
+        let state = try store.encodedState(room: "r")
+        #expect(try YUpdate.stateVector(of: state) == StateVector([1: 2, 2: 2, 17: 3]))
+        #expect(try YUpdate.structSectionAndDeleteSet(state).deleteSet == YUpdate.structSectionAndDeleteSet(u).deleteSet)
+    }
+
     @Test func rejectsInvalidAndOversizedUpdates() throws {
         var o = DocumentStoreOptions()
         o.maxRoomBytes = 20

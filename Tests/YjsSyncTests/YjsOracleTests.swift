@@ -9,9 +9,10 @@ import Testing
     struct Merge: Decodable { var inputs: [Int]; var out: String; var content: String? }
     struct Diff: Decodable { var input: String; var sv: String; var out: String; var base: String?; var content: String? }
     struct SV: Decodable { var input: String; var out: String }
+    struct V2: Decodable { var v2: String; var v1: String }
     struct Session: Decodable {
         var seed: Int; var updates: [String]; var states: [String]
-        var merges: [Merge]; var diffs: [Diff]; var svs: [SV]; var content: String
+        var merges: [Merge]; var diffs: [Diff]; var svs: [SV]; var content: String; var v2: [V2]
     }
 
     static let sessionCount = 300
@@ -68,6 +69,21 @@ import Testing
         }
         #expect(checked > 1000)
         #expect(bad.isEmpty, "\(bad.count)/\(checked) state vectors differ, e.g. \(bad.prefix(5))")
+    }
+
+    @Test(.enabled(if: Peers.runNodeTests, "node+yjs not available"))
+    func v2ConversionMatchesYjs() throws {
+        guard let sessions = try Self.sessions() else { return }
+        var checked = 0, bad: [String] = []
+        for s in sessions {
+            for (i, c) in s.v2.enumerated() {
+                let got = try UpdateV2.toV1([UInt8](hexString: c.v2))
+                if try !Self.sameUpdate(got, [UInt8](hexString: c.v1)) { bad.append("seed \(s.seed) v2 \(i)"); Self.dump("v2-\(s.seed)-\(i)", got) }
+                checked += 1
+            }
+        }
+        #expect(checked >= Self.sessionCount * 3)
+        #expect(bad.isEmpty, "\(bad.count)/\(checked) v2→v1 conversions differ, e.g. \(bad.prefix(5))")
     }
 
     @Test(.enabled(if: Peers.runNodeTests, "node+yjs not available"))
