@@ -163,6 +163,13 @@ public struct Lib0Decoder: Sendable {
         return r
     }
 
+    /// varString whose UTF-16 length is also returned (one validation pass).
+    public mutating func readVarStringRangeCountingUTF16() throws -> (Range<Int>, UInt64) {
+        let r = try readVarBytesRange()
+        guard let n = UTF8Validation.validatedUTF16Count(bytes, r) else { throw YjsDecodingError.invalidUTF8(offset: r.lowerBound) }
+        return (r, n)
+    }
+
     /// varString decoded as a Swift `String`.
     public mutating func readVarString() throws -> String {
         let r = try readVarStringRange()
@@ -393,6 +400,26 @@ enum UTF8Validation {
             }
         }
         return true
+    }
+
+    /// Validates `b[r]` and counts its UTF-16 code units in one pass; nil when invalid.
+    static func validatedUTF16Count(_ b: [UInt8], _ r: Range<Int>) -> UInt64? {
+        var n: UInt64 = 0
+        var i = r.lowerBound
+        let end = r.upperBound
+        while i < end {
+            let c = b[i]
+            if c < 0x80 {
+                i += 1; n += 1
+                // ASCII run fast path
+                while i < end && b[i] < 0x80 { i += 1; n += 1 }
+                continue
+            }
+            let start = i
+            if c < 0xE0 { i += 2; n += 1 } else if c < 0xF0 { i += 3; n += 1 } else { i += 4; n += 2 }
+            if i > end || !isValid(b, start..<i) { return nil }
+        }
+        return n
     }
 
     /// Number of UTF-16 code units of valid UTF-8 bytes `b[r]`.

@@ -282,6 +282,7 @@ struct KWayMerger {
                 } else if currWrite.end < curr.clock {
                     if currWrite.s.kind == .skip {
                         currWrite.s.length = curr.end - currWrite.s.clock
+                        currWrite.s.raw = 0..<0
                     } else {
                         emit(currWrite, &w)
                         let gapStart = currWrite.end
@@ -293,6 +294,7 @@ struct KWayMerger {
                     if diff > 0 {
                         if currWrite.s.kind == .skip {
                             currWrite.s.length = currWrite.s.length > diff ? currWrite.s.length - diff : 0
+                            currWrite.s.raw = 0..<0
                         } else {
                             c.off = diff
                         }
@@ -300,6 +302,7 @@ struct KWayMerger {
                     // mergeWith: only GC+GC and Skip+Skip coalesce for lazily read structs.
                     if currWrite.s.kind != .item && currWrite.s.kind == c.s.kind {
                         currWrite.s.length += c.s.length - c.off
+                        currWrite.s.raw = 0..<0
                     } else {
                         emit(currWrite, &w)
                         currWrite = c
