@@ -66,6 +66,21 @@ public struct Lib0Decoder: Sendable {
             position += 1
             return UInt64(first)
         }
+        // Up to 8 bytes (56 bits) cannot overflow UInt64; check the 2^53 limit once at the end.
+        var value = UInt64(first & 0x7F)
+        var shift: UInt64 = 7
+        var p = position + 1
+        while p < end && shift < 56 {
+            let b = bytes[p]
+            p += 1
+            value |= UInt64(b & 0x7F) << shift
+            if b < 0x80 {
+                if value > lib0MaxSafeInteger { throw YjsDecodingError.integerOutOfRange(offset: position) }
+                position = p
+                return value
+            }
+            shift += 7
+        }
         return try readVarUIntSlow()
     }
 
