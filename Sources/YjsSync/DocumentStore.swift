@@ -80,6 +80,8 @@ public struct DocumentStoreOptions: Sendable {
     /// snapshot (so compaction cost stays proportional to the data written, never a fold per update).
     public var persistCompactionThreshold: Int = 500
     public var persistRatio: Double = 0.5
+    /// Coalesce structs (`YUpdate.coalesced`) whenever pending updates are folded into the state.
+    public var coalesce: Bool = true
     /// Run persistence compaction on a detached task instead of inline.
     public var backgroundCompaction: Bool = true
     /// Rooms untouched for this long and without awareness states are evicted by `evictIdleRooms`.
@@ -181,6 +183,7 @@ public final class DocumentStore: Sendable {
         do {
             for u in parts { s.known.insert(try KnownState.ranges(of: u)) }
             s.merged = parts.isEmpty ? YUpdate.empty : try YUpdate.merge(parts)
+            if options.coalesce && parts.count > 1 { s.merged = try YUpdate.coalesced(s.merged) }
         } catch let e as YjsDecodingError {
             throw DocumentStoreError.invalidInput(e)
         }
@@ -193,7 +196,8 @@ public final class DocumentStore: Sendable {
 
     private func foldPending(_ s: inout RoomState) throws {
         guard !s.pending.isEmpty else { return }
-        s.merged = try YUpdate.merge([s.merged] + s.pending.map(\.update))
+        let merged = try YUpdate.merge([s.merged] + s.pending.map(\.update))
+        s.merged = options.coalesce ? try YUpdate.coalesced(merged) : merged
         s.pending.removeAll(keepingCapacity: true)
         s.pendingBytes = 0
     }

@@ -397,3 +397,78 @@ extension YUpdate {
         return try merge(parts)
     }
 }
+
+extension YUpdate {
+    /// Struct coalescing (reference §4.4, not done by Yjs or yrs): joins consecutive structs A, B
+    /// of one client when B starts where A ends, B's origin is A's last ID, B's right origin equals
+    /// A's, and both have the same content kind among String, Deleted, Any and JSON (GC+GC too).
+    /// A multi-unit struct means exactly "each unit's origin is the previous unit, same right
+    /// origin", so the joined struct describes the same items. Typing-heavy documents shrink about
+    /// 8×. The tests check against Yjs that documents built from coalesced updates are identical.
+    public static func coalesced(_ update: [UInt8]) throws -> [UInt8] {
+        var r = try StructReader(update, filterSkips: false)
+        let src = r.bytes
+        var w = StructWriter(capacity: update.count)
+        var run: RawStruct? = nil
+        var parts: [Range<Int>] = []
+        var runEnd: UInt64 = 0
+
+        func flush(_ run: RawStruct, _ parts: [Range<Int>], _ end: UInt64, _ w: inout StructWriter) {
+            if parts.count <= 1 {
+                w.write(run, src: src, offset: 0)
+                return
+            }
+            var t = run
+            t.raw = 0..<0
+            t.length = end - run.clock
+            var side = Lib0Encoder(capacity: 64)
+            func copy(_ r: Range<Int>) -> Range<Int> {
+                let start = side.bytes.count
+                side.writeRaw(src[r])
+                return start..<side.bytes.count
+            }
+            if t.kind == .item {
+                if t.parentKind == 1 { t.parentKey = copy(t.parentKey) }
+                if t.hasParentSub { t.parentSub = copy(t.parentSub) }
+                let start = side.bytes.count
+                for p in parts { side.writeRaw(src[p]) }
+                t.a = start..<side.bytes.count
+            }
+            w.write(t, src: side.bytes, offset: 0)
+        }
+
+        while let s = r.curr {
+            if var cur = run {
+                let joinable: Bool
+                if s.client != cur.client || s.clock != runEnd || s.kind != cur.kind || s.kind == .skip {
+                    joinable = false
+                } else if s.kind == .gc {
+                    joinable = true
+                } else {
+                    joinable = s.ref == cur.ref && (s.ref == 1 || s.ref == 2 || s.ref == 4 || s.ref == 8)
+                        && s.hasOrigin && s.origin == YID(client: cur.client, clock: runEnd - 1)
+                        && s.hasRightOrigin == cur.hasRightOrigin
+                        && (!s.hasRightOrigin || s.rightOrigin == cur.rightOrigin)
+                }
+                if joinable {
+                    parts.append(s.a)
+                    runEnd = s.end
+                    cur.raw = 0..<0
+                    run = cur
+                } else {
+                    flush(cur, parts, runEnd, &w)
+                    run = s
+                    parts = [s.a]
+                    runEnd = s.end
+                }
+            } else {
+                run = s
+                parts = [s.a]
+                runEnd = s.end
+            }
+            try r.next()
+        }
+        if let cur = run { flush(cur, parts, runEnd, &w) }
+        return w.finish(deleteSet: try r.readDeleteSet())
+    }
+}
