@@ -75,9 +75,13 @@ public struct DocumentStoreOptions: Sendable {
     public var foldRatio: Double = 0.25
     /// Always fold when this many updates are pending.
     public var foldMaxPending: Int = 4096
-    /// Write a snapshot to persistence (and drop its log entries) when this many log entries
-    /// accumulated since the last snapshot.
+    /// Write a snapshot to persistence (and drop its log entries) when at least this many log
+    /// entries accumulated since the last snapshot and their size reaches `persistRatio` of the
+    /// snapshot (so compaction cost stays proportional to the data written, never a fold per update).
     public var persistCompactionThreshold: Int = 500
+    public var persistRatio: Double = 0.5
+    /// Coalesce structs (`YUpdate.coalesced`) whenever pending updates are folded into the state.
+    public var coalesce: Bool = true
     /// Run persistence compaction on a detached task instead of inline.
     public var backgroundCompaction: Bool = true
     /// Rooms untouched for this long and without awareness states are evicted by `evictIdleRooms`.
@@ -134,6 +138,8 @@ public final class DocumentStore: Sendable {
         var known = KnownState()
         var lastSeq: Int64 = 0
         var persistedThroughSeq: Int64 = 0
+        var persistedSnapshotBytes = 0
+        var logBytesSinceSnapshot = 0
         var compacting = false
         var awareness: AwarenessTable
         var lastAccess: Duration
@@ -177,17 +183,21 @@ public final class DocumentStore: Sendable {
         do {
             for u in parts { s.known.insert(try KnownState.ranges(of: u)) }
             s.merged = parts.isEmpty ? YUpdate.empty : try YUpdate.merge(parts)
+            if options.coalesce && parts.count > 1 { s.merged = try YUpdate.coalesced(s.merged) }
         } catch let e as YjsDecodingError {
             throw DocumentStoreError.invalidInput(e)
         }
         s.persistedThroughSeq = p.snapshotThroughSeq
+        s.persistedSnapshotBytes = p.snapshot?.count ?? 0
+        s.logBytesSinceSnapshot = p.log.reduce(0) { $0 + $1.update.count }
         s.lastSeq = max(p.snapshotThroughSeq, p.log.last?.seq ?? 0)
         s.loaded = true
     }
 
     private func foldPending(_ s: inout RoomState) throws {
         guard !s.pending.isEmpty else { return }
-        s.merged = try YUpdate.merge([s.merged] + s.pending.map(\.update))
+        let merged = try YUpdate.merge([s.merged] + s.pending.map(\.update))
+        s.merged = options.coalesce ? try YUpdate.coalesced(merged) : merged
         s.pending.removeAll(keepingCapacity: true)
         s.pendingBytes = 0
     }
@@ -195,9 +205,14 @@ public final class DocumentStore: Sendable {
     /// Validates `update`, appends it durably and adds it to the room. Returns after the update
     /// is durable, so the caller may then broadcast it. Throws `DocumentStoreError.roomTooLarge`
     /// (nothing stored) when the room would exceed `maxRoomBytes`.
+    /// An update whose client blocks are not in Yjs's descending order is stored canonicalized.
     @discardableResult
-    public func applyUpdate(room name: String, update: [UInt8]) throws -> AppliedUpdate {
-        let (r, applied, compaction): (Room, AppliedUpdate, (snapshot: [UInt8], through: Int64)?) = try withRoom(name) { r, s in
+    public func applyUpdate(room name: String, update original: [UInt8]) throws -> AppliedUpdate {
+        let update: [UInt8]
+        do { update = try YUpdate.canonicalized(original) } catch let e as YjsDecodingError {
+            throw DocumentStoreError.invalidInput(e)
+        }
+        let (r, applied, compaction): (Room, AppliedUpdate, (snapshot: [UInt8], through: Int64, logBytes: Int)?) = try withRoom(name) { r, s in
             let ranges: KnownState.Ranges
             do { ranges = try KnownState.ranges(of: update) } catch let e as YjsDecodingError {
                 throw DocumentStoreError.invalidInput(e)
@@ -215,46 +230,52 @@ public final class DocumentStore: Sendable {
             s.lastSeq = entry.seq
             s.pending.append(entry)
             s.pendingBytes += update.count
+            s.logBytesSinceSnapshot += update.count
             s.known.insert(ranges)
             if s.pending.count >= options.foldMaxPending ||
                 (s.pending.count >= options.foldMinPending && Double(s.pendingBytes) >= options.foldRatio * Double(s.merged.count)) {
                 try foldPending(&s)
             }
-            var compaction: (snapshot: [UInt8], through: Int64)? = nil
-            if !s.compacting && s.lastSeq - s.persistedThroughSeq >= Int64(options.persistCompactionThreshold) {
+            var compaction: (snapshot: [UInt8], through: Int64, logBytes: Int)? = nil
+            if !s.compacting && s.lastSeq - s.persistedThroughSeq >= Int64(options.persistCompactionThreshold)
+                && Double(s.logBytesSinceSnapshot) >= options.persistRatio * Double(s.persistedSnapshotBytes) {
                 try foldPending(&s)
                 s.compacting = true
-                compaction = (s.merged, s.lastSeq)
+                compaction = (s.merged, s.lastSeq, s.logBytesSinceSnapshot)
             }
             return (r, AppliedUpdate(changed: true, seq: entry.seq, roomBytes: s.bytes), compaction)
         }
         if let c = compaction {
             if options.backgroundCompaction {
-                Task.detached(priority: .background) { self.persistSnapshot(r, name, c.snapshot, c.through) }
+                Task.detached(priority: .background) { self.persistSnapshot(r, name, c.snapshot, c.through, c.logBytes) }
             } else {
-                persistSnapshot(r, name, c.snapshot, c.through)
+                persistSnapshot(r, name, c.snapshot, c.through, c.logBytes)
             }
         }
         return applied
     }
 
-    private func persistSnapshot(_ r: Room, _ name: String, _ snapshot: [UInt8], _ through: Int64) {
+    private func persistSnapshot(_ r: Room, _ name: String, _ snapshot: [UInt8], _ through: Int64, _ coveredLogBytes: Int) {
         let ok = (try? persistence.compact(room: name, snapshot: snapshot, throughSeq: through)) != nil
         r.state.withLock { s in
-            if ok { s.persistedThroughSeq = max(s.persistedThroughSeq, through) }
+            if ok && through > s.persistedThroughSeq {
+                s.persistedThroughSeq = through
+                s.persistedSnapshotBytes = snapshot.count
+                s.logBytesSinceSnapshot = max(0, s.logBytesSinceSnapshot - coveredLogBytes)
+            }
             s.compacting = false
         }
     }
 
     /// Folds pending updates and writes a snapshot to persistence now (inline).
     public func compact(room name: String) throws {
-        let c: (Room, [UInt8], Int64)? = try withRoom(name) { r, s in
+        let c: (Room, [UInt8], Int64, Int)? = try withRoom(name) { r, s in
             try foldPending(&s)
             guard !s.compacting, s.lastSeq > s.persistedThroughSeq else { return nil }
             s.compacting = true
-            return (r, s.merged, s.lastSeq)
+            return (r, s.merged, s.lastSeq, s.logBytesSinceSnapshot)
         }
-        if let (r, snap, through) = c { persistSnapshot(r, name, snap, through) }
+        if let (r, snap, through, bytes) = c { persistSnapshot(r, name, snap, through, bytes) }
     }
 
     /// The room's state vector (Yjs encoding: clients descending).

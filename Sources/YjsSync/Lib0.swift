@@ -66,6 +66,21 @@ public struct Lib0Decoder: Sendable {
             position += 1
             return UInt64(first)
         }
+        // Up to 8 bytes (56 bits) cannot overflow UInt64; check the 2^53 limit once at the end.
+        var value = UInt64(first & 0x7F)
+        var shift: UInt64 = 7
+        var p = position + 1
+        while p < end && shift < 56 {
+            let b = bytes[p]
+            p += 1
+            value |= UInt64(b & 0x7F) << shift
+            if b < 0x80 {
+                if value > lib0MaxSafeInteger { throw YjsDecodingError.integerOutOfRange(offset: position) }
+                position = p
+                return value
+            }
+            shift += 7
+        }
         return try readVarUIntSlow()
     }
 
@@ -129,7 +144,7 @@ public struct Lib0Decoder: Sendable {
     public mutating func readCount(minBytesPerElement: Int = 1) throws -> Int {
         let start = position
         let n = try readVarUInt()
-        if n > UInt64(remaining) / UInt64(max(minBytesPerElement, 1)) {
+        if minBytesPerElement > 0 && n > UInt64(remaining) / UInt64(minBytesPerElement) {
             throw YjsDecodingError.lengthExceedsInput(offset: start)
         }
         return Int(n)
@@ -161,6 +176,13 @@ public struct Lib0Decoder: Sendable {
         let r = try readVarBytesRange()
         guard UTF8Validation.isValid(bytes, r) else { throw YjsDecodingError.invalidUTF8(offset: r.lowerBound) }
         return r
+    }
+
+    /// varString whose UTF-16 length is also returned (one validation pass).
+    public mutating func readVarStringRangeCountingUTF16() throws -> (Range<Int>, UInt64) {
+        let r = try readVarBytesRange()
+        guard let n = UTF8Validation.validatedUTF16Count(bytes, r) else { throw YjsDecodingError.invalidUTF8(offset: r.lowerBound) }
+        return (r, n)
     }
 
     /// varString decoded as a Swift `String`.
@@ -393,6 +415,26 @@ enum UTF8Validation {
             }
         }
         return true
+    }
+
+    /// Validates `b[r]` and counts its UTF-16 code units in one pass; nil when invalid.
+    static func validatedUTF16Count(_ b: [UInt8], _ r: Range<Int>) -> UInt64? {
+        var n: UInt64 = 0
+        var i = r.lowerBound
+        let end = r.upperBound
+        while i < end {
+            let c = b[i]
+            if c < 0x80 {
+                i += 1; n += 1
+                // ASCII run fast path
+                while i < end && b[i] < 0x80 { i += 1; n += 1 }
+                continue
+            }
+            let start = i
+            if c < 0xE0 { i += 2; n += 1 } else if c < 0xF0 { i += 3; n += 1 } else { i += 4; n += 2 }
+            if i > end || !isValid(b, start..<i) { return nil }
+        }
+        return n
     }
 
     /// Number of UTF-16 code units of valid UTF-8 bytes `b[r]`.

@@ -282,6 +282,7 @@ struct KWayMerger {
                 } else if currWrite.end < curr.clock {
                     if currWrite.s.kind == .skip {
                         currWrite.s.length = curr.end - currWrite.s.clock
+                        currWrite.s.raw = 0..<0
                     } else {
                         emit(currWrite, &w)
                         let gapStart = currWrite.end
@@ -292,7 +293,8 @@ struct KWayMerger {
                     var c = Pending(s: curr, src: di, off: 0)
                     if diff > 0 {
                         if currWrite.s.kind == .skip {
-                            currWrite.s.length -= diff
+                            currWrite.s.length = currWrite.s.length > diff ? currWrite.s.length - diff : 0
+                            currWrite.s.raw = 0..<0
                         } else {
                             c.off = diff
                         }
@@ -300,6 +302,7 @@ struct KWayMerger {
                     // mergeWith: only GC+GC and Skip+Skip coalesce for lazily read structs.
                     if currWrite.s.kind != .item && currWrite.s.kind == c.s.kind {
                         currWrite.s.length += c.s.length - c.off
+                        currWrite.s.raw = 0..<0
                     } else {
                         emit(currWrite, &w)
                         currWrite = c
@@ -338,5 +341,134 @@ extension YUpdate {
         while r.curr != nil { try r.next() }
         let end = r.d.position
         return (update[0..<end], try r.readDeleteSet())
+    }
+}
+
+extension YUpdate {
+    /// Whether the client blocks of `update` are in strictly descending client order, as every
+    /// Yjs and yrs writer produces them. Yjs's merge algorithm (and so `merge`) assumes this
+    /// order; on other input it can drop structs, exactly as Yjs does.
+    public static func hasCanonicalBlockOrder(_ update: [UInt8]) throws -> Bool {
+        var r = try StructReader(update, filterSkips: false)
+        var last: (client: UInt64, end: UInt64)? = nil
+        var canonical = true
+        while let s = r.curr {
+            if let l = last {
+                if s.client == l.client ? s.clock != l.end : s.client > l.client { canonical = false }
+            }
+            last = (s.client, s.end)
+            try r.next()
+        }
+        _ = try r.readDeleteSet()
+        return canonical
+    }
+
+    /// Returns `update` unchanged when its block order is canonical; otherwise an equivalent
+    /// update with one block per client in descending order (each block is merged as a separate
+    /// input, which Yjs's merge handles correctly).
+    public static func canonicalized(_ update: [UInt8]) throws -> [UInt8] {
+        if try hasCanonicalBlockOrder(update) { return update }
+        var parts: [[UInt8]] = []
+        var r = try StructReader(update, filterSkips: false)
+        let src = r.bytes
+        var w = StructWriter()
+        var wrote = false
+        var last: (client: UInt64, end: UInt64)? = nil
+        while let s = r.curr {
+            if let l = last, s.client != l.client || s.clock != l.end, wrote {
+                parts.append(w.finish(deleteSet: DeleteSet()))
+                w = StructWriter()
+                wrote = false
+            }
+            last = (s.client, s.end)
+            if s.kind != .skip {
+                w.write(s, src: src, offset: 0)
+                wrote = true
+            } else if wrote {
+                parts.append(w.finish(deleteSet: DeleteSet()))
+                w = StructWriter()
+                wrote = false
+            }
+            try r.next()
+        }
+        if wrote { parts.append(w.finish(deleteSet: DeleteSet())) }
+        var dsOnly = StructWriter()
+        parts.append(dsOnly.finish(deleteSet: try r.readDeleteSet()))
+        return try merge(parts)
+    }
+}
+
+extension YUpdate {
+    /// Struct coalescing (reference §4.4, not done by Yjs or yrs): joins consecutive structs A, B
+    /// of one client when B starts where A ends, B's origin is A's last ID, B's right origin equals
+    /// A's, and both have the same content kind among String, Deleted, Any and JSON (GC+GC too).
+    /// A multi-unit struct means exactly "each unit's origin is the previous unit, same right
+    /// origin", so the joined struct describes the same items. Typing-heavy documents shrink about
+    /// 8×. The tests check against Yjs that documents built from coalesced updates are identical.
+    public static func coalesced(_ update: [UInt8]) throws -> [UInt8] {
+        var r = try StructReader(update, filterSkips: false)
+        let src = r.bytes
+        var w = StructWriter(capacity: update.count)
+        var run: RawStruct? = nil
+        var parts: [Range<Int>] = []
+        var runEnd: UInt64 = 0
+
+        func flush(_ run: RawStruct, _ parts: [Range<Int>], _ end: UInt64, _ w: inout StructWriter) {
+            if parts.count <= 1 {
+                w.write(run, src: src, offset: 0)
+                return
+            }
+            var t = run
+            t.raw = 0..<0
+            t.length = end - run.clock
+            var side = Lib0Encoder(capacity: 64)
+            func copy(_ r: Range<Int>) -> Range<Int> {
+                let start = side.bytes.count
+                side.writeRaw(src[r])
+                return start..<side.bytes.count
+            }
+            if t.kind == .item {
+                if t.parentKind == 1 { t.parentKey = copy(t.parentKey) }
+                if t.hasParentSub { t.parentSub = copy(t.parentSub) }
+                let start = side.bytes.count
+                for p in parts { side.writeRaw(src[p]) }
+                t.a = start..<side.bytes.count
+            }
+            w.write(t, src: side.bytes, offset: 0)
+        }
+
+        while let s = r.curr {
+            if var cur = run {
+                let joinable: Bool
+                if s.client != cur.client || s.clock != runEnd || s.kind != cur.kind || s.kind == .skip {
+                    joinable = false
+                } else if s.kind == .gc {
+                    joinable = true
+                } else {
+                    joinable = s.ref == cur.ref && (s.ref == 1 || s.ref == 2 || s.ref == 4 || s.ref == 8)
+                        && s.hasOrigin && s.origin == YID(client: cur.client, clock: runEnd - 1)
+                        && s.hasRightOrigin == cur.hasRightOrigin
+                        && (!s.hasRightOrigin || s.rightOrigin == cur.rightOrigin)
+                }
+                if joinable {
+                    parts.append(s.a)
+                    runEnd = s.end
+                    cur.raw = 0..<0
+                    run = cur
+                } else {
+                    flush(cur, parts, runEnd, &w)
+                    run = s
+                    parts = [s.a]
+                    runEnd = s.end
+                }
+            } else {
+                run = s
+                parts = [s.a]
+                runEnd = s.end
+            }
+            try r.next()
+        }
+        if let cur = run { flush(cur, parts, runEnd, &w) }
+        return w.finish(deleteSet: try r.readDeleteSet())
     }
 }

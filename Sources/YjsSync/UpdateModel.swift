@@ -164,6 +164,10 @@ struct RawStruct {
     /// Secondary payload: format value JSON, doc opts `any`.
     var b: Range<Int> = 0..<0
     var typeRef: UInt8 = 0
+    /// The struct's own wire bytes in the source (info byte onwards) when they can be copied
+    /// verbatim; empty when it must be re-encoded (synthesized, converted from v2, or an item
+    /// whose parentSub flag Yjs drops on re-encoding).
+    var raw: Range<Int> = 0..<0
 
     @inline(__always) var end: UInt64 { clock + length }
 
@@ -257,6 +261,7 @@ struct StructReader {
         }
         guard s.length > 0 else { throw YjsDecodingError.malformed("zero-length struct", offset: start) }
         guard s.length <= lib0MaxSafeInteger - clock else { throw YjsDecodingError.integerOutOfRange(offset: start) }
+        if !(info & 0x20 != 0 && info & 0xC0 != 0) { s.raw = start..<d.position }
         return s
     }
 
@@ -274,8 +279,7 @@ struct StructReader {
             s.a = try d.readVarBytesRange()
             s.length = 1
         case 4:
-            s.a = try d.readVarStringRange()
-            s.length = UTF8Validation.utf16Count(d.bytes, s.a)
+            (s.a, s.length) = try d.readVarStringRangeCountingUTF16()
         case 5:
             s.a = try d.readVarStringRange()
             s.length = 1
@@ -346,6 +350,10 @@ struct StructWriter {
 
     /// Encodes one struct body (info byte onwards) exactly as Yjs's `write(encoder, offset)`.
     static func encode(_ s: RawStruct, src: [UInt8], offset o: UInt64, into e: inout Lib0Encoder) {
+        if o == 0 && !s.raw.isEmpty {
+            e.writeRaw(src[s.raw])
+            return
+        }
         switch s.kind {
         case .gc:
             e.writeUInt8(0); e.writeVarUInt(s.length - o)

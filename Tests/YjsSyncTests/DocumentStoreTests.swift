@@ -42,9 +42,10 @@ final class CountingPersistence: YjsPersistence {
         let again = try store.applyUpdate(room: "r", update: Self.u1)
         #expect(!again.changed && again.seq == nil)
         #expect(p.appends.withLock { $0 } == 3)
-        // step 2 answers exactly the missing part (reference vector, §4.2)
+        // step 2 answers exactly the missing part; the store coalesced "ab", "c", "de" into one
+        // struct, so the answer is what Yjs gives for its own document (reference §4.2)
         #expect(try store.syncStep2(room: "r", forStateVector: StateVector([1: 1]))
-                == hex("01 03 01 01 84 01 00 01 62 84 01 01 01 63 84 01 02 02 64 65 00"))
+                == hex("01 01 01 01 84 01 00 04 62 63 64 65 00"))
         #expect(try store.syncStep2(room: "r", forStateVector: StateVector([1: 5])) == YUpdate.empty)
         // a delete-only update is new, and its repeat is not
         let del = hex("00 01 01 01 01 01")
@@ -53,6 +54,24 @@ final class CountingPersistence: YjsPersistence {
         #expect(try store.syncStep2(room: "r", forStateVector: StateVector([1: 5])) == hex("00 01 01 01 01 01"))
         // rooms are independent
         #expect(try store.stateVector(room: "other") == StateVector())
+    }
+
+    @Test func canonicalizesBlockOrder() throws {
+        // client 2 before client 17: Yjs's merge would drop client 17's first struct
+        let u = hex("020202004401000158c101000101010211000101017401840100026921020201010101010001")
+        #expect(try !YUpdate.hasCanonicalBlockOrder(u))
+        let c = try YUpdate.canonicalized(u)
+        #expect(try YUpdate.hasCanonicalBlockOrder(c))
+        #expect(try YUpdate.hasCanonicalBlockOrder(UpdateVectorTests.full))
+        // the same client twice, restarting at clock 0
+        #expect(try !YUpdate.hasCanonicalBlockOrder(hex("02 01 01 00 04 01 01 74 01 61 01 01 00 04 01 01 74 01 61 00")))
+        #expect(try YUpdate.stateVector(of: c) == StateVector([2: 2, 17: 3]))
+        let store = DocumentStore(persistence: InMemoryPersistence())
+        try store.applyUpdate(room: "r", update: u)
+        try store.applyUpdate(room: "r", update: UpdateVectorTests.u0)
+        let state = try store.encodedState(room: "r")
+        #expect(try YUpdate.stateVector(of: state) == StateVector([1: 2, 2: 2, 17: 3]))
+        #expect(try YUpdate.structSectionAndDeleteSet(state).deleteSet == YUpdate.structSectionAndDeleteSet(u).deleteSet)
     }
 
     @Test func rejectsInvalidAndOversizedUpdates() throws {
@@ -120,7 +139,10 @@ final class CountingPersistence: YjsPersistence {
             }
             updates.append(e.bytes)
         }
-        let expected = try YUpdate.merge(updates)
+        // what Yjs's encodeStateAsUpdate gives for that typing: one String struct (coalesced)
+        var ex = Lib0Encoder()
+        ex.writeRaw(hex("01 01 03 00 04 01 01 74")); ex.writeVarString("abcdefghijklmnopqrstuvwxy"); ex.writeUInt8(0)
+        let expected = ex.bytes
         do {
             let p = try SQLitePersistence(path: path)
             let store = DocumentStore(persistence: p, options: o)

@@ -9,9 +9,10 @@ import Testing
     struct Merge: Decodable { var inputs: [Int]; var out: String; var content: String? }
     struct Diff: Decodable { var input: String; var sv: String; var out: String; var base: String?; var content: String? }
     struct SV: Decodable { var input: String; var out: String }
+    struct V2: Decodable { var v2: String; var v1: String }
     struct Session: Decodable {
         var seed: Int; var updates: [String]; var states: [String]
-        var merges: [Merge]; var diffs: [Diff]; var svs: [SV]; var content: String
+        var merges: [Merge]; var diffs: [Diff]; var svs: [SV]; var content: String; var v2: [V2]
     }
 
     static let sessionCount = 300
@@ -71,6 +72,21 @@ import Testing
     }
 
     @Test(.enabled(if: Peers.runNodeTests, "node+yjs not available"))
+    func v2ConversionMatchesYjs() throws {
+        guard let sessions = try Self.sessions() else { return }
+        var checked = 0, bad: [String] = []
+        for s in sessions {
+            for (i, c) in s.v2.enumerated() {
+                let got = try UpdateV2.toV1([UInt8](hexString: c.v2))
+                if try !Self.sameUpdate(got, [UInt8](hexString: c.v1)) { bad.append("seed \(s.seed) v2 \(i)"); Self.dump("v2-\(s.seed)-\(i)", got) }
+                checked += 1
+            }
+        }
+        #expect(checked >= Self.sessionCount * 3)
+        #expect(bad.isEmpty, "\(bad.count)/\(checked) v2→v1 conversions differ, e.g. \(bad.prefix(5))")
+    }
+
+    @Test(.enabled(if: Peers.runNodeTests, "node+yjs not available"))
     func mergesMatchYjs() throws {
         guard let sessions = try Self.sessions() else { return }
         var checked = 0, bad: [String] = []
@@ -105,13 +121,13 @@ import Testing
     }
 
     /// Applies each list of updates to a fresh Y.Doc in node; returns the content strings.
-    static func yjsContent(_ cases: [[[UInt8]]]) throws -> [String?] {
+    static func yjsContent(_ cases: [[[UInt8]]], withState: Bool = false) throws -> [String?] {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("yjs-apply-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
         let inp = dir.appendingPathComponent("in.json"), out = dir.appendingPathComponent("out.json")
         try JSONEncoder().encode(cases.map { $0.map(hexString) }).write(to: inp)
-        let r = try Peers.run(["node", Peers.oracleDir.appendingPathComponent("apply-content.js").path, inp.path, out.path])
+        let r = try Peers.run(["node", Peers.oracleDir.appendingPathComponent("apply-content.js").path, inp.path, out.path] + (withState ? ["state"] : []))
         guard r.status == 0 else { throw OracleError("apply-content.js failed: \(r.stderr)") }
         return try JSONDecoder().decode([String?].self, from: Data(contentsOf: out))
     }
@@ -188,5 +204,58 @@ import Testing
         #expect(cases.count > Self.sessionCount * 4)
         #expect(bad.isEmpty, "\(bad.count)/\(cases.count) contents differ, e.g. \(bad.prefix(5))")
         print("heap-path merges byte-identical to Yjs: \(heapIdentical)/\(heapTotal)")
+    }
+
+    /// Struct coalescing is lossless: Yjs builds the same document (content and its own encoded
+    /// state, byte for byte) from a coalesced merge as from the merge itself, and a diff of the
+    /// coalesced state applied on a snapshot gives the same content.
+    @Test(.enabled(if: Peers.runNodeTests, "node+yjs not available"))
+    func coalescingKeepsYjsDocumentsIdentical() throws {
+        guard let sessions = try Self.sessions() else { return }
+        var cases: [[[UInt8]]] = [], labels: [String] = []
+        var diffCases: [[[UInt8]]] = [], diffExpected: [String] = [], diffLabels: [String] = []
+        var before = 0, after = 0
+        for s in sessions {
+            let pool = (s.updates + s.states).map { [UInt8](hexString: $0) }
+            // Partial merges leave structs pending in a Y.Doc, and Yjs re-emits pending structs as
+            // received; so partial merges are followed by the full (uncoalesced) merge before the
+            // documents' encoded states are compared.
+            let full = [UInt8](hexString: s.merges[0].out)
+            for (i, m) in s.merges.enumerated() where m.content != nil {
+                let merged = [UInt8](hexString: m.out)
+                let c = try YUpdate.coalesced(merged)
+                try YUpdate.validate(c)
+                before += merged.count; after += c.count
+                if i == 0 {
+                    cases.append([merged]); cases.append([c])
+                } else {
+                    cases.append([merged, full]); cases.append([c, full])
+                }
+                labels.append("seed \(s.seed) merge \(i)")
+            }
+            // coalesce raw updates too, then merge them
+            let coalescedUpdates = try pool.prefix(s.updates.count).map(YUpdate.coalesced)
+            cases.append([try YUpdate.merge(Array(pool.prefix(s.updates.count)))])
+            cases.append([try YUpdate.coalesced(try YUpdate.merge(coalescedUpdates))])
+            labels.append("seed \(s.seed) coalesced updates")
+            let all = try YUpdate.coalesced([UInt8](hexString: s.merges[0].out))
+            for (i, d) in s.diffs.enumerated() {
+                guard let base = d.base, let want = d.content else { continue }
+                diffCases.append([[UInt8](hexString: base), try YUpdate.diff(all, againstEncoded: [UInt8](hexString: d.sv))])
+                diffExpected.append(want); diffLabels.append("seed \(s.seed) diff \(i)")
+            }
+        }
+        let got = try Self.yjsContent(cases, withState: true)
+        var bad: [String] = []
+        for k in labels.indices where got[2 * k] == nil || got[2 * k] != got[2 * k + 1] {
+            bad.append(labels[k])
+            if bad.count == 1 { print("first coalescing mismatch \(labels[k]):\n plain:     \(got[2 * k] ?? "nil")\n coalesced: \(got[2 * k + 1] ?? "nil")\n input \(hexString(cases[2 * k][0]))") }
+        }
+        let gotDiffs = try Self.yjsContent(diffCases)
+        for k in diffCases.indices where gotDiffs[k] != diffExpected[k] { bad.append(diffLabels[k]) }
+        #expect(labels.count > Self.sessionCount * 4)
+        #expect(after < before)
+        #expect(bad.isEmpty, "\(bad.count)/\(labels.count + diffCases.count) coalesced documents differ, e.g. \(bad.prefix(5))")
+        print("coalescing: merged updates \(before) -> \(after) bytes")
     }
 }

@@ -1,11 +1,12 @@
 // Applies updates to fresh Y.Docs and prints each document's content.
-// Usage: NODE_PATH=/usr/share/nodejs node apply-content.js IN.json OUT.json
+// Usage: NODE_PATH=/usr/share/nodejs node apply-content.js IN.json OUT.json [state]
+// With "state", each result is the content, a newline, and hex(Y.encodeStateAsUpdate(doc)).
 // IN: JSON array of arrays of hex updates (applied in order to one new Y.Doc).
 // OUT: JSON array of content strings (same shape as gen-sessions.js), null when Yjs throws.
 'use strict'
 const Y = require('yjs')
 const fs = require('fs')
-const [,, inPath, outPath] = process.argv
+const [,, inPath, outPath, mode] = process.argv
 function content (doc) {
   return JSON.stringify({
     t: doc.getText('t').toDelta(),
@@ -19,7 +20,7 @@ const out = cases.map(parts => {
   try {
     const d = new Y.Doc()
     for (const p of parts) Y.applyUpdate(d, Buffer.from(p, 'hex'))
-    return content(d)
+    return mode === 'state' ? content(d) + '\n' + Buffer.from(Y.encodeStateAsUpdate(d)).toString('hex') : content(d)
   } catch (e) { return null }
 })
 fs.writeFileSync(outPath, JSON.stringify(out))

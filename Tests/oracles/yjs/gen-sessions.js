@@ -42,10 +42,12 @@ function session (seed) {
   const ndocs = 1 + int(3)
   const docs = []
   const updates = []
+  const updatesV2 = []
   for (let i = 0; i < ndocs; i++) {
     const doc = new Y.Doc({ gc: rnd() < 0.5 })
     doc.clientID = rnd() < 0.2 ? i + 1 : (int(0xFFFFFFFF) >>> 0)
     doc.on('update', u => { updates.push(u) })
+    doc.on('updateV2', u => { if (updatesV2.length < 12) updatesV2.push(u) })
     docs.push(doc)
   }
   const snapshots = []
@@ -166,6 +168,8 @@ function session (seed) {
   }
   if (updates.length > 0) addMerge([updates.length + int(states.length), int(updates.length), int(updates.length)])
   if (states.length > 1) addMerge(states.map((_, i) => updates.length + i))
+  // v2 → v1 cases: update events and full states in v2, with Yjs's conversion
+  out.v2 = updatesV2.concat(docs.map(d => Y.encodeStateAsUpdateV2(d))).map(u => ({ v2: hex(u), v1: hex(Y.convertUpdateFormatV2ToV1(u)) }))
   // SV cases
   for (const u of [all, ...states, ...updates.slice(0, 5), ...out.merges.map(m => Buffer.from(m.out, 'hex'))]) {
     out.svs.push({ input: hex(u), out: hex(Y.encodeStateVectorFromUpdate(u)) })
