@@ -102,11 +102,11 @@ extension RelayService {
         guard let site = sites.site(key: publisher.siteKey) else {
             return HTTPReply.error("site_not_found", "site not found", status: .notFound)
         }
-        if batch { return publishBatch(body, siteID: site.siteID) }
+        if batch { return await publishBatch(body, siteID: site.siteID) }
         guard let p = PublishBody.parse(body) else {
             return HTTPReply.error("invalid_body", "expected {\"channel\",\"event\",\"data\"}", status: .badRequest)
         }
-        switch engine.publish(siteID: site.siteID, channel: p.channel, event: p.event, data: p.data, idempotencyKey: p.idempotencyKey) {
+        switch await engine.publish(siteID: site.siteID, channel: p.channel, event: p.event, data: p.data, idempotencyKey: p.idempotencyKey) {
         case .success(let receipt):
             publishedMessages.wrappingAdd(1, ordering: .relaxed)
             metrics.httpPublishes.increment()
@@ -124,7 +124,7 @@ extension RelayService {
 
     /// `POST /publish/batch`: `{"publications":[{channel,event,data[,idempotency_key]},…]}` or a bare array,
     /// signed as one body. Each item is answered in order; one failure does not stop the others.
-    func publishBatch(_ body: [UInt8], siteID: String) -> Response {
+    func publishBatch(_ body: [UInt8], siteID: String) async -> Response {
         guard let parsed = try? JSONParser.parse(body) else {
             return HTTPReply.error("invalid_body", "body is not JSON", status: .badRequest)
         }
@@ -140,7 +140,7 @@ extension RelayService {
                 results.append(.object([("error", .string("invalid_body")), ("message", .string("expected channel, event and data"))]))
                 continue
             }
-            switch engine.publish(siteID: siteID, channel: channel, event: event, data: data.serialized(),
+            switch await engine.publish(siteID: siteID, channel: channel, event: event, data: data.serialized(),
                                   idempotencyKey: item["idempotency_key"]?.stringValue) {
             case .success(let r):
                 publishedMessages.wrappingAdd(1, ordering: .relaxed)

@@ -116,7 +116,7 @@ extension RelayService {
 
         // Tell EventSource how long to wait before reconnecting, and open the stream through proxies.
         try await writer.write(ByteBuffer(string: "retry: 3000\n: relay stream\n\n"))
-        let result = engine.subscribe(conn, channels: channels, positions: positions)
+        let result = await engine.subscribe(conn, channels: channels, positions: positions)
         var current: [(channel: String, position: StreamPosition)] = []
         var notices: [UInt8] = []
         let legacy = grant.wireFormat == .sseLegacy

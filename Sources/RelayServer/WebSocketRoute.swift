@@ -94,8 +94,8 @@ extension RelayService {
                     entry.touch(nowMs: Clock.nowMs)
                     if conn.isClosed { break }
                     switch message {
-                    case .text(let text): handleText(Array(text.utf8), conn: conn)
-                    case .binary(let buffer): handleBinary(Array(buffer.readableBytesView), conn: conn)
+                    case .text(let text): await handleText(Array(text.utf8), conn: conn)
+                    case .binary(let buffer): await handleBinary(Array(buffer.readableBytesView), conn: conn)
                     }
                 }
                 engine.disconnect(conn, code: .normal, reason: "client closed")
@@ -123,25 +123,25 @@ extension RelayService {
         }
     }
 
-    func handleBinary(_ bytes: [UInt8], conn: RelayConnection) {
+    func handleBinary(_ bytes: [UInt8], conn: RelayConnection) async {
         guard let (channel, payload) = Wire.parseBinaryFrame(bytes) else {
             engine.disconnect(conn, code: .policyViolation, reason: "malformed binary frame", flushPending: true)
             return
         }
-        switch engine.publishBinary(from: conn, channel: channel, payload: Array(payload)) {
+        switch await engine.publishBinary(from: conn, channel: channel, payload: Array(payload)) {
         case .success: publishedMessages.wrappingAdd(1, ordering: .relaxed)
         case .failure(let e): _ = engine.send(Wire.error(code: e.code, message: "binary publish refused", channel: channel), to: conn)
         }
     }
 
-    func handleText(_ bytes: [UInt8], conn: RelayConnection) {
+    func handleText(_ bytes: [UInt8], conn: RelayConnection) async {
         guard let message = ClientMessage.parse(bytes) else {
             engine.disconnect(conn, code: .policyViolation, reason: "malformed frame", flushPending: true)
             return
         }
         switch message {
         case .subscribe(let channels, let positions):
-            let result = engine.subscribe(conn, channels: channels, positions: positions)
+            let result = await engine.subscribe(conn, channels: channels, positions: positions)
             for e in result.entries {
                 switch e.outcome {
                 case .forbidden:
@@ -154,12 +154,12 @@ extension RelayService {
         case .unsubscribe(let channels):
             _ = engine.unsubscribe(conn, channels: channels)
         case .publish(let channel, let event, let data, let key):
-            switch engine.publish(from: conn, channel: channel, event: event, data: data, idempotencyKey: key) {
+            switch await engine.publish(from: conn, channel: channel, event: event, data: data, idempotencyKey: key) {
             case .success: publishedMessages.wrappingAdd(1, ordering: .relaxed)
             case .failure(let e): _ = engine.send(Wire.error(code: e.code, message: "publish refused", channel: channel), to: conn)
             }
         case .presence(let channel, let state):
-            if case .failure(let e) = engine.setPresence(conn, channel: channel, state: state) {
+            if case .failure(let e) = await engine.setPresence(conn, channel: channel, state: state) {
                 _ = engine.send(Wire.error(code: e.code, message: "presence refused", channel: channel), to: conn)
             }
         case .auth(let token):
