@@ -118,12 +118,14 @@ import Testing
         #expect(try v.verify(v1Request(body: "{}", ts: now - 60_000), nowMs: now).scheme == .v1)
         // The plugin's existence probe: a known site with sign "dummy" reads invalid_signature.
         #expect(throws: PublishSignatureError.badSignature) { try v.verify(v1Request(body: "{}", ts: now, sign: "dummy"), nowMs: now) }
+        // …even with a stale timestamp: only the site key's existence matters to the probe.
+        #expect(throws: PublishSignatureError.badSignature) { try v.verify(v1Request(body: "{}", ts: now - 3_600_000, sign: "dummy"), nowMs: now) }
         // Unknown site is reported before anything else about the signature.
         #expect(throws: PublishSignatureError.unknownKey) { try v.verify(v1Request(body: "{}", ts: 5, sign: "dummy", key: "nope"), nowMs: now) }
         var tampered = v1Request(body: "{}", ts: now)
         tampered.body = bytes("{ }")
         #expect(throws: PublishSignatureError.badSignature) { try v.verify(tampered, nowMs: now) }
-        let noTs = SignedRequest(method: "POST", path: "/publish", headers: [(PublishSignatureV1.keyHeader, siteKey), (PublishSignatureV1.signatureHeader, "00")], body: [])
+        let noTs = SignedRequest(method: "POST", path: "/publish", headers: [(PublishSignatureV1.keyHeader, siteKey), (PublishSignatureV1.signatureHeader, String(repeating: "0", count: 64))], body: [])
         #expect(throws: PublishSignatureError.malformed("timestamp must be Unix milliseconds")) { try v.verify(noTs, nowMs: now) }
     }
 
