@@ -25,6 +25,7 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird-websocket", from: "2.4.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.1.0"),
     ],
     targets: [
         // System libraries, found through pkg-config.
@@ -88,6 +89,19 @@ let package = Package(
             ]
         ),
 
+        // Load generation for `relayctl bench` (not part of the relay).
+        .target(
+            name: "RelayLoad",
+            dependencies: [
+                "RelayCrypto", "RelayClient",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ]
+        ),
+
         // Executables: argument parsing and composition only.
         .executableTarget(
             name: "relayd",
@@ -101,7 +115,7 @@ let package = Package(
         .executableTarget(
             name: "relayctl",
             dependencies: [
-                "RelayCrypto", "RelayCore", "YjsSync", "RelayServer", "RelayClient",
+                "RelayCrypto", "RelayCore", "YjsSync", "RelayServer", "RelayClient", "RelayLoad",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

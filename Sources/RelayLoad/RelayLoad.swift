@@ -1,0 +1,1 @@
+// RelayLoad: load generation for `relayctl bench` (fanout, connections, publish) against relayd and nginx+nchan.
