@@ -12,6 +12,7 @@ import RelayCore
 import RelayCrypto
 import ServiceLifecycle
 import Synchronization
+import YjsSync
 
 /// The relay: engine, site store, token and signature verification, and the
 /// HTTP/WebSocket/SSE application on Hummingbird 2.
@@ -29,6 +30,8 @@ public final class RelayService: Sendable {
     let publishedMessages = Atomic<Int>(0)
     let shuttingDown = Atomic<Bool>(false)
     let metrics: ServerMetrics
+    public let yjsStore: DocumentStore
+    let yjsRooms = YjsRooms()
 
     /// Opens the data directory (or memory when `dataDirectory` is empty) and builds the engine.
     public init(configuration: ServerConfiguration, logger: Logger = Logger(label: "relayd"),
@@ -45,6 +48,7 @@ public final class RelayService: Sendable {
         engineConfig.logger = logger
         engine = RelayEngine(registry: sites, configuration: engineConfig)
         metrics = ServerMetrics(factory: engineConfig.metricsFactory ?? factory)
+        yjsStore = try Self.makeYjsStore(configuration)
         tokens = TokenAuthority(
             registry: sites,
             options: JWTVerificationOptions(leewaySeconds: configuration.tokenLeeway, maxTokenBytes: configuration.maxTokenBytes),
@@ -152,6 +156,7 @@ struct MaintenanceService: Service {
                 try? await Task.sleep(for: .milliseconds(Int64(cfg.maintenanceInterval * 1000)))
                 relay.engine.tick()
                 _ = relay.engine.closeExpired()
+                relay.yjsMaintenance()
                 let now = Clock.nowMs
                 if Double(now - lastPing) >= cfg.pingInterval * 1000 {
                     lastPing = now
@@ -178,6 +183,13 @@ extension RelayService {
     func pingAndReapIdle(nowMs: Int64) {
         let idleMs = Int64(configuration.idleTimeout * 1000)
         for e in sessions.all() where !e.isSSE {
+            if e.yjsRoom != nil {
+                // y-websocket clients answer WebSocket pings (protocol level), not JSON ones.
+                if nowMs - e.lastInboundMs.load(ordering: .relaxed) > idleMs * 2 {
+                    engine.disconnect(e.connection, code: RelayCloseCodes.idleTimeout, reason: "idle", flushPending: true)
+                }
+                continue
+            }
             if nowMs - e.lastInboundMs.load(ordering: .relaxed) > idleMs {
                 engine.disconnect(e.connection, code: RelayCloseCodes.idleTimeout, reason: "no frames for \(Int(configuration.idleTimeout)) s", flushPending: true)
             } else {

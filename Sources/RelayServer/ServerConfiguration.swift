@@ -51,6 +51,8 @@ public struct ServerConfiguration: Sendable {
     /// Limits given to sites created by registration or `site add` without explicit limits.
     /// (1 MiB messages: the wordsocket Yjs provider sends updates up to 1 MiB.)
     public var defaultSiteLimits = SiteLimits(maxMessageBytes: 1 << 20)
+    /// The y-websocket endpoint (`/yjs/{room}`).
+    public var yjs = YjsConfiguration()
     /// The engine's own settings (outbox bytes/frames, history, presence, idempotency).
     public var engine = EngineConfiguration()
 

@@ -10,10 +10,13 @@ final class SessionRegistry: Sendable {
         let isSSE: Bool
         /// Last time a frame arrived from the client (Unix seconds × 1000).
         let lastInboundMs: Atomic<Int64>
+        /// The y-websocket room of a `/yjs` connection (no JSON pings: y-websocket is binary only).
+        let yjsRoom: String?
 
-        init(connection: RelayConnection, isSSE: Bool, nowMs: Int64) {
+        init(connection: RelayConnection, isSSE: Bool, nowMs: Int64, yjsRoom: String? = nil) {
             self.connection = connection
             self.isSSE = isSSE
+            self.yjsRoom = yjsRoom
             self.lastInboundMs = Atomic(nowMs)
         }
 

@@ -1,8 +1,253 @@
+import Foundation
 import Hummingbird
 import HummingbirdWebSocket
+import NIOCore
+import NIOWebSocket
+import RelayCore
+import RelayCrypto
+import Synchronization
+import YjsSync
+
+/// Settings of the y-websocket endpoint.
+public struct YjsConfiguration: Sendable {
+    /// Keep documents in SQLite (`<data-dir>/yjs.sqlite`); false = memory only.
+    public var persistent = true
+    /// Largest single update accepted (Gutenberg's polling cap is 1 MiB); larger closes with 4009.
+    public var maxUpdateBytes = 1 << 20
+    /// Largest document a room may hold; an update that would exceed it closes with 4010.
+    public var maxDocumentBytes = 64 << 20
+    /// Connections per room; more are closed with 4002 (`connection-limit-exceeded`).
+    public var maxConnectionsPerRoom = 100
+    /// Distinct users per room; more are closed with 4003 (`collaborator-limit-exceeded`).
+    public var maxCollaboratorsPerRoom = 50
+    /// Rooms idle this long (no connections, no awareness) leave memory (they stay on disk).
+    public var idleEviction: Double = 300
+    /// Awareness states not renewed for this long are removed (y-protocols: 30 s).
+    public var awarenessTimeout: Double = 30
+
+    public init() {}
+}
+
+/// Close codes of `/yjs/{room}`, chosen to match what y-websocket-based
+/// WordPress providers map to the editor's `ConnectionErrorCode`s.
+public enum YjsCloseCodes {
+    /// Token missing, invalid or expired → `connection-expired` / `authentication-failed`.
+    public static let tokenExpired = CloseCode(4001)
+    /// Room connection cap → `connection-limit-exceeded`.
+    public static let roomConnectionLimit = CloseCode(4002)
+    /// Room collaborator cap → `collaborator-limit-exceeded`.
+    public static let collaboratorLimit = CloseCode(4003)
+    /// Site unknown or archived, or the token does not grant the room.
+    public static let forbidden = CloseCode(4004)
+    /// One update over `maxUpdateBytes` → `document-size-limit-exceeded`.
+    public static let updateTooLarge = CloseCode(4009)
+    /// The document would exceed `maxDocumentBytes` → `document-size-limit-exceeded`.
+    public static let documentTooLarge = CloseCode(4010)
+}
+
+/// The peers of every open room on this node.
+final class YjsRooms: Sendable {
+    struct Peer: Sendable {
+        let connection: RelayConnection
+        let userID: String
+    }
+    private let rooms = Mutex<[String: [UInt64: Peer]]>([:])
+
+    enum JoinResult { case joined, roomFull, tooManyCollaborators }
+
+    func join(_ room: String, _ peer: Peer, maxConnections: Int, maxCollaborators: Int) -> JoinResult {
+        rooms.withLock { all in
+            var peers = all[room] ?? [:]
+            if peers.count >= maxConnections { return .roomFull }
+            let users = Set(peers.values.map(\.userID))
+            if !users.contains(peer.userID) && users.count >= maxCollaborators { return .tooManyCollaborators }
+            peers[peer.connection.id] = peer
+            all[room] = peers
+            return .joined
+        }
+    }
+
+    func leave(_ room: String, _ connection: RelayConnection) {
+        rooms.withLock { all in
+            all[room]?[connection.id] = nil
+            if all[room]?.isEmpty == true { all[room] = nil }
+        }
+    }
+
+    func peers(_ room: String) -> [Peer] { rooms.withLock { Array(($0[room] ?? [:]).values) } }
+
+    var openRooms: [String] { rooms.withLock { Array($0.keys) } }
+}
 
 extension RelayService {
-    /// `GET /yjs/{room}`: y-websocket rooms (issue 6). Registered by `makeApplication`.
+    static func makeYjsStore(_ c: ServerConfiguration) throws -> DocumentStore {
+        var options = DocumentStoreOptions()
+        options.maxRoomBytes = c.yjs.maxDocumentBytes
+        options.idleTimeout = .milliseconds(Int64(c.yjs.idleEviction * 1000))
+        options.awarenessTimeout = .milliseconds(Int64(c.yjs.awarenessTimeout * 1000))
+        let persistence: any YjsPersistence
+        if c.yjs.persistent && !c.dataDirectory.isEmpty {
+            try FileManager.default.createDirectory(atPath: c.dataDirectory, withIntermediateDirectories: true)
+            persistence = try SQLitePersistence(path: c.dataDirectory + "/yjs.sqlite")
+        } else {
+            persistence = InMemoryPersistence()
+        }
+        return DocumentStore(persistence: persistence, options: options)
+    }
+
+    /// `GET /yjs/{room}` (the room may contain `/`, e.g. `postType/post:123`): one y-websocket room per connection.
     func addYjsRoutes(to router: Router<BasicWebSocketRequestContext>) {
+        router.ws("/yjs/**", shouldUpgrade: { request, _ in
+            var headers = HTTPFields()
+            if Self.offeredSubprotocols(request).contains(Self.subprotocol) { headers[.secWebSocketProtocol] = Self.subprotocol }
+            return .upgrade(headers)
+        }, onUpgrade: { inbound, outbound, context in
+            let path = context.request.uri.path
+            let raw = path.hasPrefix("/yjs/") ? String(path.dropFirst(5)) : ""
+            let room = raw.removingPercentEncoding ?? raw
+            await self.runYjs(room: room, inbound: inbound, outbound: outbound, request: context.request)
+        })
+    }
+
+    /// The room's storage key and ACL channel: `site:{site_id}:yjs:{room}` (a full name for this site is accepted as is).
+    static func yjsChannel(room: String, siteID: String) -> String? {
+        if room.hasPrefix("site:") {
+            return room.hasPrefix("site:\(siteID):yjs:") && room.count > "site:\(siteID):yjs:".count ? room : nil
+        }
+        guard !room.isEmpty, room.utf8.count <= 512, !room.unicodeScalars.contains(where: { $0.value < 0x20 }) else { return nil }
+        return "site:\(siteID):yjs:\(room)"
+    }
+
+    static func allowed(_ channel: String, by prefixes: [String], siteID: String) -> Bool {
+        prefixes.contains { p in
+            let full = p.hasPrefix("site:") ? p : "site:\(siteID):\(p)"
+            return channel.hasPrefix(full)
+        }
+    }
+
+    func runYjs(room: String, inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, request: Request) async {
+        guard !shuttingDown.load(ordering: .relaxed) else {
+            await Self.close(outbound, .shuttingDown, "server shutting down; retry_after_ms=\(Int.random(in: configuration.shutdownRetryAfterMs))")
+            return
+        }
+        guard sessions.reserve(limit: configuration.maxConnections) else {
+            await Self.close(outbound, RelayCloseCodes.serverFull, "server at its connection limit")
+            return
+        }
+        defer { sessions.release() }
+        let token = request.uri.queryParameters.get("auth") ?? Self.token(from: request)
+        guard let token else { await Self.close(outbound, YjsCloseCodes.tokenExpired, "token required (?auth=)"); return }
+        let grant: ConnectionGrant
+        switch tokens.grant(for: token, sse: false) {
+        case .success(let g): grant = g
+        case .failure(let r):
+            await Self.close(outbound, r.code == .siteNotFound ? YjsCloseCodes.forbidden : YjsCloseCodes.tokenExpired, r.reason)
+            return
+        }
+        guard let channel = Self.yjsChannel(room: room, siteID: grant.siteID) else {
+            await Self.close(outbound, YjsCloseCodes.forbidden, "invalid room name")
+            return
+        }
+        guard Self.allowed(channel, by: grant.subscribePrefixes, siteID: grant.siteID) else {
+            await Self.close(outbound, YjsCloseCodes.forbidden, "token does not grant this room")
+            return
+        }
+        let readOnly = !Self.allowed(channel, by: grant.publishPrefixes, siteID: grant.siteID)
+        let conn: RelayConnection
+        switch engine.connect(grant) {
+        case .success(let c): conn = c
+        case .failure(let r):
+            await Self.close(outbound, r.code, r.reason)
+            return
+        }
+        switch yjsRooms.join(channel, .init(connection: conn, userID: grant.userID),
+                             maxConnections: configuration.yjs.maxConnectionsPerRoom,
+                             maxCollaborators: configuration.yjs.maxCollaboratorsPerRoom) {
+        case .joined: break
+        case .roomFull:
+            engine.disconnect(conn, code: YjsCloseCodes.roomConnectionLimit, reason: "room connection limit")
+            await Self.close(outbound, YjsCloseCodes.roomConnectionLimit, "room connection limit (\(configuration.yjs.maxConnectionsPerRoom))")
+            return
+        case .tooManyCollaborators:
+            engine.disconnect(conn, code: YjsCloseCodes.collaboratorLimit, reason: "collaborator limit")
+            await Self.close(outbound, YjsCloseCodes.collaboratorLimit, "room collaborator limit (\(configuration.yjs.maxCollaboratorsPerRoom))")
+            return
+        }
+        let entry = SessionRegistry.Entry(connection: conn, isSSE: false, nowMs: Clock.nowMs, yjsRoom: channel)
+        sessions.add(entry)
+        defer {
+            sessions.remove(conn)
+            yjsRooms.leave(channel, conn)
+            if let frames = try? yjsStore.close(room: channel, connection: conn.id) { broadcastYjs(frames, room: channel) }
+        }
+        // Like the y-websocket server: our sync step 1, then the awareness of everyone present.
+        do {
+            for f in try yjsStore.openingFrames(room: channel) { _ = engine.send(OutboundFrame(kind: .binary, bytes: f), to: conn) }
+        } catch {
+            engine.disconnect(conn, code: .internalError, reason: "room could not be loaded")
+        }
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.writeLoop(conn, outbound) }
+            do {
+                for try await message in inbound.messages(maxSize: max(configuration.maxFrameBytes, configuration.yjs.maxUpdateBytes + 64)) {
+                    entry.touch(nowMs: Clock.nowMs)
+                    if conn.isClosed { break }
+                    guard case .binary(let buffer) = message else { continue }  // y-websocket is binary only
+                    let bytes = Array(buffer.readableBytesView)
+                    if bytes.count > configuration.yjs.maxUpdateBytes {
+                        engine.disconnect(conn, code: YjsCloseCodes.updateTooLarge, reason: "update larger than \(configuration.yjs.maxUpdateBytes) bytes", flushPending: true)
+                        break
+                    }
+                    handleYjsFrame(bytes, room: channel, conn: conn, readOnly: readOnly)
+                }
+                engine.disconnect(conn, code: .normal, reason: "client closed")
+            } catch {
+                engine.disconnect(conn, code: .messageTooBig, reason: "\(error)")
+            }
+            await group.waitForAll()
+        }
+    }
+
+    func handleYjsFrame(_ bytes: [UInt8], room: String, conn: RelayConnection, readOnly: Bool) {
+        do {
+            let response = try yjsStore.handle(room: room, frame: bytes, from: conn.id, readOnly: readOnly)
+            for f in response.reply { _ = engine.send(OutboundFrame(kind: .binary, bytes: f), to: conn) }
+            broadcastYjs(response.broadcast, room: room)
+            if readOnly, case .sync(let s)? = try? ProtocolMessage(decoding: bytes) {
+                switch s {
+                case .step2, .update:
+                    let denied = ProtocolMessage.authPermissionDenied(reason: "read-only token").encoded()
+                    _ = engine.send(OutboundFrame(kind: .binary, bytes: denied), to: conn)
+                case .step1: break
+                }
+            }
+        } catch DocumentStoreError.roomTooLarge(_, let limit) {
+            engine.disconnect(conn, code: YjsCloseCodes.documentTooLarge, reason: "document would exceed \(limit) bytes", flushPending: true)
+        } catch DocumentStoreError.invalidInput(let e) {
+            engine.disconnect(conn, code: .policyViolation, reason: "malformed y-protocols message: \(e)", flushPending: true)
+        } catch {
+            logger.error("yjs room \(room): \(error)")
+            engine.disconnect(conn, code: .internalError, reason: "update not stored", flushPending: true)
+        }
+    }
+
+    /// Sends frames to every peer of the room (the sender included, as y-websocket does).
+    func broadcastYjs(_ frames: [[UInt8]], room: String) {
+        guard !frames.isEmpty else { return }
+        let peers = yjsRooms.peers(room)
+        for f in frames {
+            let frame = OutboundFrame(kind: .binary, bytes: f)
+            for p in peers { _ = engine.send(frame, to: p.connection) }
+        }
+    }
+
+    /// Expires stale awareness and evicts idle rooms (called by the maintenance timer).
+    func yjsMaintenance() {
+        for room in yjsRooms.openRooms {
+            if let frames = try? yjsStore.expireAwareness(room: room) {
+                broadcastYjs([ProtocolMessage.awareness(frames).encoded()], room: room)
+            }
+        }
+        _ = yjsStore.evictIdleRooms()
     }
 }

@@ -1,0 +1,150 @@
+import Foundation
+import Testing
+
+/// y-websocket rooms proven with real peers: Debian's y-websocket client (node) and pycrdt (Rust yrs).
+@Suite(.serialized) struct YjsRoomTests {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static let required = ProcessInfo.processInfo.environment["RELAY_REQUIRE_PEERS"] == "1"
+    static var nodeAvailable: Bool { required || FileManager.default.isExecutableFile(atPath: "/usr/bin/node") }
+    static var python: String { ProcessInfo.processInfo.environment["RELAY_PYTHON"] ?? "/usr/bin/python3" }
+
+    /// One relayd process on a free port with a temporary data directory.
+    final class Relay {
+        let process = Process()
+        let port: Int
+        let dataDir: String
+        var siteID = ""
+        var jwtSecret = ""
+        let output = Pipe()
+
+        init(dataDir: String? = nil, extra: [String] = []) throws {
+            port = Int.random(in: 20_000...40_000)
+            self.dataDir = dataDir ?? FileManager.default.temporaryDirectory.appendingPathComponent("relay-yjs-\(UUID().uuidString)").path
+            process.executableURL = YjsRoomTests.root.appendingPathComponent(".build/debug/relayd")
+            process.arguments = ["--port", String(port), "--data-dir", self.dataDir, "--log-level", "warning"] + extra
+            process.standardOutput = output
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+        }
+
+        var url: String { "http://127.0.0.1:\(port)" }
+
+        /// Waits for the dev-site lines (first start) and the listening line.
+        func waitReady(expectCredentials: Bool = true) throws {
+            var text = ""
+            let deadline = Date().addingTimeInterval(20)
+            let handle = output.fileHandleForReading
+            while Date() < deadline && !text.contains("relayd listening") {
+                let chunk = handle.availableData
+                if chunk.isEmpty { Thread.sleep(forTimeInterval: 0.05); continue }
+                text += String(decoding: chunk, as: UTF8.self)
+            }
+            guard text.contains("relayd listening") else { throw Failure("relayd did not start: \(text)") }
+            if expectCredentials {
+                func field(_ name: String) -> String {
+                    text.split(separator: "\n").first { $0.contains(name + ":") }?.split(separator: " ").last.map(String.init) ?? ""
+                }
+                siteID = field("site_id"); jwtSecret = field("jwt_secret")
+            }
+            Thread.sleep(forTimeInterval: 0.2)
+        }
+
+        func stop() {
+            if process.isRunning { process.terminate(); process.waitUntilExit() }
+        }
+
+        deinit { stop() }
+
+        func config(room: String, _ extra: [String: String] = [:]) -> String {
+            var d = ["url": url, "site_id": siteID, "jwt_secret": jwtSecret, "room": room]
+            for (k, v) in extra { d[k] = v }
+            let data = try! JSONSerialization.data(withJSONObject: d)
+            return String(decoding: data, as: UTF8.self)
+        }
+    }
+
+    struct Failure: Error, CustomStringConvertible {
+        let description: String
+        init(_ d: String) { description = d }
+    }
+
+    static func run(_ exe: String, _ args: [String]) throws -> [String: Any] {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: exe)
+        p.arguments = args
+        var env = ProcessInfo.processInfo.environment
+        env["NODE_PATH"] = env["NODE_PATH"] ?? "/usr/share/nodejs"
+        p.environment = env
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        let last = String(decoding: data, as: UTF8.self).split(separator: "\n").last.map(String.init) ?? ""
+        guard let obj = try JSONSerialization.jsonObject(with: Data(last.utf8)) as? [String: Any] else {
+            throw Failure("peer printed no JSON: \(String(decoding: data, as: UTF8.self))")
+        }
+        return obj
+    }
+
+    static func node(_ scenario: String, _ config: String) throws -> [String: Any] {
+        try run("/usr/bin/node", [root.appendingPathComponent("Tests/peers/yjs/ywebsocket-session.cjs").path, scenario, config])
+    }
+
+    @Test(.enabled(if: nodeAvailable), .timeLimit(.minutes(2)))
+    func ywebsocketClientsConvergePersistAndRespectGrants() throws {
+        let relay = try Relay()
+        try relay.waitReady()
+        let room = "postType/post:\(Int.random(in: 1...99999))"
+        // Two stock y-websocket clients edit and converge; a late joiner gets the full document from the relay.
+        let edit = try Self.node("edit", relay.config(room: room))
+        #expect(edit["converged"] as? Bool == true, "\(edit)")
+        #expect(edit["text_a"] as? String == "hello wörld 😀")
+        #expect(edit["late_text"] as? String == "hello wörld 😀", "late joiner after both left: \(edit)")
+        #expect(edit["late_map"] as? String == #"{"nested":[1,2,3]}"#)
+        // A read-only token cannot change the document and is told so (y-protocols auth message).
+        let ro = try Self.node("readonly", relay.config(room: room))
+        #expect(ro["ro_initial"] as? String == "hello wörld 😀")
+        #expect(ro["ro_denied_message"] as? Bool == true)
+        #expect(ro["after_ro_text"] as? String == "hello wörld 😀", "read-only edit leaked: \(ro)")
+        // Awareness: seen by others, removed when the socket closes, cached for late joiners.
+        let aw = try Self.node("awareness", relay.config(room: room + "-aw"))
+        #expect(aw["b_sees_a"] as? Bool == true)
+        #expect(aw["b_sees_a_gone"] as? Bool == true, "awareness of a closed client must disappear: \(aw)")
+        #expect(aw["c_sees_b"] as? Bool == true)
+        // An expired token is closed with 4001 (connection-expired).
+        let ex = try Self.node("expired", relay.config(room: room))
+        #expect(ex["close_codes"] as? [Int] == [4001], "\(ex)")
+        // A second implementation (pycrdt / yrs) reads the same room and appends.
+        let py = try Self.run(Self.python, [Self.root.appendingPathComponent("Tests/peers/yjs/pycrdt_client.py").path,
+                                            relay.config(room: room, ["append": " + yrs", "expect_prefix": "hello"]), "append"])
+        #expect(py["text"] as? String == "hello wörld 😀 + yrs", "\(py)")
+        // Restart: the document is still there.
+        relay.stop()
+        let again = try Relay(dataDir: relay.dataDir)
+        try again.waitReady(expectCredentials: false)
+        again.siteID = relay.siteID; again.jwtSecret = relay.jwtSecret
+        let read = try Self.node("read", again.config(room: room))
+        #expect(read["text"] as? String == "hello wörld 😀 + yrs", "after restart: \(read)")
+        again.stop()
+    }
+
+    @Test(.enabled(if: nodeAvailable), .timeLimit(.minutes(1)))
+    func memoryOnlyModeForgetsOnRestartAndLimitsApply() throws {
+        let relay = try Relay(extra: ["--yjs-persistence", "memory", "--yjs-max-connections-per-room", "2"])
+        try relay.waitReady()
+        let room = "postType/page:7"
+        let edit = try Self.node("edit", relay.config(room: room))
+        #expect(edit["converged"] as? Bool == true)
+        let limited = try Self.node("roomlimit", relay.config(room: room))
+        #expect(limited["third_close"] as? Int == 4002, "third connection over the per-room cap: \(limited)")
+        relay.stop()
+        let again = try Relay(dataDir: relay.dataDir, extra: ["--yjs-persistence", "memory"])
+        try again.waitReady(expectCredentials: false)
+        again.siteID = relay.siteID; again.jwtSecret = relay.jwtSecret
+        let read = try Self.node("read", again.config(room: room))
+        #expect(read["text"] as? String == "", "memory-only rooms do not survive a restart: \(read)")
+        again.stop()
+    }
+}

@@ -1,0 +1,125 @@
+// Real y-websocket clients (Debian node-y-websocket + node-ws + node-yjs) against relayd's /yjs endpoint.
+// Usage: node ywebsocket-session.cjs <scenario> <json-config>
+// Prints one JSON object with what the clients observed.
+const Y = require('yjs');
+const { WebsocketProvider } = require('y-websocket');
+const WebSocket = require('ws');
+const crypto = require('crypto');
+
+const cfg = JSON.parse(process.argv[3]);
+const b64url = (b) => Buffer.from(b).toString('base64').replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+function token({ user = '1', write = true, ttl = 300 } = {}) {
+  const siteID = cfg.site_id;
+  const now = Math.floor(Date.now() / 1000);
+  const claims = { site_id: siteID, user_id: user, v: 2, iat: now, exp: now + ttl,
+    allowed_channel_prefixes: [`site:${siteID}:yjs:`], allowed_publish_prefixes: write ? [`site:${siteID}:yjs:`] : [`site:${siteID}:events`] };
+  const h = b64url(JSON.stringify({ alg: 'HS256', typ: 'JWT' })), p = b64url(JSON.stringify(claims));
+  return `${h}.${p}.${b64url(crypto.createHmac('sha256', cfg.jwt_secret).update(`${h}.${p}`).digest())}`;
+}
+function client(room, opts = {}) {
+  const doc = new Y.Doc();
+  const provider = new WebsocketProvider(cfg.url.replace(/^http/, 'ws') + '/yjs', room, doc,
+    { WebSocketPolyfill: WebSocket, params: { auth: token(opts) }, disableBc: true, connect: true });
+  const closes = [];
+  provider.on('connection-close', (e) => { if (e) closes.push(e.code); });
+  if (opts.noReconnect) provider.shouldConnect = true;
+  return { doc, provider, closes, text: () => doc.getText('t').toString() };
+}
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+async function until(pred, ms = 5000) {
+  const end = Date.now() + ms;
+  while (Date.now() < end) { if (pred()) return true; await sleep(20); }
+  return pred();
+}
+function synced(c, ms = 5000) { return until(() => c.provider.synced, ms); }
+const out = {};
+
+async function edit() {
+  const room = cfg.room;
+  const a = client(room, { user: 'a' }), b = client(room, { user: 'b' });
+  out.a_synced = await synced(a); out.b_synced = await synced(b);
+  a.doc.getText('t').insert(0, 'hello');
+  await until(() => b.text() === 'hello');
+  b.doc.getText('t').insert(5, ' wörld 😀');
+  a.doc.getMap('m').set('k', { nested: [1, 2, 3] });
+  out.converged = await until(() => a.text() === b.text() && a.text() === 'hello wörld 😀' && b.doc.getMap('m').get('k') !== undefined);
+  out.text_a = a.text(); out.text_b = b.text();
+  a.provider.destroy(); b.provider.destroy();
+  await sleep(200);
+  const c = client(room, { user: 'c' });
+  out.late_synced = await synced(c);
+  await until(() => c.text().length > 0);
+  out.late_text = c.text();
+  out.late_map = JSON.stringify(c.doc.getMap('m').get('k'));
+  c.provider.destroy();
+}
+
+async function readonly() {
+  const room = cfg.room;
+  const ro = client(room, { user: 'ro', write: false });
+  out.ro_synced = await synced(ro);
+  out.ro_initial = ro.text();
+  let denied = false;
+  ro.provider.on('status', () => {});
+  // y-websocket logs permission-denied via its handler; observe the raw socket too.
+  ro.provider.ws && ro.provider.ws.addEventListener('message', (e) => {
+    const d = new Uint8Array(e.data); if (d[0] === 2) denied = true;
+  });
+  ro.doc.getText('t').insert(0, 'X');
+  await sleep(500);
+  out.ro_denied_message = denied;
+  ro.provider.destroy();
+  const check = client(room, { user: 'checker' });
+  await synced(check); await sleep(200);
+  out.after_ro_text = check.text();
+  check.provider.destroy();
+}
+
+async function read() {
+  const c = client(cfg.room, { user: 'reader' });
+  out.synced = await synced(c);
+  await until(() => c.text().length > 0, 3000);
+  out.text = c.text();
+  c.provider.destroy();
+}
+
+async function awareness() {
+  const room = cfg.room;
+  const a = client(room, { user: 'a' }), b = client(room, { user: 'b' });
+  await synced(a); await synced(b);
+  a.provider.awareness.setLocalStateField('user', { name: 'Ada' });
+  out.b_sees_a = await until(() => [...b.provider.awareness.getStates().values()].some((s) => s.user && s.user.name === 'Ada'));
+  const aID = a.doc.clientID;
+  // Close A's socket abruptly (no awareness removal message from the client).
+  a.provider.shouldConnect = false;
+  a.provider.ws.terminate ? a.provider.ws.terminate() : a.provider.ws.close();
+  out.b_sees_a_gone = await until(() => !b.provider.awareness.getStates().has(aID), 5000);
+  // A late joiner gets the awareness of those present.
+  b.provider.awareness.setLocalStateField('user', { name: 'Bob' });
+  await sleep(100);
+  const c = client(room, { user: 'c' });
+  out.c_sees_b = await until(() => [...c.provider.awareness.getStates().values()].some((s) => s.user && s.user.name === 'Bob'));
+  a.provider.destroy(); b.provider.destroy(); c.provider.destroy();
+}
+
+async function expired() {
+  const c = client(cfg.room, { user: 'x', ttl: -60 });
+  c.provider.shouldConnect = true;
+  await until(() => c.closes.length > 0, 3000);
+  out.close_codes = c.closes.slice(0, 1);
+  c.provider.destroy();
+}
+
+async function roomlimit() {
+  const a = client(cfg.room, { user: 'a' }), b = client(cfg.room, { user: 'b' });
+  await synced(a); await synced(b);
+  const c = client(cfg.room, { user: 'c' });
+  await until(() => c.closes.length > 0, 3000);
+  out.third_close = c.closes[0];
+  a.provider.destroy(); b.provider.destroy(); c.provider.destroy();
+}
+
+const scenarios = { edit, readonly, read, awareness, expired, roomlimit };
+const timer = setTimeout(() => { out.timeout = true; console.log(JSON.stringify(out)); process.exit(2); }, 20000);
+scenarios[process.argv[2]]().then(() => { clearTimeout(timer); console.log(JSON.stringify(out)); process.exit(0); })
+  .catch((e) => { clearTimeout(timer); out.error = String(e && e.stack || e); console.log(JSON.stringify(out)); process.exit(1); });
