@@ -160,6 +160,20 @@ public final class RelayEngine: Sendable {
         return .success(GrantRefresh(expiresAt: g.expiresAt, revokedChannels: dropped.map(\.name.full)))
     }
 
+    /// Enqueues a keepalive to every connection: `{"type":"ping"}` for
+    /// WebSocket (the wordsocket client answers `pong`; contract: every 20 s)
+    /// and an SSE comment for SSE. One shared timer for all connections;
+    /// returns how many were sent.
+    @discardableResult
+    public func sendKeepalives() -> Int {
+        var sent = 0
+        for shard in connectionShards {
+            let conns = shard.map.withLock { Array($0.values) }
+            for c in conns where send(c.format == .webSocket ? Wire.ping : Wire.sseKeepalive, to: c) { sent += 1 }
+        }
+        return sent
+    }
+
     /// Connections whose grant expired more than `tokenExpiryGrace` ago.
     public func expiredConnections() -> [RelayConnection] {
         let limit = clock.now() - configuration.tokenExpiryGrace
