@@ -542,7 +542,9 @@ public final class RelayEngine: Sendable {
 
     /// Retained publications of a channel after `since` (all retained when
     /// nil), oldest first, at most `limit`. With `since`, fails exactly like
-    /// recovery does (epoch changed, window passed…).
+    /// recovery does (epoch changed, window passed…). In broker mode this is
+    /// the node's local ring (complete only while the node has interest).
+    /// Creates the channel's state if it has none (a fresh epoch).
     public func history(siteID: String, channel spelled: String, since: StreamPosition? = nil, limit: Int = 100) -> HistoryResult? {
         guard case .success(let name) = ChannelName.resolve(spelled, siteID: siteID) else { return nil }
         let now = clock.now()
