@@ -67,6 +67,24 @@ extension Result where Failure == ConnectRefusal {
         #expect(full.messages().count == 1)
     }
 
+    @Test func resubscribeAndUnsubscribeAreAcknowledged() throws {
+        let fx = Fixture()
+        let c = try fx.connect()
+        _ = fx.engine.subscribe(c, channels: ["events"])
+        let r = try fx.publish("events").get()
+        _ = c.drain()
+        #expect(fx.engine.subscribe(c, channels: ["events"])["events"] == .alreadySubscribed(position: r.position))
+        #expect(fx.engine.subscriberCount(siteID: fx.siteA.siteID, channel: "events") == 1)
+        #expect(fx.engine.unsubscribe(c, channels: ["site:\(fx.siteA.siteID):events", "never"]) == ["site:\(fx.siteA.siteID):events"])
+        let frames = c.texts()
+        #expect(frames.count == 2)
+        #expect(frames[0].hasPrefix("{\"type\":\"subscribed\",\"channels\":[\"events\"],\"offset\":1,"))
+        #expect(frames[1] == "{\"type\":\"unsubscribed\",\"channels\":[\"site:\(fx.siteA.siteID):events\",\"never\"]}")
+        _ = fx.publish("events")
+        #expect(c.messages().isEmpty)
+        #expect(fx.engine.subscriberCount(siteID: fx.siteA.siteID, channel: "events") == 0)
+    }
+
     @Test func encodesOncePerFormatAndSharesBytes() throws {
         let fx = Fixture()
         let conns = try (0..<3).map { _ in try fx.connect() }
