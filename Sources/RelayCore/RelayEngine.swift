@@ -7,8 +7,10 @@ import Synchronization
 /// The transport-agnostic relay engine: connections, channels, fan-out,
 /// backpressure, history and recovery, presence, sites and limits.
 ///
-/// All methods are synchronous, thread-safe and never block on a slow
-/// consumer. State is sharded behind `Mutex`es: the channel map by channel
+/// Methods are thread-safe and never block on a slow consumer. Everything is
+/// synchronous in single-node mode; with a broker
+/// (`EngineConfiguration.broker`) use the `async` variants of publish,
+/// subscribe and presence (see `RelayEngine+Broker.swift`). State is sharded behind `Mutex`es: the channel map by channel
 /// name, each channel behind its own lock (offsets are assigned and frames
 /// enqueued inside it, so every subscriber sees the same order), each
 /// connection behind its own outbox lock. Lock order: channel → outbox;
