@@ -33,7 +33,10 @@ public final class RelayEngine: Sendable {
     let shuttingDown = Atomic<Bool>(false)
 
     struct SiteCounter {
+        /// Connections on this node.
         var active = 0
+        /// Broker mode: connections on other nodes, as of the last `brokerMaintenance()`.
+        var elsewhere = 0
         var lastEmit = -Double.infinity
         var pending = false
     }
@@ -83,7 +86,7 @@ public final class RelayEngine: Sendable {
         }
         let admitted: Bool = siteCounters.withLock { counters in
             var c = counters[site.siteID] ?? SiteCounter()
-            guard c.active < site.limits.maxConnections else { return false }
+            guard c.active + c.elsewhere < site.limits.maxConnections else { return false }
             c.active += 1
             counters[site.siteID] = c
             return true
@@ -225,10 +228,11 @@ public final class RelayEngine: Sendable {
     /// Publications accepted since start, all sources (`/healthz` `published_messages`).
     public var publicationCount: Int { metrics.publicationCount.load(ordering: .relaxed) }
 
-    /// A site's connection counter and limit.
+    /// A site's connection count (cluster-wide in broker mode, as of the last
+    /// `brokerMaintenance()`) and limit.
     public func stats(siteID: String) -> SiteStats? {
         guard let site = registry.site(id: siteID) else { return nil }
-        let active = siteCounters.withLock { $0[siteID]?.active ?? 0 }
+        let active = siteCounters.withLock { c in (c[siteID]?.active ?? 0) + (c[siteID]?.elsewhere ?? 0) }
         return SiteStats(activeConnections: active, maxConnections: site.limits.maxConnections)
     }
 
@@ -875,7 +879,7 @@ public final class RelayEngine: Sendable {
             if now - c.lastEmit >= interval {
                 c.lastEmit = now
                 c.pending = false
-                return c.active
+                return c.active + c.elsewhere
             }
             c.pending = true
             return nil
