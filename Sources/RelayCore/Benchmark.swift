@@ -17,6 +17,9 @@ public enum RelayBenchmark {
         public var publishSeconds: Double
         /// Seconds spent draining outboxes (what transports' writers do, minus the socket write).
         public var drainSeconds: Double
+        /// CPU seconds of the publishing thread inside `publish` (robust to
+        /// other processes competing for the cores).
+        public var publishCPUSeconds: Double
         /// Resident-memory growth per queued delivery while frames sat in outboxes (bytes).
         public var rssBytesPerQueuedDelivery: Double
         /// Heap allocations and bytes allocated per delivery during `publish`,
@@ -25,12 +28,14 @@ public enum RelayBenchmark {
         public var allocatedBytesPerDelivery: Double?
 
         public var deliveriesPerSecond: Double { Double(deliveries) / publishSeconds }
+        public var deliveriesPerCPUSecond: Double { Double(deliveries) / publishCPUSeconds }
         public var deliveriesPerSecondWithDrain: Double { Double(deliveries) / (publishSeconds + drainSeconds) }
 
         public var description: String {
             func f(_ x: Double) -> String { String(Int(x.rounded())) }
             return "fan-out subscribers=\(subscribers) publications=\(publications) payload=\(payloadBytes)B: "
-                + "\(f(deliveriesPerSecond)) deliveries/s enqueue, \(f(deliveriesPerSecondWithDrain)) deliveries/s enqueue+drain, "
+                + "\(f(deliveriesPerSecond)) deliveries/s enqueue (\(f(deliveriesPerCPUSecond)) per CPU-second), "
+                + "\(f(deliveriesPerSecondWithDrain)) deliveries/s enqueue+drain, "
                 + "\(f(rssBytesPerQueuedDelivery)) B RSS per queued delivery"
                 + (allocationsPerDelivery.map { a in
                     ", \(String(format3(a))) allocations and \(String(format3(allocatedBytesPerDelivery ?? 0))) B allocated per delivery"
@@ -83,11 +88,13 @@ public enum RelayBenchmark {
         var deliveries = 0
         var rssPerQueued = 0.0
         var allocCalls: UInt = 0, allocBytes: UInt = 0
+        var cpu = 0.0
         var i = 0
         while i < publications {
             let batch = min(drainEvery, publications - i)
             let rss0 = residentBytes()
             let a0 = allocationCounts()
+            let c0 = threadCPUSeconds()
             let t0 = clock.now
             for _ in 0..<batch {
                 guard case .success(let r) = engine.publish(siteID: site.siteID, channel: "events", event: "encrypted", data: data) else {
@@ -96,6 +103,7 @@ public enum RelayBenchmark {
                 deliveries += r.deliveries
             }
             let t1 = clock.now
+            cpu += threadCPUSeconds() - c0
             if let a0, let a1 = allocationCounts() {
                 allocCalls += a1.calls - a0.calls
                 allocBytes += a1.bytes - a0.bytes
@@ -109,6 +117,7 @@ public enum RelayBenchmark {
         let measured = allocationCounts() != nil
         return FanOutResult(subscribers: subscribers, publications: publications, payloadBytes: data.count,
                             deliveries: deliveries, publishSeconds: seconds(publish), drainSeconds: seconds(drain),
+                            publishCPUSeconds: cpu,
                             rssBytesPerQueuedDelivery: rssPerQueued,
                             allocationsPerDelivery: measured ? Double(allocCalls) / Double(deliveries) : nil,
                             allocatedBytesPerDelivery: measured ? Double(allocBytes) / Double(deliveries) : nil)
@@ -156,6 +165,13 @@ public enum RelayBenchmark {
         #else
         return nil
         #endif
+    }
+
+    /// CPU time of the calling thread.
+    public static func threadCPUSeconds() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
     }
 
     static func seconds(_ d: Duration) -> Double {

@@ -113,6 +113,11 @@ public protocol RelayBroker: Sendable {
     func setPresence(channel: String, memberID: String, state: [UInt8]?, ttl: Double, now: Double) async throws
     /// Live members of `channel` across nodes.
     func presence(channel: String, now: Double) async throws -> [PresenceMember]
+    /// Records this node's connection count for a site (expiring after `ttl`
+    /// unless reported again, so a crashed node stops counting) and returns
+    /// the site's total over all live nodes. Redis: a hash per site of node →
+    /// count plus a per-node heartbeat key.
+    func reportConnections(siteID: String, node: String, count: Int, ttl: Double, now: Double) async throws -> Int
 }
 
 // MARK: - In-memory implementation
@@ -133,6 +138,7 @@ public final class InMemoryBroker: Sendable {
         var interest: [String: Set<Int>] = [:]
         var nodes: [Int: WeakDelegate] = [:]
         var presence: [String: [(id: String, state: [UInt8], expires: Double)]] = [:]
+        var connections: [String: [String: (count: Int, expires: Double)]] = [:]
         var nextNode = 0
     }
 
@@ -233,6 +239,16 @@ public final class InMemoryBroker: Sendable {
                 members.removeAll { $0.id == memberID || $0.expires <= now }
                 if let state { members.append((memberID, state, now + ttl)) }
                 s.presence[channel] = members.isEmpty ? nil : members
+            }
+        }
+
+        func reportConnections(siteID: String, node: String, count: Int, ttl: Double, now: Double) async throws -> Int {
+            hub.state.withLock { s in
+                var nodes = s.connections[siteID] ?? [:]
+                nodes[node] = (count, now + ttl)
+                nodes = nodes.filter { $0.value.expires > now }
+                s.connections[siteID] = nodes
+                return nodes.values.reduce(0) { $0 + $1.count }
             }
         }
 

@@ -12,8 +12,9 @@ import DequeModule
 //
 // The `async` variants below work in both modes (without a broker they call
 // the synchronous path); transports run in async contexts and pick them
-// automatically. Connection counts, site connection limits, the presence
-// member cap and `wps:connections` stay per node in this version.
+// automatically. Site connection counts are cluster-wide as of the last
+// `brokerMaintenance()` (each node reports its count); the presence member
+// cap and the `wps:connections` stream (offsets) stay per node.
 extension RelayEngine: BrokerDelegate {
     /// Server publish, any mode.
     public func publish(siteID: String, channel: String, event: String, data: [UInt8],
@@ -131,6 +132,21 @@ extension RelayEngine: BrokerDelegate {
             return l
         }
         let now = clock.now()
+        // Cluster-wide connection counts: report ours, learn everyone's.
+        let counts: [(String, Int)] = siteCounters.withLock { c in c.map { ($0.key, $0.value.active) } }
+        for (siteID, mine) in counts {
+            guard let total = try? await broker.reportConnections(siteID: siteID, node: configuration.nodeID, count: mine,
+                                                                  ttl: configuration.brokerPresenceTTL, now: now) else { continue }
+            let changed: Bool = siteCounters.withLock { c in
+                guard var entry = c[siteID] else { return false }
+                let elsewhere = max(0, total - mine)
+                defer { c[siteID] = entry }
+                if entry.elsewhere == elsewhere { return false }
+                entry.elsewhere = elsewhere
+                return true
+            }
+            if changed { connectionCountChanged(siteID: siteID, now: now) }
+        }
         for leave in leaves {
             try? await broker.setPresence(channel: leave.frame.channel.full, memberID: leave.memberID, state: nil, ttl: 0, now: now)
             try? await broker.publishEphemeral(leave.frame)

@@ -7,8 +7,10 @@ import Synchronization
 /// The transport-agnostic relay engine: connections, channels, fan-out,
 /// backpressure, history and recovery, presence, sites and limits.
 ///
-/// All methods are synchronous, thread-safe and never block on a slow
-/// consumer. State is sharded behind `Mutex`es: the channel map by channel
+/// Methods are thread-safe and never block on a slow consumer. Everything is
+/// synchronous in single-node mode; with a broker
+/// (`EngineConfiguration.broker`) use the `async` variants of publish,
+/// subscribe and presence (see `RelayEngine+Broker.swift`). State is sharded behind `Mutex`es: the channel map by channel
 /// name, each channel behind its own lock (offsets are assigned and frames
 /// enqueued inside it, so every subscriber sees the same order), each
 /// connection behind its own outbox lock. Lock order: channel → outbox;
@@ -31,7 +33,10 @@ public final class RelayEngine: Sendable {
     let shuttingDown = Atomic<Bool>(false)
 
     struct SiteCounter {
+        /// Connections on this node.
         var active = 0
+        /// Broker mode: connections on other nodes, as of the last `brokerMaintenance()`.
+        var elsewhere = 0
         var lastEmit = -Double.infinity
         var pending = false
     }
@@ -81,7 +86,7 @@ public final class RelayEngine: Sendable {
         }
         let admitted: Bool = siteCounters.withLock { counters in
             var c = counters[site.siteID] ?? SiteCounter()
-            guard c.active < site.limits.maxConnections else { return false }
+            guard c.active + c.elsewhere < site.limits.maxConnections else { return false }
             c.active += 1
             counters[site.siteID] = c
             return true
@@ -160,6 +165,20 @@ public final class RelayEngine: Sendable {
         return .success(GrantRefresh(expiresAt: g.expiresAt, revokedChannels: dropped.map(\.name.full)))
     }
 
+    /// Enqueues a keepalive to every connection: `{"type":"ping"}` for
+    /// WebSocket (the wordsocket client answers `pong`; contract: every 20 s)
+    /// and an SSE comment for SSE. One shared timer for all connections;
+    /// returns how many were sent.
+    @discardableResult
+    public func sendKeepalives() -> Int {
+        var sent = 0
+        for shard in connectionShards {
+            let conns = shard.map.withLock { Array($0.values) }
+            for c in conns where send(c.format == .webSocket ? Wire.ping : Wire.sseKeepalive, to: c) { sent += 1 }
+        }
+        return sent
+    }
+
     /// Connections whose grant expired more than `tokenExpiryGrace` ago.
     public func expiredConnections() -> [RelayConnection] {
         let limit = clock.now() - configuration.tokenExpiryGrace
@@ -209,10 +228,11 @@ public final class RelayEngine: Sendable {
     /// Publications accepted since start, all sources (`/healthz` `published_messages`).
     public var publicationCount: Int { metrics.publicationCount.load(ordering: .relaxed) }
 
-    /// A site's connection counter and limit.
+    /// A site's connection count (cluster-wide in broker mode, as of the last
+    /// `brokerMaintenance()`) and limit.
     public func stats(siteID: String) -> SiteStats? {
         guard let site = registry.site(id: siteID) else { return nil }
-        let active = siteCounters.withLock { $0[siteID]?.active ?? 0 }
+        let active = siteCounters.withLock { c in (c[siteID]?.active ?? 0) + (c[siteID]?.elsewhere ?? 0) }
         return SiteStats(activeConnections: active, maxConnections: site.limits.maxConnections)
     }
 
@@ -528,7 +548,9 @@ public final class RelayEngine: Sendable {
 
     /// Retained publications of a channel after `since` (all retained when
     /// nil), oldest first, at most `limit`. With `since`, fails exactly like
-    /// recovery does (epoch changed, window passed…).
+    /// recovery does (epoch changed, window passed…). In broker mode this is
+    /// the node's local ring (complete only while the node has interest).
+    /// Creates the channel's state if it has none (a fresh epoch).
     public func history(siteID: String, channel spelled: String, since: StreamPosition? = nil, limit: Int = 100) -> HistoryResult? {
         guard case .success(let name) = ChannelName.resolve(spelled, siteID: siteID) else { return nil }
         let now = clock.now()
@@ -857,7 +879,7 @@ public final class RelayEngine: Sendable {
             if now - c.lastEmit >= interval {
                 c.lastEmit = now
                 c.pending = false
-                return c.active
+                return c.active + c.elsewhere
             }
             c.pending = true
             return nil

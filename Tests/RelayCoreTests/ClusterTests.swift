@@ -220,6 +220,33 @@ struct Cluster {
     }
 }
 
+@Suite struct ClusterConnectionCountTests {
+    @Test func siteLimitAndCountsAreClusterWideAfterMaintenance() async throws {
+        let cl = Cluster()
+        var limited = cl.site
+        limited.limits.maxConnections = 3
+        cl.registry.upsert(limited)
+        let watcher = try cl.connect(1)
+        _ = await cl.nodes[1].subscribe(watcher, channels: ["wps:connections"])
+        _ = watcher.drain()
+        _ = try cl.connect(0)
+        _ = try cl.connect(0)
+        cl.clock.advance(by: 2)
+        await cl.nodes[0].brokerMaintenance()
+        await cl.nodes[1].brokerMaintenance()
+        await cl.nodes[0].brokerMaintenance()
+        #expect(cl.nodes[0].stats(siteID: cl.site.siteID)?.activeConnections == 3)
+        #expect(cl.nodes[1].stats(siteID: cl.site.siteID)?.activeConnections == 3)
+        #expect(cl.nodes[0].connect(ConnectionGrant.siteWide(siteID: cl.site.siteID, userID: "1", expiresAt: Int64(cl.clock.now()) + 300)).refusal?.code == .connectionLimit)
+        let events = watcher.messages()
+        #expect(contains(events.last ?? "", "{\"active_connections\":3,\"max_connections\":3}"))
+        // Node 0 stops reporting (crash): its connections stop counting after the TTL.
+        cl.clock.advance(by: 61)
+        await cl.nodes[1].brokerMaintenance()
+        #expect(cl.nodes[1].stats(siteID: cl.site.siteID)?.activeConnections == 1)
+    }
+}
+
 @Suite struct KeyedAsyncLockTests {
     final class Counters: Sendable {
         let inside = Mutex<[String: Int]>([:])

@@ -67,6 +67,24 @@ extension Result where Failure == ConnectRefusal {
         #expect(full.messages().count == 1)
     }
 
+    @Test func resubscribeAndUnsubscribeAreAcknowledged() throws {
+        let fx = Fixture()
+        let c = try fx.connect()
+        _ = fx.engine.subscribe(c, channels: ["events"])
+        let r = try fx.publish("events").get()
+        _ = c.drain()
+        #expect(fx.engine.subscribe(c, channels: ["events"])["events"] == .alreadySubscribed(position: r.position))
+        #expect(fx.engine.subscriberCount(siteID: fx.siteA.siteID, channel: "events") == 1)
+        #expect(fx.engine.unsubscribe(c, channels: ["site:\(fx.siteA.siteID):events", "never"]) == ["site:\(fx.siteA.siteID):events"])
+        let frames = c.texts()
+        #expect(frames.count == 2)
+        #expect(frames[0].hasPrefix("{\"type\":\"subscribed\",\"channels\":[\"events\"],\"offset\":1,"))
+        #expect(frames[1] == "{\"type\":\"unsubscribed\",\"channels\":[\"site:\(fx.siteA.siteID):events\",\"never\"]}")
+        _ = fx.publish("events")
+        #expect(c.messages().isEmpty)
+        #expect(fx.engine.subscriberCount(siteID: fx.siteA.siteID, channel: "events") == 0)
+    }
+
     @Test func encodesOncePerFormatAndSharesBytes() throws {
         let fx = Fixture()
         let conns = try (0..<3).map { _ in try fx.connect() }
@@ -180,17 +198,23 @@ extension OutboxItem: Equatable {
         let others = try (0..<1000).map { _ in try fx.connect() }
         for c in [stalled] + others { _ = fx.engine.subscribe(c, channels: ["events"]); _ = c.drain() }
         let payload = "{\"p\":\"" + String(repeating: "x", count: 250) + "\"}"
-        var received = Array(repeating: [UInt64](), count: others.count)
-        for _ in 0..<100 {
-            let r = fx.publish("events", payload)
-            #expect((try? r.get()) != nil)
-            for (i, c) in others.enumerated() {
-                for item in c.drain() {
-                    if case .frame(let f) = item, let o = offsetOf(f.text) { received[i].append(o) }
-                }
+        // Every other subscriber gets exactly the publication's frame (the
+        // same shared buffer) for each of the 100 publications, in order.
+        var complete = 0
+        for n in 1...100 {
+            guard case .success(let r) = fx.publish("events", payload) else { Issue.record("publish \(n) failed"); continue }
+            #expect(r.position.offset == UInt64(n))
+            let expected = Wire.messageJSON(channel: "events", event: "e", data: Array(payload.utf8), position: r.position)
+            var expectedBase: UnsafeRawPointer?
+            for c in others {
+                let items = c.drain()
+                guard items.count == 1, case .frame(let f) = items[0] else { continue }
+                let base = f.bytes.withUnsafeBytes { $0.baseAddress }
+                if expectedBase == nil, f.bytes == expected { expectedBase = base }
+                if base == expectedBase { complete += 1 }
             }
         }
-        #expect(received.allSatisfy { $0 == Array(1...100) })
+        #expect(complete == 100 * others.count)
         let items = stalled.drain()
         #expect(items.count == 1)
         guard case .close(let code, _)? = items.first else { Issue.record("no close"); return }

@@ -211,6 +211,14 @@ import Testing
         #expect(!long.isClosed)
     }
 
+    @Test func keepalivesGoToEveryConnectionInItsFormat() throws {
+        let fx = Fixture()
+        let ws = try fx.connect(), sse = try fx.connect(format: .sseV2)
+        #expect(fx.engine.sendKeepalives() == 2)
+        #expect(ws.texts() == ["{\"type\":\"ping\"}"])
+        #expect(sse.texts() == [": ping\n\n"])
+    }
+
     @Test func shutdownClosesEveryoneWith4500AndAJitteredDelay() throws {
         let fx = Fixture()
         let cs = try (0..<5).map { _ in try fx.connect() }
