@@ -3,7 +3,7 @@ export NODE_PATH := /usr/share/nodejs
 export RELAY_PYTHON := $(CURDIR)/.venv/bin/python
 export RELAY_REQUIRE_PEERS := 1
 
-.PHONY: run test build release deps test-deps bench bench-crypto clean
+.PHONY: run test build release deps test-deps bench bench-crypto bench-core clean
 
 ## Starts relayd on its embedded default (127.0.0.1:8080, ./relay-data, dev site).
 run: deps
@@ -28,12 +28,17 @@ build: deps
 release: deps
 	$(SWIFT) build -c release
 
-bench: bench-crypto
+bench: bench-crypto bench-core
 
 ## Crypto throughput beside `openssl speed` in one run; writes nothing, prints a table.
 bench-crypto: deps
 	$(SWIFT) build -c release --product relayctl
 	python3 Benchmarks/crypto.py --write Docs/benchmarks.md
+
+## In-process fan-out and idle memory of RelayCore (no sockets).
+bench-core: deps
+	$(SWIFT) build -c release --build-tests -Xswiftc -enable-testing
+	RELAY_BENCH=1 $(SWIFT) test -c release -Xswiftc -enable-testing --skip-build --filter RelayCoreTests.Benchmarks
 
 clean:
 	rm -rf .build
