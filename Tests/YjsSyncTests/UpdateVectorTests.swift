@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 @testable import YjsSync
 
@@ -89,5 +90,19 @@ import Testing
         for h in bad {
             #expect(throws: YjsDecodingError.self, "\(h)") { try YUpdate.validate(hex(h)) }
         }
+    }
+}
+
+@Suite struct InspectTests {
+    @Test func inspectsUpdatesAndMessages() throws {
+        let json = try YUpdate.inspect(hex("01 03 04 00 06 01 01 74 04 62 6f 6c 64 04 74 72 75 65 84 04 00 01 62 86 04 01 04 62 6f 6c 64 04 6e 75 6c 6c 00"))
+        #expect(json.contains("\"kind\": \"Format\", \"length\": 1, \"parent\": \"t\", \"key\": \"bold\", \"value\": \"true\""))
+        #expect(json.contains("{\"clock\": 1, \"kind\": \"String\", \"length\": 1, \"origin\": [4, 0], \"content\": \"b\"}"))
+        let parsed = try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any]
+        #expect((parsed?["clients"] as? [Any])?.count == 1)
+        let m = try YUpdate.inspect(message: hex("00 00 03 01 01 02"))
+        #expect(m == "{\"type\": \"syncStep1\", \"stateVector\": {\"1\": 2}}\n")
+        let a = try YUpdate.inspect(message: hex("01 10 01 01 01 0c 7b 22 75 73 65 72 22 3a 22 61 22 7d"))
+        #expect(a.contains("\"state\": \"{\\\"user\\\":\\\"a\\\"}\""))
     }
 }
