@@ -360,6 +360,20 @@ public final class DocumentStore: Sendable {
         try withRoom(name) { _, s in s.awareness.connectionClosed(connection)?.encoded() }
     }
 
+    /// Expires silent awareness states in every loaded room (call every few seconds); returns, per
+    /// room with removals, the awareness frame to broadcast.
+    public func expireAwarenessInAllRooms() -> [(room: String, frame: [UInt8])] {
+        let now = clock()
+        let all = rooms.withLock { Array($0) }
+        var out: [(room: String, frame: [UInt8])] = []
+        for (name, r) in all.sorted(by: { $0.key < $1.key }) {
+            if let u = r.state.withLock({ $0.evicted ? nil : $0.awareness.expire(now: now) }) {
+                out.append((name, ProtocolMessage.awareness(u.encoded()).encoded()))
+            }
+        }
+        return out
+    }
+
     /// Expires silent awareness states; returns the removal update to broadcast, or nil.
     public func expireAwareness(room name: String) throws -> [UInt8]? {
         let now = clock()

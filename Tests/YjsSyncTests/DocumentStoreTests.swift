@@ -194,4 +194,50 @@ final class CountingPersistence: YjsPersistence {
             #expect(try YUpdate.stateVector(of: state) == want)
         }
     }
+
+    @Test func evictionRacingWithWritersLosesNothing() async throws {
+        let persistence = InMemoryPersistence()
+        var o = DocumentStoreOptions()
+        o.idleTimeout = .zero
+        o.foldMinPending = 2
+        o.persistCompactionThreshold = 3
+        o.backgroundCompaction = false
+        let store = DocumentStore(persistence: persistence, options: o)
+        func update(client: UInt64, i: Int) -> [UInt8] {
+            var e = Lib0Encoder()
+            e.writeRaw([1, 1]); e.writeVarUInt(client); e.writeVarUInt(UInt64(i))
+            if i == 0 { e.writeRaw(hex("04 01 01 74 01 78 00")) } else {
+                e.writeUInt8(0x84); e.writeVarUInt(client); e.writeVarUInt(UInt64(i - 1)); e.writeRaw([1, 0x79, 0])
+            }
+            return e.bytes
+        }
+        try await withThrowingTaskGroup(of: Void.self) { g in
+            for client in 1...4 {
+                g.addTask { for i in 0..<40 { try store.applyUpdate(room: "r", update: update(client: UInt64(client), i: i)) } }
+            }
+            g.addTask { for _ in 0..<300 { store.evictIdleRooms(); await Task.yield() } }
+            try await g.waitForAll()
+        }
+        var want = StateVector()
+        for c in 1...4 { want[UInt64(c)] = 40 }
+        // a fresh store on the same persistence sees every acknowledged update, seqs unique
+        let p = try persistence.load(room: "r")
+        #expect(Set(p.log.map(\.seq)).count == p.log.count)
+        let fresh = DocumentStore(persistence: persistence)
+        #expect(try fresh.stateVector(room: "r") == want)
+        #expect(try YUpdate.stateVector(of: fresh.encodedState(room: "r")) == want)
+    }
+
+    @Test func expiresAwarenessAcrossRooms() throws {
+        let clock = ManualClock()
+        let store = DocumentStore(persistence: InMemoryPersistence(), clock: clock.source)
+        let set = AwarenessUpdate(entries: [.init(clientID: 5, clock: 3, state: "{}")]).encoded()
+        _ = try store.applyAwareness(room: "a", update: set, from: 1)
+        clock.advance(.seconds(20))
+        _ = try store.applyAwareness(room: "b", update: set, from: 1)
+        clock.advance(.seconds(10))
+        let expired = store.expireAwarenessInAllRooms()
+        #expect(expired.map(\.room) == ["a"])
+        #expect(expired.first?.frame == ProtocolMessage.awareness(AwarenessUpdate(entries: [.init(clientID: 5, clock: 3, state: "null")]).encoded()).encoded())
+    }
 }
