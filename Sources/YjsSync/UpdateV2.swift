@@ -191,10 +191,9 @@ struct V2Reader {
     mutating func readString() throws -> Range<Int> { try strings.read(into: &side) }
 
     mutating func readKey() throws -> Range<Int> {
-        let p = keyClock.d.position
+        // as Yjs: an index below the table size reuses a key, anything else reads a new one
         let k = try keyClock.read()
         if k < UInt64(keys.count) { return keys[Int(k)] }
-        _ = p
         let r = try readString()
         keys.append(r)
         return r
