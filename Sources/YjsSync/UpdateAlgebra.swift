@@ -339,6 +339,11 @@ struct KWayMerger {
 }
 
 extension YUpdate {
+    /// The delete set of a v1 update (ranges per client as written; clients with no ranges dropped).
+    public static func deleteSet(of update: [UInt8]) throws -> DeleteSet {
+        try structSectionAndDeleteSet(update).deleteSet
+    }
+
     /// Splits a v1 update into the byte length of its struct section and its decoded delete set.
     static func structSectionAndDeleteSet(_ update: [UInt8]) throws -> (structBytes: ArraySlice<UInt8>, deleteSet: DeleteSet) {
         var r = try StructReader(update, filterSkips: false)

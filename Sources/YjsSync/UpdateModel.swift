@@ -134,11 +134,6 @@ public struct DeleteSet: Sendable, Equatable {
     }
 }
 
-/// Content reference numbers (low 5 bits of the info byte).
-public enum ContentRef: UInt8, Sendable {
-    case deleted = 1, json = 2, binary = 3, string = 4, embed = 5, format = 6, type = 7, any = 8, doc = 9
-}
-
 /// One struct of an update as read from the wire, with payloads kept as byte ranges of the source.
 struct RawStruct {
     enum Kind: UInt8 { case gc, skip, item }
