@@ -255,6 +255,14 @@ public final class DocumentStore: Sendable {
         return applied
     }
 
+    /// Imports a v2 update (e.g. a Gutenberg `_crdt_document` snapshot) by converting it to v1.
+    @discardableResult
+    public func applyUpdate(room name: String, updateV2: [UInt8]) throws -> AppliedUpdate {
+        let v1: [UInt8]
+        do { v1 = try UpdateV2.toV1(updateV2) } catch let e as YjsDecodingError { throw DocumentStoreError.invalidInput(e) }
+        return try applyUpdate(room: name, update: v1)
+    }
+
     private func persistSnapshot(_ r: Room, _ name: String, _ snapshot: [UInt8], _ through: Int64, _ coveredLogBytes: Int) {
         let ok = (try? persistence.compact(room: name, snapshot: snapshot, throughSeq: through)) != nil
         r.state.withLock { s in
