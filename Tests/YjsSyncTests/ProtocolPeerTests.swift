@@ -93,3 +93,48 @@ import Testing
         #expect(check.awareness == Array(repeating: everyone, count: n))
     }
 }
+
+/// The awareness table against y-protocols' `Awareness`: random batches (older, equal and newer
+/// clocks, `null` removals) must be accepted or refused exactly as y-protocols does.
+@Suite struct AwarenessOracleTests {
+    struct Change: Decodable { var added: [UInt64]; var updated: [UInt64]; var removed: [UInt64] }
+    struct Batch: Decodable { var update: String; var change: Change? }
+    struct Run: Decodable { var batches: [Batch]; var states: [[Entry]] }
+    enum Entry: Decodable {
+        case int(UInt64), str(String)
+        init(from d: Decoder) throws {
+            let c = try d.singleValueContainer()
+            if let i = try? c.decode(UInt64.self) { self = .int(i) } else { self = .str(try c.decode(String.self)) }
+        }
+    }
+
+    @Test(.enabled(if: Peers.runNodeTests, "node+yjs not available"), arguments: [1, 2, 3])
+    func matchesYProtocols(seed: Int) throws {
+        guard Peers.nodeYjsAvailable else {
+            if Peers.required { throw YjsOracleTests.OracleError("node with yjs not found") }
+            return
+        }
+        let r = try Peers.run(["node", Peers.oracleDir.appendingPathComponent("awareness-oracle.js").path, "\(seed)", "400"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let run = try JSONDecoder().decode(Run.self, from: r.stdout)
+        var table = AwarenessTable()
+        var bad = 0
+        for (i, b) in run.batches.enumerated() {
+            let c = table.apply(try AwarenessUpdate(decoding: [UInt8](hexString: b.update)), from: 1, now: .seconds(Int64(i)))
+            let want = b.change.map { AwarenessTable.Change(added: $0.added, updated: $0.updated, removed: $0.removed) } ?? AwarenessTable.Change()
+            if c != want { bad += 1 }
+        }
+        #expect(bad == 0, "\(bad)/\(run.batches.count) batches accepted differently")
+        // final states: same clients with the same JSON values
+        let want = run.states.compactMap { e -> (UInt64, String)? in
+            guard case .int(let c) = e[0], case .str(let s) = e[1] else { return nil }
+            return (c, s)
+        }
+        #expect(table.clientIDs == want.map(\.0))
+        for (c, s) in want {
+            let mine = table.state(of: c).map { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? NSDictionary }
+            let theirs = try JSONSerialization.jsonObject(with: Data(s.utf8)) as? NSDictionary
+            #expect(mine == theirs, "client \(c)")
+        }
+    }
+}
