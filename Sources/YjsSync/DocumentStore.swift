@@ -327,21 +327,23 @@ public final class DocumentStore: Sendable {
     @discardableResult
     public func evictIdleRooms() -> [String] {
         let now = clock()
-        return rooms.withLock { all in
-            var evicted: [String] = []
-            for (name, r) in all {
-                let idle = r.state.withLock { s in
-                    _ = s.awareness.expire(now: now)
-                    return !s.compacting && s.awareness.isEmpty && now - s.lastAccess >= options.idleTimeout
-                }
-                if idle {
-                    r.state.withLock { $0.evicted = true }
-                    evicted.append(name)
-                }
+        // Check rooms without holding the table lock (a room may be busy folding); a room is first
+        // marked evicted under its own lock (stale holders then retry), then removed from the table.
+        let candidates = rooms.withLock { Array($0) }
+        var evicted: [(String, Room)] = []
+        for (name, r) in candidates {
+            let idle = r.state.withLock { s in
+                _ = s.awareness.expire(now: now)
+                guard !s.evicted, !s.compacting, s.awareness.isEmpty, now - s.lastAccess >= options.idleTimeout else { return false }
+                s.evicted = true
+                return true
             }
-            for n in evicted { all[n] = nil }
-            return evicted.sorted()
+            if idle { evicted.append((name, r)) }
         }
+        rooms.withLock { all in
+            for (name, r) in evicted where all[name] === r { all[name] = nil }
+        }
+        return evicted.map(\.0).sorted()
     }
 
     // MARK: Awareness
