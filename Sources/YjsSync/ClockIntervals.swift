@@ -69,17 +69,25 @@ struct KnownState: Sendable {
     struct Ranges {
         var structs: [(UInt64, Range<UInt64>)] = []
         var deletes: [(UInt64, Range<UInt64>)] = []
+        /// Client blocks in strictly descending client order (see `YUpdate.hasCanonicalBlockOrder`).
+        var canonicalOrder = true
     }
 
     /// Decodes and validates `update`, returning its ranges (consecutive structs coalesced).
     static func ranges(of update: [UInt8]) throws -> Ranges {
         var out = Ranges()
-        var r = try StructReader(update, filterSkips: true)
-        while let s = r.curr {
-            if let last = out.structs.last, last.0 == s.client, last.1.upperBound == s.clock {
-                out.structs[out.structs.count - 1].1 = last.1.lowerBound..<s.end
-            } else {
-                out.structs.append((s.client, s.clock..<s.end))
+        var r = try StructReader(update, filterSkips: false)
+        var last: (client: UInt64, end: UInt64)? = nil
+        while r.hasCur {
+            let client = r.cur.client, clock = r.cur.clock, end = r.cur.end
+            if let l = last, client == l.client ? clock != l.end : client > l.client { out.canonicalOrder = false }
+            last = (client, end)
+            if r.cur.kind != .skip {
+                if let prev = out.structs.last, prev.0 == client, prev.1.upperBound == clock {
+                    out.structs[out.structs.count - 1].1 = prev.1.lowerBound..<end
+                } else {
+                    out.structs.append((client, clock..<end))
+                }
             }
             try r.next()
         }

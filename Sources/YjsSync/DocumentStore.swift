@@ -208,15 +208,18 @@ public final class DocumentStore: Sendable {
     /// An update whose client blocks are not in Yjs's descending order is stored canonicalized.
     @discardableResult
     public func applyUpdate(room name: String, update original: [UInt8]) throws -> AppliedUpdate {
-        let update: [UInt8]
-        do { update = try YUpdate.canonicalized(original) } catch let e as YjsDecodingError {
+        var update = original
+        var ranges: KnownState.Ranges
+        do {
+            ranges = try KnownState.ranges(of: update)
+            if !ranges.canonicalOrder {
+                update = try YUpdate.canonicalized(original)
+                ranges = try KnownState.ranges(of: update)
+            }
+        } catch let e as YjsDecodingError {
             throw DocumentStoreError.invalidInput(e)
         }
         let (r, applied, compaction): (Room, AppliedUpdate, (snapshot: [UInt8], through: Int64, logBytes: Int)?) = try withRoom(name) { r, s in
-            let ranges: KnownState.Ranges
-            do { ranges = try KnownState.ranges(of: update) } catch let e as YjsDecodingError {
-                throw DocumentStoreError.invalidInput(e)
-            }
             guard s.known.isNew(ranges) else {
                 return (r, AppliedUpdate(changed: false, seq: nil, roomBytes: s.bytes), nil)
             }
