@@ -44,6 +44,33 @@ struct IntervalSet: Sendable, Equatable {
         ranges.replaceSubrange(start..<i, with: [lo..<hi])
     }
 
+    /// Adds many ranges in O((n + m) log m): sorts them, then merges with the existing ranges in one
+    /// linear pass (so a delete set with a million unsorted ranges cannot cause quadratic work).
+    mutating func insert(contentsOf new: [Range<UInt64>]) {
+        if new.count < 8 {
+            for r in new { insert(r) }
+            return
+        }
+        let sorted = new.filter { !$0.isEmpty }.sorted { $0.lowerBound < $1.lowerBound }
+        var out: [Range<UInt64>] = []
+        out.reserveCapacity(ranges.count + sorted.count)
+        var i = 0, j = 0
+        while i < ranges.count || j < sorted.count {
+            let next: Range<UInt64>
+            if j >= sorted.count || (i < ranges.count && ranges[i].lowerBound <= sorted[j].lowerBound) {
+                next = ranges[i]; i += 1
+            } else {
+                next = sorted[j]; j += 1
+            }
+            if let last = out.last, next.lowerBound <= last.upperBound {
+                if next.upperBound > last.upperBound { out[out.count - 1] = last.lowerBound..<next.upperBound }
+            } else {
+                out.append(next)
+            }
+        }
+        ranges = out
+    }
+
     /// Length of the run starting at clock 0 (the state-vector clock).
     var contiguousFromZero: UInt64 {
         guard let f = ranges.first, f.lowerBound == 0 else { return 0 }
@@ -107,7 +134,10 @@ struct KnownState: Sendable {
     }
 
     mutating func insert(_ ranges: Ranges) {
-        for (c, r) in ranges.structs { structs[c, default: IntervalSet()].insert(r) }
-        for (c, r) in ranges.deletes { deletes[c, default: IntervalSet()].insert(r) }
+        var s: [UInt64: [Range<UInt64>]] = [:], d: [UInt64: [Range<UInt64>]] = [:]
+        for (c, r) in ranges.structs { s[c, default: []].append(r) }
+        for (c, r) in ranges.deletes { d[c, default: []].append(r) }
+        for (c, rs) in s { structs[c, default: IntervalSet()].insert(contentsOf: rs) }
+        for (c, rs) in d { deletes[c, default: IntervalSet()].insert(contentsOf: rs) }
     }
 }

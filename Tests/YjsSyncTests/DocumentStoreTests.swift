@@ -282,3 +282,51 @@ final class CountingPersistence: YjsPersistence {
         #expect(try store2.encodedState(room: "v2") == hex("01 01 01 00 04 01 01 74 02 68 69 00"))
     }
 }
+
+@Suite struct IntervalSetTests {
+    /// Random ranges inserted one by one and in batches give the same coalesced set, equal to a
+    /// brute-force bitmap; a large unsorted delete set is absorbed quickly.
+    @Test func matchesBitmap() {
+        var rng = SeededRNG(seed: 3)
+        for _ in 0..<200 {
+            var single = IntervalSet(), batched = IntervalSet()
+            var bitmap = [Bool](repeating: false, count: 300)
+            var batch: [Range<UInt64>] = []
+            for _ in 0..<Int.random(in: 1...40, using: &rng) {
+                let lo = UInt64.random(in: 0..<290, using: &rng)
+                let r = lo..<(lo + UInt64.random(in: 0...10, using: &rng))
+                single.insert(r)
+                batch.append(r)
+                for k in r { bitmap[Int(k)] = true }
+                if Bool.random(using: &rng) { batched.insert(contentsOf: batch); batch = [] }
+            }
+            batched.insert(contentsOf: batch)
+            var expected: [Range<UInt64>] = []
+            var k = 0
+            while k < bitmap.count {
+                if bitmap[k] {
+                    let start = k
+                    while k < bitmap.count && bitmap[k] { k += 1 }
+                    expected.append(UInt64(start)..<UInt64(k))
+                } else { k += 1 }
+            }
+            #expect(single.ranges == expected)
+            #expect(batched.ranges == expected)
+            for r in expected { #expect(single.contains(r)) }
+        }
+    }
+
+    @Test func largeUnsortedDeleteSetIsLinearithmic() throws {
+        // 200 000 disjoint deletions of client 1 in shuffled order, in one update
+        var rng = SeededRNG(seed: 8)
+        let clocks = (0..<200_000).map { UInt64($0) * 2 }.shuffled(using: &rng)
+        var e = Lib0Encoder(capacity: 1_000_000)
+        e.writeRaw([0, 1, 1]); e.writeVarUInt(UInt64(clocks.count))
+        for c in clocks { e.writeVarUInt(c); e.writeVarUInt(1) }
+        let store = DocumentStore(persistence: InMemoryPersistence())
+        let start = ContinuousClock.now
+        #expect(try store.applyUpdate(room: "r", update: e.bytes).changed)
+        #expect(ContinuousClock.now - start < .seconds(20))
+        #expect(try !store.applyUpdate(room: "r", update: e.bytes).changed)
+    }
+}
