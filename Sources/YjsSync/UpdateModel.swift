@@ -72,14 +72,15 @@ public struct DeleteSet: Sendable, Equatable {
             let client = try d.readVarUInt()
             let m = try d.readCount(minBytesPerElement: 2)
             if m == 0 { continue }
-            var ranges = clients[client] ?? []
-            ranges.reserveCapacity(ranges.count + m)
+            var ranges: [DeleteRange] = []
+            ranges.reserveCapacity(m)
             for _ in 0..<m {
                 let clock = try d.readVarUInt()
                 let len = try d.readVarUInt()
                 ranges.append(DeleteRange(clock: clock, length: len))
             }
-            clients[client] = ranges
+            // appended in place: a client repeated many times must not copy its list each time
+            clients[client, default: []].append(contentsOf: ranges)
         }
         self.clients = clients
     }
