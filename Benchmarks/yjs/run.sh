@@ -15,6 +15,7 @@ trap 'rm -rf "$TMP"' EXIT
 SWIFTC=${SWIFTC:-swiftc}
 # Compile the module sources (minus the GRDB-backed persistence) with the benchmark driver.
 SRCS=$(ls "$ROOT"/Sources/YjsSync/*.swift | grep -v SQLitePersistence.swift)
+cd "$TMP"  # swiftc may drop module files into the working directory
 $SWIFTC -O -wmo -parse-as-library -module-name YjsBench $SRCS "$DIR/main.swift" -o "$TMP/bench" 2>/dev/null || \
   $SWIFTC -O -wmo -module-name YjsBench $SRCS "$DIR/main.swift" -o "$TMP/bench"
 if [ -n "${SWIFT_ONLY:-}" ] && [ -f "${SWIFT_ONLY}/updates.bin" ]; then

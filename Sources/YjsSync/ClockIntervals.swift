@@ -44,6 +44,33 @@ struct IntervalSet: Sendable, Equatable {
         ranges.replaceSubrange(start..<i, with: [lo..<hi])
     }
 
+    /// Adds many ranges in O((n + m) log m): sorts them, then merges with the existing ranges in one
+    /// linear pass (so a delete set with a million unsorted ranges cannot cause quadratic work).
+    mutating func insert(contentsOf new: [Range<UInt64>]) {
+        if new.count < 8 {
+            for r in new { insert(r) }
+            return
+        }
+        let sorted = new.filter { !$0.isEmpty }.sorted { $0.lowerBound < $1.lowerBound }
+        var out: [Range<UInt64>] = []
+        out.reserveCapacity(ranges.count + sorted.count)
+        var i = 0, j = 0
+        while i < ranges.count || j < sorted.count {
+            let next: Range<UInt64>
+            if j >= sorted.count || (i < ranges.count && ranges[i].lowerBound <= sorted[j].lowerBound) {
+                next = ranges[i]; i += 1
+            } else {
+                next = sorted[j]; j += 1
+            }
+            if let last = out.last, next.lowerBound <= last.upperBound {
+                if next.upperBound > last.upperBound { out[out.count - 1] = last.lowerBound..<next.upperBound }
+            } else {
+                out.append(next)
+            }
+        }
+        ranges = out
+    }
+
     /// Length of the run starting at clock 0 (the state-vector clock).
     var contiguousFromZero: UInt64 {
         guard let f = ranges.first, f.lowerBound == 0 else { return 0 }
@@ -69,17 +96,25 @@ struct KnownState: Sendable {
     struct Ranges {
         var structs: [(UInt64, Range<UInt64>)] = []
         var deletes: [(UInt64, Range<UInt64>)] = []
+        /// Client blocks in strictly descending client order (see `YUpdate.hasCanonicalBlockOrder`).
+        var canonicalOrder = true
     }
 
     /// Decodes and validates `update`, returning its ranges (consecutive structs coalesced).
     static func ranges(of update: [UInt8]) throws -> Ranges {
         var out = Ranges()
-        var r = try StructReader(update, filterSkips: true)
-        while let s = r.curr {
-            if let last = out.structs.last, last.0 == s.client, last.1.upperBound == s.clock {
-                out.structs[out.structs.count - 1].1 = last.1.lowerBound..<s.end
-            } else {
-                out.structs.append((s.client, s.clock..<s.end))
+        var r = try StructReader(update, filterSkips: false)
+        var last: (client: UInt64, end: UInt64)? = nil
+        while r.hasCur {
+            let client = r.cur.client, clock = r.cur.clock, end = r.cur.end
+            if let l = last, client == l.client ? clock != l.end : client > l.client { out.canonicalOrder = false }
+            last = (client, end)
+            if r.cur.kind != .skip {
+                if let prev = out.structs.last, prev.0 == client, prev.1.upperBound == clock {
+                    out.structs[out.structs.count - 1].1 = prev.1.lowerBound..<end
+                } else {
+                    out.structs.append((client, clock..<end))
+                }
             }
             try r.next()
         }
@@ -99,7 +134,10 @@ struct KnownState: Sendable {
     }
 
     mutating func insert(_ ranges: Ranges) {
-        for (c, r) in ranges.structs { structs[c, default: IntervalSet()].insert(r) }
-        for (c, r) in ranges.deletes { deletes[c, default: IntervalSet()].insert(r) }
+        var s: [UInt64: [Range<UInt64>]] = [:], d: [UInt64: [Range<UInt64>]] = [:]
+        for (c, r) in ranges.structs { s[c, default: []].append(r) }
+        for (c, r) in ranges.deletes { d[c, default: []].append(r) }
+        for (c, rs) in s { structs[c, default: IntervalSet()].insert(contentsOf: rs) }
+        for (c, rs) in d { deletes[c, default: IntervalSet()].insert(contentsOf: rs) }
     }
 }

@@ -208,15 +208,18 @@ public final class DocumentStore: Sendable {
     /// An update whose client blocks are not in Yjs's descending order is stored canonicalized.
     @discardableResult
     public func applyUpdate(room name: String, update original: [UInt8]) throws -> AppliedUpdate {
-        let update: [UInt8]
-        do { update = try YUpdate.canonicalized(original) } catch let e as YjsDecodingError {
+        var update = original
+        var ranges: KnownState.Ranges
+        do {
+            ranges = try KnownState.ranges(of: update)
+            if !ranges.canonicalOrder {
+                update = try YUpdate.canonicalized(original)
+                ranges = try KnownState.ranges(of: update)
+            }
+        } catch let e as YjsDecodingError {
             throw DocumentStoreError.invalidInput(e)
         }
         let (r, applied, compaction): (Room, AppliedUpdate, (snapshot: [UInt8], through: Int64, logBytes: Int)?) = try withRoom(name) { r, s in
-            let ranges: KnownState.Ranges
-            do { ranges = try KnownState.ranges(of: update) } catch let e as YjsDecodingError {
-                throw DocumentStoreError.invalidInput(e)
-            }
             guard s.known.isNew(ranges) else {
                 return (r, AppliedUpdate(changed: false, seq: nil, roomBytes: s.bytes), nil)
             }
@@ -253,6 +256,14 @@ public final class DocumentStore: Sendable {
             }
         }
         return applied
+    }
+
+    /// Imports a v2 update (e.g. a Gutenberg `_crdt_document` snapshot) by converting it to v1.
+    @discardableResult
+    public func applyUpdate(room name: String, updateV2: [UInt8]) throws -> AppliedUpdate {
+        let v1: [UInt8]
+        do { v1 = try UpdateV2.toV1(updateV2) } catch let e as YjsDecodingError { throw DocumentStoreError.invalidInput(e) }
+        return try applyUpdate(room: name, update: v1)
     }
 
     private func persistSnapshot(_ r: Room, _ name: String, _ snapshot: [UInt8], _ through: Int64, _ coveredLogBytes: Int) {
@@ -319,21 +330,23 @@ public final class DocumentStore: Sendable {
     @discardableResult
     public func evictIdleRooms() -> [String] {
         let now = clock()
-        return rooms.withLock { all in
-            var evicted: [String] = []
-            for (name, r) in all {
-                let idle = r.state.withLock { s in
-                    _ = s.awareness.expire(now: now)
-                    return !s.compacting && s.awareness.isEmpty && now - s.lastAccess >= options.idleTimeout
-                }
-                if idle {
-                    r.state.withLock { $0.evicted = true }
-                    evicted.append(name)
-                }
+        // Check rooms without holding the table lock (a room may be busy folding); a room is first
+        // marked evicted under its own lock (stale holders then retry), then removed from the table.
+        let candidates = rooms.withLock { Array($0) }
+        var evicted: [(String, Room)] = []
+        for (name, r) in candidates {
+            let idle = r.state.withLock { s in
+                _ = s.awareness.expire(now: now)
+                guard !s.evicted, !s.compacting, s.awareness.isEmpty, now - s.lastAccess >= options.idleTimeout else { return false }
+                s.evicted = true
+                return true
             }
-            for n in evicted { all[n] = nil }
-            return evicted.sorted()
+            if idle { evicted.append((name, r)) }
         }
+        rooms.withLock { all in
+            for (name, r) in evicted where all[name] === r { all[name] = nil }
+        }
+        return evicted.map(\.0).sorted()
     }
 
     // MARK: Awareness
@@ -358,6 +371,20 @@ public final class DocumentStore: Sendable {
     /// A connection closed: returns the removal update to broadcast, or nil.
     public func connectionClosed(room name: String, connection: ConnectionID) throws -> [UInt8]? {
         try withRoom(name) { _, s in s.awareness.connectionClosed(connection)?.encoded() }
+    }
+
+    /// Expires silent awareness states in every loaded room (call every few seconds); returns, per
+    /// room with removals, the awareness frame to broadcast.
+    public func expireAwarenessInAllRooms() -> [(room: String, frame: [UInt8])] {
+        let now = clock()
+        let all = rooms.withLock { Array($0) }
+        var out: [(room: String, frame: [UInt8])] = []
+        for (name, r) in all.sorted(by: { $0.key < $1.key }) {
+            if let u = r.state.withLock({ $0.evicted ? nil : $0.awareness.expire(now: now) }) {
+                out.append((name, ProtocolMessage.awareness(u.encoded()).encoded()))
+            }
+        }
+        return out
     }
 
     /// Expires silent awareness states; returns the removal update to broadcast, or nil.

@@ -96,6 +96,7 @@ public struct AwarenessUpdate: Sendable, Equatable {
 
     public init(entries: [AwarenessEntry]) { self.entries = entries }
 
+    /// Decodes an awareness update; each state must be valid JSON (peers `JSON.parse` it).
     public init(decoding bytes: [UInt8]) throws {
         var d = Lib0Decoder(bytes)
         let n = try d.readCount(minBytesPerElement: 3)
@@ -104,7 +105,10 @@ public struct AwarenessUpdate: Sendable, Equatable {
         for _ in 0..<n {
             let id = try d.readVarUInt()
             let clock = try d.readVarUInt()
-            entries.append(AwarenessEntry(clientID: id, clock: clock, state: try d.readVarString()))
+            let p = d.position
+            let state = try d.readVarString()
+            guard JSONSyntax.isValid(state) else { throw YjsDecodingError.malformed("awareness state is not JSON", offset: p) }
+            entries.append(AwarenessEntry(clientID: id, clock: clock, state: state))
         }
         if !d.isAtEnd { throw YjsDecodingError.trailingBytes(offset: d.position) }
         self.entries = entries

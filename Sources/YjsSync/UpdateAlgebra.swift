@@ -9,7 +9,7 @@ public enum YUpdate {
     /// Fully decodes `update` and throws if it is malformed or has trailing bytes.
     public static func validate(_ update: [UInt8]) throws {
         var r = try StructReader(update, filterSkips: false)
-        while r.curr != nil { try r.next() }
+        while r.hasCur { try r.next() }
         _ = try r.readDeleteSet()
         if !r.d.isAtEnd { throw YjsDecodingError.trailingBytes(offset: r.d.position) }
     }
@@ -33,22 +33,22 @@ public enum YUpdate {
 
     private static func stateVectorPairs(_ update: [UInt8], _ emit: (UInt64, UInt64) -> Void) throws {
         var r = try StructReader(update, filterSkips: false)
-        guard let first = r.curr else {
+        guard r.hasCur else {
             _ = try r.readDeleteSet()
             return
         }
-        var currClient = first.client
-        var stopCounting = first.clock != 0
-        var currClock: UInt64 = stopCounting ? 0 : first.end
-        while let curr = r.curr {
-            if currClient != curr.client {
+        var currClient = r.cur.client
+        var stopCounting = r.cur.clock != 0
+        var currClock: UInt64 = stopCounting ? 0 : r.cur.end
+        while r.hasCur {
+            if currClient != r.cur.client {
                 if currClock != 0 { emit(currClient, currClock) }
-                currClient = curr.client
+                currClient = r.cur.client
                 currClock = 0
-                stopCounting = curr.clock != 0
+                stopCounting = r.cur.clock != 0
             }
-            if curr.kind == .skip { stopCounting = true }
-            if !stopCounting { currClock = curr.end }
+            if r.cur.kind == .skip { stopCounting = true }
+            if !stopCounting { currClock = r.cur.end }
             try r.next()
         }
         if currClock != 0 { emit(currClient, currClock) }
@@ -61,22 +61,22 @@ public enum YUpdate {
         var r = try StructReader(update, filterSkips: false)
         let src = r.bytes
         var w = StructWriter(capacity: update.count)
-        while let curr = r.curr {
-            let currClient = curr.client
+        while r.hasCur {
+            let currClient = r.cur.client
             let svClock = sv.clocks[currClient] ?? 0
-            if curr.kind == .skip {
+            if r.cur.kind == .skip {
                 try r.next()
                 continue
             }
-            if curr.end > svClock {
-                w.write(curr, src: src, offset: svClock > curr.clock ? svClock - curr.clock : 0)
+            if r.cur.end > svClock {
+                w.write(r.cur, src: src, offset: svClock > r.cur.clock ? svClock - r.cur.clock : 0)
                 try r.next()
-                while let c = r.curr, c.client == currClient {
-                    w.write(c, src: src, offset: 0)
+                while r.hasCur && r.cur.client == currClient {
+                    w.write(r.cur, src: src, offset: 0)
                     try r.next()
                 }
             } else {
-                while let c = r.curr, c.client == currClient, c.end <= svClock { try r.next() }
+                while r.hasCur && r.cur.client == currClient && r.cur.end <= svClock { try r.next() }
             }
         }
         let ds = try r.readDeleteSet()
@@ -132,7 +132,7 @@ struct KWayMerger {
             return
         }
         heap.reserveCapacity(updates.count)
-        for i in readers.indices where readers[i].curr != nil { heap.append(i) }
+        for i in readers.indices where readers[i].hasCur { heap.append(i) }
         if heap.count > 1 {
             for i in stride(from: heap.count / 2 - 1, through: 0, by: -1) { siftDown(i) }
         }
@@ -141,9 +141,10 @@ struct KWayMerger {
     /// True when input `a` must be taken before input `b`.
     @inline(__always)
     func less(_ a: Int, _ b: Int) -> Bool {
-        let x = readers[a].curr!, y = readers[b].curr!
-        if x.client != y.client { return x.client > y.client }
-        if x.clock != y.clock { return x.clock < y.clock }
+        let xc = readers[a].cur.client, yc = readers[b].cur.client
+        if xc != yc { return xc > yc }
+        let xk = readers[a].cur.clock, yk = readers[b].cur.clock
+        if xk != yk { return xk < yk }
         if stamps[a] != stamps[b] { return stamps[a] > stamps[b] }
         return a < b
     }
@@ -151,20 +152,22 @@ struct KWayMerger {
     /// Yjs's comparator (including its GC/Item inconsistency): negative when `i` sorts first.
     @inline(__always)
     func yjsCompare(_ i: Int, _ j: Int) -> Int {
-        let x = readers[i].curr!, y = readers[j].curr!
-        if x.client == y.client {
-            if x.clock == y.clock {
-                return x.kind == y.kind ? 0 : (x.kind == .skip ? 1 : -1)
+        let xc = readers[i].cur.client, yc = readers[j].cur.client
+        if xc == yc {
+            let xk = readers[i].cur.clock, yk = readers[j].cur.clock
+            if xk == yk {
+                let a = readers[i].cur.kind, b = readers[j].cur.kind
+                return a == b ? 0 : (a == .skip ? 1 : -1)
             }
-            return x.clock < y.clock ? -1 : 1
+            return xk < yk ? -1 : 1
         }
-        return y.client < x.client ? -1 : 1
+        return yc < xc ? -1 : 1
     }
 
     /// V8's TimSort for arrays shorter than 64 elements: one run (CountAndMakeRun) extended by
     /// binary insertion sort.
     mutating func v8Sort() {
-        order.removeAll { readers[$0].curr == nil }
+        order.removeAll { !readers[$0].hasCur }
         let n = order.count
         if n < 2 { return }
         var runLength = 2
@@ -231,7 +234,7 @@ struct KWayMerger {
     /// Re-positions the top input after it was used (its struct may have changed or ended).
     mutating func refreshTop() {
         let top = heap[0]
-        if readers[top].curr == nil {
+        if !readers[top].hasCur {
             let last = heap.removeLast()
             if !heap.isEmpty {
                 heap[0] = last
@@ -263,10 +266,10 @@ struct KWayMerger {
         var w = StructWriter(capacity: total)
         var cw: Pending? = nil
         while let di = selectTop() {
-            let firstClient = readers[di].curr!.client
+            let firstClient = readers[di].cur.client
             if var currWrite = cw {
                 var iterated = false
-                while let c = readers[di].curr, c.end <= currWrite.end, c.client >= currWrite.s.client {
+                while readers[di].hasCur && readers[di].cur.end <= currWrite.end && readers[di].cur.client >= currWrite.s.client {
                     try readers[di].next()
                     iterated = true
                 }
@@ -311,13 +314,14 @@ struct KWayMerger {
                 }
                 cw = currWrite
             } else {
-                cw = Pending(s: readers[di].curr!, src: di, off: 0)
+                cw = Pending(s: readers[di].cur, src: di, off: 0)
                 try readers[di].next()
             }
             var currWrite = cw!
-            while let next = readers[di].curr, next.client == firstClient, next.clock == currWrite.end, next.kind != .skip {
+            while readers[di].hasCur && readers[di].cur.client == firstClient && readers[di].cur.clock == currWrite.end
+                    && readers[di].cur.kind != .skip {
                 emit(currWrite, &w)
-                currWrite = Pending(s: next, src: di, off: 0)
+                currWrite = Pending(s: readers[di].cur, src: di, off: 0)
                 try readers[di].next()
             }
             cw = currWrite
@@ -335,10 +339,15 @@ struct KWayMerger {
 }
 
 extension YUpdate {
+    /// The delete set of a v1 update (ranges per client as written; clients with no ranges dropped).
+    public static func deleteSet(of update: [UInt8]) throws -> DeleteSet {
+        try structSectionAndDeleteSet(update).deleteSet
+    }
+
     /// Splits a v1 update into the byte length of its struct section and its decoded delete set.
     static func structSectionAndDeleteSet(_ update: [UInt8]) throws -> (structBytes: ArraySlice<UInt8>, deleteSet: DeleteSet) {
         var r = try StructReader(update, filterSkips: false)
-        while r.curr != nil { try r.next() }
+        while r.hasCur { try r.next() }
         let end = r.d.position
         return (update[0..<end], try r.readDeleteSet())
     }

@@ -72,14 +72,15 @@ public struct DeleteSet: Sendable, Equatable {
             let client = try d.readVarUInt()
             let m = try d.readCount(minBytesPerElement: 2)
             if m == 0 { continue }
-            var ranges = clients[client] ?? []
-            ranges.reserveCapacity(ranges.count + m)
+            var ranges: [DeleteRange] = []
+            ranges.reserveCapacity(m)
             for _ in 0..<m {
                 let clock = try d.readVarUInt()
                 let len = try d.readVarUInt()
                 ranges.append(DeleteRange(clock: clock, length: len))
             }
-            clients[client] = ranges
+            // appended in place: a client repeated many times must not copy its list each time
+            clients[client, default: []].append(contentsOf: ranges)
         }
         self.clients = clients
     }
@@ -134,11 +135,6 @@ public struct DeleteSet: Sendable, Equatable {
     }
 }
 
-/// Content reference numbers (low 5 bits of the info byte).
-public enum ContentRef: UInt8, Sendable {
-    case deleted = 1, json = 2, binary = 3, string = 4, embed = 5, format = 6, type = 7, any = 8, doc = 9
-}
-
 /// One struct of an update as read from the wire, with payloads kept as byte ranges of the source.
 struct RawStruct {
     enum Kind: UInt8 { case gc, skip, item }
@@ -184,8 +180,11 @@ struct StructReader {
     private var client: UInt64 = 0
     private var clock: UInt64 = 0
     let filterSkips: Bool
-    /// The current struct, or nil once all structs are read.
-    var curr: RawStruct?
+    /// The current struct (valid while `hasCur`), decoded in place to avoid copies.
+    var cur = RawStruct(kind: .gc, client: 0, clock: 0, length: 0)
+    var hasCur = false
+    /// The current struct, or nil once all structs are read (copies; prefer `cur` in hot loops).
+    var curr: RawStruct? { hasCur ? cur : nil }
 
     init(_ bytes: [UInt8], filterSkips: Bool) throws {
         d = Lib0Decoder(bytes)
@@ -200,112 +199,110 @@ struct StructReader {
     @inline(__always)
     mutating func next() throws {
         repeat {
-            curr = try readOne()
-        } while filterSkips && curr?.kind == .skip
+            hasCur = try readOne()
+        } while filterSkips && hasCur && cur.kind == .skip
     }
 
-    private mutating func readOne() throws -> RawStruct? {
+    private mutating func readOne() throws -> Bool {
         while structsLeft == 0 {
-            if blocksLeft == 0 { return nil }
+            if blocksLeft == 0 { return false }
             blocksLeft -= 1
             structsLeft = try d.readCount(minBytesPerElement: 2)
             client = try d.readVarUInt()
             clock = try d.readVarUInt()
         }
         structsLeft -= 1
-        let s = try readStruct(client: client, clock: clock)
-        clock = s.end
-        return s
+        try readStruct(client: client, clock: clock)
+        clock = cur.end
+        return true
     }
 
-    private mutating func readStruct(client: UInt64, clock: UInt64) throws -> RawStruct {
+    private mutating func readStruct(client: UInt64, clock: UInt64) throws {
         let start = d.position
         let info = try d.readUInt8()
-        var s: RawStruct
         if info == 10 || info == 0 {
             let len = try d.readVarUInt()
-            s = RawStruct(kind: info == 0 ? .gc : .skip, client: client, clock: clock, length: len)
+            cur = RawStruct(kind: info == 0 ? .gc : .skip, client: client, clock: clock, length: len)
         } else {
             let ref = info & 0x1F
             guard ref >= 1 && ref <= 9 else {
                 throw YjsDecodingError.malformed("unknown struct info byte \(info)", offset: start)
             }
-            s = RawStruct(kind: .item, client: client, clock: clock, length: 0)
-            s.ref = ref
+            cur = RawStruct(kind: .item, client: client, clock: clock, length: 0)
+            cur.ref = ref
             if info & 0x80 != 0 {
-                s.hasOrigin = true
-                s.origin = YID(client: try d.readVarUInt(), clock: try d.readVarUInt())
+                cur.hasOrigin = true
+                cur.origin = YID(client: try d.readVarUInt(), clock: try d.readVarUInt())
             }
             if info & 0x40 != 0 {
-                s.hasRightOrigin = true
-                s.rightOrigin = YID(client: try d.readVarUInt(), clock: try d.readVarUInt())
+                cur.hasRightOrigin = true
+                cur.rightOrigin = YID(client: try d.readVarUInt(), clock: try d.readVarUInt())
             }
             if info & 0xC0 == 0 {
                 let p = d.position
                 switch try d.readVarUInt() {
                 case 1:
-                    s.parentKind = 1
-                    s.parentKey = try d.readVarStringRange()
+                    cur.parentKind = 1
+                    cur.parentKey = try d.readVarStringRange()
                 case 0:
-                    s.parentKind = 2
-                    s.parentID = YID(client: try d.readVarUInt(), clock: try d.readVarUInt())
+                    cur.parentKind = 2
+                    cur.parentID = YID(client: try d.readVarUInt(), clock: try d.readVarUInt())
                 default:
                     throw YjsDecodingError.malformed("invalid parent info", offset: p)
                 }
                 if info & 0x20 != 0 {
-                    s.hasParentSub = true
-                    s.parentSub = try d.readVarStringRange()
+                    cur.hasParentSub = true
+                    cur.parentSub = try d.readVarStringRange()
                 }
             }
-            try readContent(&s)
+            try readContent()
         }
-        guard s.length > 0 else { throw YjsDecodingError.malformed("zero-length struct", offset: start) }
-        guard s.length <= lib0MaxSafeInteger - clock else { throw YjsDecodingError.integerOutOfRange(offset: start) }
-        if !(info & 0x20 != 0 && info & 0xC0 != 0) { s.raw = start..<d.position }
-        return s
+        guard cur.length > 0 else { throw YjsDecodingError.malformed("zero-length struct", offset: start) }
+        guard cur.length <= lib0MaxSafeInteger - clock else { throw YjsDecodingError.integerOutOfRange(offset: start) }
+        if !(info & 0x20 != 0 && info & 0xC0 != 0) { cur.raw = start..<d.position }
     }
 
-    private mutating func readContent(_ s: inout RawStruct) throws {
-        switch s.ref {
+    private mutating func readContent() throws {
+        switch cur.ref {
         case 1:
-            s.length = try d.readVarUInt()
+            cur.length = try d.readVarUInt()
         case 2:
             let n = try d.readCount(minBytesPerElement: 1)
             let p = d.position
             for _ in 0..<n { _ = try d.readVarStringRange() }
-            s.a = p..<d.position
-            s.length = UInt64(n)
+            cur.a = p..<d.position
+            cur.length = UInt64(n)
         case 3:
-            s.a = try d.readVarBytesRange()
-            s.length = 1
+            cur.a = try d.readVarBytesRange()
+            cur.length = 1
         case 4:
-            (s.a, s.length) = try d.readVarStringRangeCountingUTF16()
+            (cur.a, cur.length) = try d.readVarStringRangeCountingUTF16()
         case 5:
-            s.a = try d.readVarStringRange()
-            s.length = 1
+            cur.a = try d.readVarStringRange()
+            cur.length = 1
         case 6:
-            s.a = try d.readVarStringRange()
-            s.b = try d.readVarStringRange()
-            s.length = 1
+            cur.a = try d.readVarStringRange()
+            cur.b = try d.readVarStringRange()
+            cur.length = 1
         case 7:
             let p = d.position
             let t = try d.readVarUInt()
             guard t <= 6 else { throw YjsDecodingError.malformed("unknown type ref \(t)", offset: p) }
-            s.typeRef = UInt8(t)
-            if t == 3 || t == 5 { s.a = try d.readVarStringRange() }
-            s.length = 1
+            cur.typeRef = UInt8(t)
+            if t == 3 || t == 5 { cur.a = try d.readVarStringRange() }
+            cur.length = 1
         case 8:
             let n = try d.readCount(minBytesPerElement: 1)
             let p = d.position
             for _ in 0..<n { try d.skipAny() }
-            s.a = p..<d.position
-            s.length = UInt64(n)
+            cur.a = p..<d.position
+            cur.length = UInt64(n)
         case 9:
-            s.a = try d.readVarStringRange()
+            cur.a = try d.readVarStringRange()
             let p = d.position
             try d.skipAny()
-            s.b = p..<d.position
-            s.length = 1
+            cur.b = p..<d.position
+            cur.length = 1
         default:
             throw YjsDecodingError.malformed("unknown content ref", offset: d.position)
         }
@@ -313,7 +310,7 @@ struct StructReader {
 
     /// Reads the delete set that follows the structs. Call only when `curr == nil`.
     mutating func readDeleteSet() throws -> DeleteSet {
-        precondition(curr == nil)
+        precondition(!hasCur)
         return try DeleteSet(from: &d)
     }
 }

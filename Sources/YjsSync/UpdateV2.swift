@@ -31,7 +31,8 @@ public enum UpdateV2 {
             let client = try r.rest.readVarUInt()
             let m = try r.rest.readCount(minBytesPerElement: 2)
             if m == 0 { continue }
-            var ranges = ds.clients[client] ?? []
+            var ranges: [DeleteRange] = []
+            ranges.reserveCapacity(m)
             for _ in 0..<m {
                 let clock = cur + (try r.rest.readVarUInt())
                 let len = (try r.rest.readVarUInt()) + 1
@@ -41,7 +42,7 @@ public enum UpdateV2 {
                 ranges.append(DeleteRange(clock: clock, length: len))
                 cur = clock + len
             }
-            ds.clients[client] = ranges
+            ds.clients[client, default: []].append(contentsOf: ranges)
         }
         return w.finish(deleteSet: ds)
     }
@@ -191,10 +192,9 @@ struct V2Reader {
     mutating func readString() throws -> Range<Int> { try strings.read(into: &side) }
 
     mutating func readKey() throws -> Range<Int> {
-        let p = keyClock.d.position
+        // as Yjs: an index below the table size reuses a key, anything else reads a new one
         let k = try keyClock.read()
         if k < UInt64(keys.count) { return keys[Int(k)] }
-        _ = p
         let r = try readString()
         keys.append(r)
         return r

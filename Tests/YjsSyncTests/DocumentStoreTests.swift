@@ -194,4 +194,147 @@ final class CountingPersistence: YjsPersistence {
             #expect(try YUpdate.stateVector(of: state) == want)
         }
     }
+
+    @Test func evictionRacingWithWritersLosesNothing() async throws {
+        let persistence = InMemoryPersistence()
+        var o = DocumentStoreOptions()
+        o.idleTimeout = .zero
+        o.foldMinPending = 2
+        o.persistCompactionThreshold = 3
+        o.backgroundCompaction = false
+        let store = DocumentStore(persistence: persistence, options: o)
+        func update(client: UInt64, i: Int) -> [UInt8] {
+            var e = Lib0Encoder()
+            e.writeRaw([1, 1]); e.writeVarUInt(client); e.writeVarUInt(UInt64(i))
+            if i == 0 { e.writeRaw(hex("04 01 01 74 01 78 00")) } else {
+                e.writeUInt8(0x84); e.writeVarUInt(client); e.writeVarUInt(UInt64(i - 1)); e.writeRaw([1, 0x79, 0])
+            }
+            return e.bytes
+        }
+        try await withThrowingTaskGroup(of: Void.self) { g in
+            for client in 1...4 {
+                g.addTask { for i in 0..<40 { try store.applyUpdate(room: "r", update: update(client: UInt64(client), i: i)) } }
+            }
+            g.addTask { for _ in 0..<300 { store.evictIdleRooms(); await Task.yield() } }
+            try await g.waitForAll()
+        }
+        var want = StateVector()
+        for c in 1...4 { want[UInt64(c)] = 40 }
+        // a fresh store on the same persistence sees every acknowledged update, seqs unique
+        let p = try persistence.load(room: "r")
+        #expect(Set(p.log.map(\.seq)).count == p.log.count)
+        let fresh = DocumentStore(persistence: persistence)
+        #expect(try fresh.stateVector(room: "r") == want)
+        #expect(try YUpdate.stateVector(of: fresh.encodedState(room: "r")) == want)
+    }
+
+    @Test func expiresAwarenessAcrossRooms() throws {
+        let clock = ManualClock()
+        let store = DocumentStore(persistence: InMemoryPersistence(), clock: clock.source)
+        let set = AwarenessUpdate(entries: [.init(clientID: 5, clock: 3, state: "{}")]).encoded()
+        _ = try store.applyAwareness(room: "a", update: set, from: 1)
+        clock.advance(.seconds(20))
+        _ = try store.applyAwareness(room: "b", update: set, from: 1)
+        clock.advance(.seconds(10))
+        let expired = store.expireAwarenessInAllRooms()
+        #expect(expired.map(\.room) == ["a"])
+        #expect(expired.first?.frame == ProtocolMessage.awareness(AwarenessUpdate(entries: [.init(clientID: 5, clock: 3, state: "null")]).encoded()).encoded())
+    }
+
+    @Test func sqliteBackgroundCompactionAndRestart() async throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("yjs-bg-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("rooms.sqlite").path
+        var o = DocumentStoreOptions()
+        o.persistCompactionThreshold = 50
+        o.foldMinPending = 8
+        let n = 600
+        var text = ""
+        do {
+            let store = DocumentStore(persistence: try SQLitePersistence(path: path), options: o)
+            for i in 0..<n {
+                let ch = String(UnicodeScalar(UInt8(0x61 + i % 26)))
+                text += ch
+                var e = Lib0Encoder()
+                e.writeRaw([1, 1, 9]); e.writeVarUInt(UInt64(i))
+                if i == 0 { e.writeRaw(hex("04 01 01 74")) } else { e.writeUInt8(0x84); e.writeVarUInt(9); e.writeVarUInt(UInt64(i - 1)) }
+                e.writeVarString(ch); e.writeUInt8(0)
+                try store.applyUpdate(room: "bg", update: e.bytes)
+            }
+            // no waiting for background compactions: the next store opens the file right away
+        }
+        let p2 = try SQLitePersistence(path: path)
+        let store2 = DocumentStore(persistence: p2, options: o)
+        #expect(try store2.stateVector(room: "bg") == StateVector([9: UInt64(n)]))
+        var ex = Lib0Encoder()
+        ex.writeRaw(hex("01 01 09 00 04 01 01 74")); ex.writeVarString(text); ex.writeUInt8(0)
+        #expect(try store2.encodedState(room: "bg") == ex.bytes)
+        // background compaction ran (poll: the detached task may be scheduled late under load)
+        var compacted = false
+        for _ in 0..<100 where !compacted {
+            compacted = try p2.logCount(room: "bg") < n
+            if !compacted { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        #expect(compacted)
+        // a v2 snapshot (Gutenberg's _crdt_document format) imports into a room
+        #expect(try store2.applyUpdate(room: "v2", updateV2: UpdateV2Tests.hiV2).changed)
+        #expect(try store2.encodedState(room: "v2") == hex("01 01 01 00 04 01 01 74 02 68 69 00"))
+    }
+}
+
+@Suite struct IntervalSetTests {
+    /// Random ranges inserted one by one and in batches give the same coalesced set, equal to a
+    /// brute-force bitmap; a large unsorted delete set is absorbed quickly.
+    @Test func matchesBitmap() {
+        var rng = SeededRNG(seed: 3)
+        for _ in 0..<200 {
+            var single = IntervalSet(), batched = IntervalSet()
+            var bitmap = [Bool](repeating: false, count: 300)
+            var batch: [Range<UInt64>] = []
+            for _ in 0..<Int.random(in: 1...40, using: &rng) {
+                let lo = UInt64.random(in: 0..<290, using: &rng)
+                let r = lo..<(lo + UInt64.random(in: 0...10, using: &rng))
+                single.insert(r)
+                batch.append(r)
+                for k in r { bitmap[Int(k)] = true }
+                if Bool.random(using: &rng) { batched.insert(contentsOf: batch); batch = [] }
+            }
+            batched.insert(contentsOf: batch)
+            var expected: [Range<UInt64>] = []
+            var k = 0
+            while k < bitmap.count {
+                if bitmap[k] {
+                    let start = k
+                    while k < bitmap.count && bitmap[k] { k += 1 }
+                    expected.append(UInt64(start)..<UInt64(k))
+                } else { k += 1 }
+            }
+            #expect(single.ranges == expected)
+            #expect(batched.ranges == expected)
+            for r in expected { #expect(single.contains(r)) }
+        }
+    }
+
+    @Test func largeUnsortedDeleteSetIsLinearithmic() throws {
+        // 100 000 disjoint deletions of client 1 in shuffled order, in one update
+        var rng = SeededRNG(seed: 8)
+        let clocks = (0..<100_000).map { UInt64($0) * 2 }.shuffled(using: &rng)
+        var e = Lib0Encoder(capacity: 1_000_000)
+        e.writeRaw([0, 1, 1]); e.writeVarUInt(UInt64(clocks.count))
+        for c in clocks { e.writeVarUInt(c); e.writeVarUInt(1) }
+        let store = DocumentStore(persistence: InMemoryPersistence())
+        let start = ContinuousClock.now
+        #expect(try store.applyUpdate(room: "r", update: e.bytes).changed)
+        #expect(ContinuousClock.now - start < .seconds(30))
+        #expect(try !store.applyUpdate(room: "r", update: e.bytes).changed)
+        // the same deletions as 100 000 one-range entries of a repeated client
+        var f = Lib0Encoder(capacity: 1_000_000)
+        f.writeRaw([0]); f.writeVarUInt(UInt64(clocks.count))
+        for c in clocks { f.writeVarUInt(1); f.writeVarUInt(1); f.writeVarUInt(c + 1); f.writeVarUInt(1) }
+        let t2 = ContinuousClock.now
+        #expect(try YUpdate.deleteSet(of: f.bytes).clients[1]?.count == clocks.count)
+        #expect(try store.applyUpdate(room: "r", update: f.bytes).changed)
+        #expect(ContinuousClock.now - t2 < .seconds(30))
+    }
 }

@@ -93,3 +93,33 @@ import Testing
         #expect(throws: YjsDecodingError.self) { try AwarenessUpdate(decoding: big + [1, 1, 0]) }
     }
 }
+
+extension FuzzTests {
+    /// Mutated updates thrown at a store: each is rejected with a typed error or accepted, and the
+    /// incrementally kept state vector always equals the state vector of the store's merged state.
+    @Test func storeSurvivesMutatedUpdates() throws {
+        var rng = SeededRNG(seed: 1234)
+        var o = DocumentStoreOptions()
+        o.foldMinPending = 3
+        o.foldRatio = 0
+        let store = DocumentStore(persistence: InMemoryPersistence(), options: o)
+        var accepted = 0
+        for i in 0..<2000 {
+            var s = Self.seeds.randomElement(using: &rng)!
+            for _ in 0..<Int.random(in: 0...2, using: &rng) {
+                let k = Int.random(in: 0..<s.count, using: &rng)
+                s[k] ^= 1 << UInt8.random(in: 0..<8, using: &rng)
+            }
+            do {
+                if try store.applyUpdate(room: "fuzz", update: s).changed { accepted += 1 }
+            } catch is DocumentStoreError {
+            }
+            if i % 100 == 99 {
+                let state = try store.encodedState(room: "fuzz")
+                try YUpdate.validate(state)
+                #expect(try YUpdate.stateVector(of: state) == store.stateVector(room: "fuzz"))
+            }
+        }
+        #expect(accepted > 20)
+    }
+}

@@ -35,6 +35,19 @@ import Testing
         #expect(ProtocolMessage.awareness(removal).encoded() == hex("01 08 01 01 02 04 6e 75 6c 6c"))
     }
 
+    @Test func awarenessStatesMustBeJSON() throws {
+        for good in ["null", "{}", " {\"a\":[1,-2.5e3,true,false,null,\"\\u00e9\\n\"]} ", "\"x\"", "0"] {
+            #expect(JSONSyntax.isValid(good), "\(good)")
+        }
+        for bad in ["", "{", "{\"a\":}", "[1,]", "01", "1.", "\"\u{1}\"", "nul", "{} {}", "'a'", "\"\\x\"",
+                    String(repeating: "[", count: 200) + String(repeating: "]", count: 200)] {
+            #expect(!JSONSyntax.isValid(bad), "\(bad)")
+        }
+        var e = Lib0Encoder()
+        e.writeVarUInt(1); e.writeVarUInt(5); e.writeVarUInt(1); e.writeVarString("{not json")
+        #expect(throws: YjsDecodingError.self) { try AwarenessUpdate(decoding: e.bytes) }
+    }
+
     @Test func awarenessRules() throws {
         var t = AwarenessTable()
         func upd(_ id: UInt64, _ clock: UInt64, _ s: String) -> AwarenessUpdate {

@@ -63,6 +63,14 @@ import Testing
                 counts[2] += 1
             }
         }
+        // the store fed yrs-made updates has yrs's state vector of the merged session
+        for s in sessions where !s.updates.isEmpty {
+            let store = DocumentStore(persistence: InMemoryPersistence())
+            for u in s.updates { try store.applyUpdate(room: "r", update: [UInt8](hexString: u)) }
+            let want = try StateVector(decoding: [UInt8](hexString: s.svs[0].out))
+            if try store.stateVector(room: "r") != want { bad.append("seed \(s.seed) store sv") }
+            if try YUpdate.stateVector(of: store.encodedState(room: "r")) != want { bad.append("seed \(s.seed) store state") }
+        }
         #expect(counts[0] >= Self.sessionCount * 3 && counts[1] >= Self.sessionCount * 2 && counts[2] >= Self.sessionCount)
         #expect(bad.isEmpty, "\(bad.count) of \(counts) (merges, svs, diffs) differ from yrs, e.g. \(bad.prefix(5))")
     }

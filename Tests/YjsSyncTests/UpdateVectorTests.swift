@@ -106,3 +106,33 @@ import Testing
         #expect(a.contains("\"state\": \"{\\\"user\\\":\\\"a\\\"}\""))
     }
 }
+
+/// Update format v2 known answers (reference §5) and fuzzing of the v2 decoder.
+@Suite struct UpdateV2Tests {
+    static let hiV2 = hex("00 00 01 01 00 00 01 04 06 03 74 68 69 01 02 01 01 00 00 01 01 00 00")
+    static let emptyV2 = hex("00 00 00 00 00 00 01 00 00 00 00 00 00")
+
+    @Test func knownAnswers() throws {
+        #expect(try UpdateV2.toV1(Self.hiV2) == hex("01 01 01 00 04 01 01 74 02 68 69 00"))
+        #expect(try UpdateV2.toV1(Self.emptyV2) == YUpdate.empty)
+    }
+
+    @Test func fuzzedV2NeverTraps() {
+        var rng = SeededRNG(seed: 5)
+        var decoded = 0
+        for _ in 0..<4000 {
+            var s = Bool.random(using: &rng) ? Self.hiV2 : Self.emptyV2
+            for _ in 0..<Int.random(in: 1...3, using: &rng) {
+                let i = Int.random(in: 0..<s.count, using: &rng)
+                s[i] ^= 1 << UInt8.random(in: 0..<8, using: &rng)
+            }
+            if Bool.random(using: &rng) { s = Array(s.prefix(Int.random(in: 0...s.count, using: &rng))) }
+            if let v1 = try? UpdateV2.toV1(s) {
+                decoded += 1
+                // whatever converts must be a valid v1 update
+                #expect((try? YUpdate.validate(v1)) != nil, "\(hexString(s))")
+            }
+        }
+        #expect(decoded > 50)
+    }
+}
