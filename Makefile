@@ -3,7 +3,7 @@ export NODE_PATH := /usr/share/nodejs
 export RELAY_PYTHON := $(CURDIR)/.venv/bin/python
 export RELAY_REQUIRE_PEERS := 1
 
-.PHONY: run test build release deps test-deps bench bench-crypto bench-core clean
+.PHONY: run test build release deps test-deps bench bench-crypto bench-core bench-yjs-algebra clean
 
 ## Starts relayd on its embedded default (127.0.0.1:8080, ./relay-data, dev site).
 run: deps
@@ -39,6 +39,10 @@ bench-crypto: deps
 bench-core: deps
 	$(SWIFT) build -c release --build-tests -Xswiftc -enable-testing
 	RELAY_BENCH=1 $(SWIFT) test -c release -Xswiftc -enable-testing --skip-build --filter RelayCoreTests.Benchmarks
+
+## YjsSync update algebra beside Yjs (node) and pycrdt on the automerge-paper trace.
+bench-yjs-algebra: test-deps
+	Benchmarks/yjs/run.sh
 
 clean:
 	rm -rf .build

@@ -4,6 +4,7 @@ import HummingbirdCore
 import HummingbirdTLS
 import HummingbirdWebSocket
 import NIOSSL
+import NIOPosix
 import Logging
 import Metrics
 import NIOCore
@@ -32,6 +33,8 @@ public final class RelayService: Sendable {
     let metrics: ServerMetrics
     public let yjsStore: DocumentStore
     let yjsRooms = YjsRooms()
+    /// Threads for Yjs store calls (they may block on disk).
+    let yjsIO: NIOThreadPool
 
     /// Opens the data directory (or memory when `dataDirectory` is empty) and builds the engine.
     public init(configuration: ServerConfiguration, logger: Logger = Logger(label: "relayd"),
@@ -49,6 +52,8 @@ public final class RelayService: Sendable {
         engine = RelayEngine(registry: sites, configuration: engineConfig)
         metrics = ServerMetrics(factory: engineConfig.metricsFactory ?? factory)
         yjsStore = try Self.makeYjsStore(configuration)
+        yjsIO = NIOThreadPool(numberOfThreads: 2)
+        yjsIO.start()
         tokens = TokenAuthority(
             registry: sites,
             options: JWTVerificationOptions(leewaySeconds: configuration.tokenLeeway, maxTokenBytes: configuration.maxTokenBytes),

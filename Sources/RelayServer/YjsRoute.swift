@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import HummingbirdWebSocket
 import NIOCore
+import NIOPosix
 import NIOWebSocket
 import RelayCore
 import RelayCrypto
@@ -175,14 +176,12 @@ extension RelayService {
         }
         let entry = SessionRegistry.Entry(connection: conn, isSSE: false, nowMs: Clock.nowMs, yjsRoom: channel)
         sessions.add(entry)
-        defer {
-            sessions.remove(conn)
-            yjsRooms.leave(channel, conn)
-            if let frames = try? yjsStore.close(room: channel, connection: conn.id) { broadcastYjs(frames, room: channel) }
-        }
         // Like the y-websocket server: our sync step 1, then the awareness of everyone present.
         do {
-            for f in try yjsStore.openingFrames(room: channel) { _ = engine.send(OutboundFrame(kind: .binary, bytes: f), to: conn) }
+            let store = yjsStore
+            for f in try await yjsIO.runIfActive({ try store.openingFrames(room: channel) }) {
+                _ = engine.send(OutboundFrame(kind: .binary, bytes: f), to: conn)
+            }
         } catch {
             engine.disconnect(conn, code: .internalError, reason: "room could not be loaded")
         }
@@ -198,7 +197,7 @@ extension RelayService {
                         engine.disconnect(conn, code: YjsCloseCodes.updateTooLarge, reason: "update larger than \(configuration.yjs.maxUpdateBytes) bytes", flushPending: true)
                         break
                     }
-                    handleYjsFrame(bytes, room: channel, conn: conn, readOnly: readOnly)
+                    await handleYjsFrame(bytes, room: channel, conn: conn, readOnly: readOnly)
                 }
                 engine.disconnect(conn, code: .normal, reason: "client closed")
             } catch {
@@ -206,11 +205,20 @@ extension RelayService {
             }
             await group.waitForAll()
         }
+        sessions.remove(conn)
+        yjsRooms.leave(channel, conn)
+        let store = yjsStore, id = conn.id
+        if let frames = try? await yjsIO.runIfActive({ try store.close(room: channel, connection: id) }) {
+            broadcastYjs(frames, room: channel)
+        }
     }
 
-    func handleYjsFrame(_ bytes: [UInt8], room: String, conn: RelayConnection, readOnly: Bool) {
+    /// Store calls may wait for an fsync (SQLite, `synchronous=FULL`), so they run on a
+    /// small thread pool of their own, never on the concurrency pool's or NIO's threads.
+    func handleYjsFrame(_ bytes: [UInt8], room: String, conn: RelayConnection, readOnly: Bool) async {
         do {
-            let response = try yjsStore.handle(room: room, frame: bytes, from: conn.id, readOnly: readOnly)
+            let store = yjsStore, id = conn.id
+            let response = try await yjsIO.runIfActive { try store.handle(room: room, frame: bytes, from: id, readOnly: readOnly) }
             for f in response.reply { _ = engine.send(OutboundFrame(kind: .binary, bytes: f), to: conn) }
             broadcastYjs(response.broadcast, room: room)
             if readOnly, case .sync(let s)? = try? ProtocolMessage(decoding: bytes) {

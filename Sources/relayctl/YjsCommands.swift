@@ -6,8 +6,8 @@ import YjsSync
 struct YjsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "yjs",
-        abstract: "Inspect Yjs binary data.",
-        subcommands: [Inspect.self])
+        abstract: "Inspect and combine Yjs binary data (update v1, state vectors, y-websocket messages).",
+        subcommands: [Inspect.self, Merge.self, Diff.self, StateVectorCommand.self])
 
     struct Inspect: ParsableCommand {
         static let configuration = CommandConfiguration(
@@ -43,6 +43,58 @@ struct YjsCommand: ParsableCommand {
             } catch {
                 throw CLIError("cannot decode: \(error)")
             }
+        }
+    }
+}
+
+/// Reads a binary input in the requested text encoding.
+struct BinaryInput: ParsableArguments {
+    @Flag(help: "Inputs and output are base64 text.") var base64 = false
+
+    func read(_ path: String) throws -> [UInt8] {
+        let raw = try IO.readFile(path)
+        guard base64 else { return raw }
+        let text = String(decoding: raw, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        guard let b = Base64.decode(text, .standard) ?? Base64.decode(text, .url) else { throw CLIError("\(path) is not base64") }
+        return b
+    }
+
+    func write(_ bytes: [UInt8]) {
+        if base64 { IO.line(Base64.encode(bytes)) } else { IO.write(bytes) }
+    }
+}
+
+extension YjsCommand {
+    struct Merge: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Merge updates into one (Yjs mergeUpdates).")
+        @OptionGroup var io: BinaryInput
+        @Argument(help: "Update files.") var files: [String]
+
+        func run() throws {
+            do { io.write(try YUpdate.merge(try files.map { try io.read($0) })) } catch let e as CLIError { throw e } catch { throw CLIError("cannot merge: \(error)") }
+        }
+    }
+
+    struct Diff: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "The part of an update missing from a state vector (Yjs diffUpdate).")
+        @OptionGroup var io: BinaryInput
+        @Argument(help: "Update file.") var update: String
+        @Argument(help: "Encoded state vector file.") var stateVector: String
+
+        func run() throws {
+            do { io.write(try YUpdate.diff(try io.read(update), againstEncoded: try io.read(stateVector))) }
+            catch let e as CLIError { throw e } catch { throw CLIError("cannot diff: \(error)") }
+        }
+    }
+
+    struct StateVectorCommand: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "state-vector", abstract: "The encoded state vector of an update (Yjs encodeStateVectorFromUpdate).")
+        @OptionGroup var io: BinaryInput
+        @Argument(help: "Update file.") var update: String
+
+        func run() throws {
+            do { io.write(try YUpdate.encodeStateVector(fromUpdate: try io.read(update))) }
+            catch let e as CLIError { throw e } catch { throw CLIError("cannot read update: \(error)") }
         }
     }
 }
