@@ -1,0 +1,664 @@
+"""Scenarios run against a real relayd by Tests/RelayServerTests.
+
+Usage: RELAY_PEER_CONFIG='{"port":…,"site":{…},"admin_key":…}' python scenarios.py <name>
+Prints one JSON object with what was observed; the Swift test asserts on it.
+"""
+
+import asyncio
+import json
+import os
+import signal
+import threading
+import time
+
+from relaypeer import (CFG, SSE, RawWS, add_site, admin, apublish, b64u, collect, compact, connect_and_subscribe, envelope,
+                       http, jbody, mint, next_json, publish, publish_raw, run, sha256_hex, show, subscribe, until,
+                       v1_headers, v2_headers, wait_close, ws_open)
+from websockets.exceptions import ConnectionClosed
+
+SITE = CFG.get("site", {})
+ENVELOPE = '{"v":1,"p":"ab\\/cd=="}'  # PHP json_encode escapes "/"; must arrive byte for byte
+
+
+def is_msg(j, event=None):
+    return j.get("type") == "message" and (event is None or j.get("event") == event)
+
+
+# 1. WebSocket basic ------------------------------------------------------------------
+
+async def basic():
+    r = {}
+    sid = SITE["site_id"]
+    r["site_id_derived"] = sha256_hex("site:" + SITE["site_key"])
+    a, r["a_subscribed"] = await connect_and_subscribe(SITE, ["events"])
+    b, r["b_subscribed"] = await connect_and_subscribe(SITE, [f"site:{sid}:events"])
+
+    status, j = await apublish(SITE, "events", "encrypted", ENVELOPE)
+    r["publish1"] = {"status": status, "body": j}
+    r["a_msg1"], _, _ = await until(a, is_msg)
+    r["b_msg1"], _, _ = await until(b, is_msg)
+
+    data2 = '{"id":7,"title":"caf\\u00e9 \\"x\\"","n":[1,2.5e3,null,true]}'
+    status, j = await apublish(SITE, f"site:{sid}:events", "post.updated", data2)
+    r["publish2"] = {"status": status, "body": j}
+    r["a_msg2"], _, _ = await until(a, is_msg)
+    r["b_msg2"], _, _ = await until(b, is_msg)
+    r["data2"] = data2
+
+    # Unsubscribe: acknowledged, then nothing more arrives on that socket.
+    await a.send(compact({"type": "unsubscribe", "channels": ["events"]}))
+    r["a_unsubscribed"], _ = await next_json(a, 3)
+    await apublish(SITE, "events", "after.unsub", '{"n":3}')
+    r["b_msg3"], _, _ = await until(b, is_msg)
+    r["a_after_unsub"] = await collect(a, 0.7)
+
+    # Token in an `auth` first frame instead of the URL.
+    tok, _ = mint(SITE)
+    c = await ws_open()
+    await c.send(compact({"type": "auth", "token": tok}))
+    r["c_subscribed"] = await subscribe(c, ["events"])
+    await apublish(SITE, "events", "via.auth.frame", '{"n":4}')
+    r["c_msg"], _, _ = await until(c, is_msg)
+    status, _, raw = http("GET", "/healthz")
+    r["healthz_connected"] = jbody(raw)
+    for ws in (a, b, c):
+        await ws.close()
+    await asyncio.sleep(0.3)
+
+    # /healthz (public, CORS) and /metrics.
+    status, headers, raw = http("GET", "/healthz", headers={"Origin": "https://wp.example"})
+    r["healthz"] = {"status": status, "body": jbody(raw), "acao": headers.get("access-control-allow-origin")}
+    status, headers, raw = http("OPTIONS", "/healthz", headers={"Origin": "https://wp.example",
+                                                                "Access-Control-Request-Method": "GET"})
+    r["healthz_preflight"] = {"status": status, "acao": headers.get("access-control-allow-origin")}
+    status, headers, raw = http("GET", "/metrics")
+    text = raw.decode("utf-8", "replace")
+    r["metrics"] = {"status": status, "content_type": headers.get("content-type"),
+                    "lines": [l for l in text.splitlines() if l.startswith(("relay_connections", "relay_publications_in_total", "# TYPE relay_connections"))]}
+    status, _, raw = http("GET", "/readyz")
+    r["readyz"] = {"status": status, "body": jbody(raw)}
+    return r
+
+
+# 2. Refusals -------------------------------------------------------------------------
+
+async def close_of(token=None, query=None, then=None):
+    ws = await ws_open(token, query=query)
+    if then:
+        await then(ws)
+    return await wait_close(ws, 6)
+
+
+async def refusals():
+    r = {}
+    tok, _ = mint(SITE)
+    head, payload, sig = tok.split(".")
+    r["bad_signature"] = await close_of(f"{head}.{payload}.{b64u(b'x' * 32)}")
+    r["wrong_secret"] = await close_of(mint(SITE, secret="0" * 64)[0])
+    r["expired"] = await close_of(mint(SITE, iat=int(time.time()) - 400, ttl=300)[0])
+    r["garbage"] = await close_of("not-a-jwt")
+    r["no_site_id"] = await close_of(mint(SITE, drop=("site_id",))[0])
+    r["unknown_site"] = await close_of(mint(SITE, site_id=sha256_hex("site:" + "f" * 32))[0])
+    r["no_token"] = await close_of(then=lambda ws: ws.send(compact({"type": "subscribe", "channels": ["events"]})))
+
+    # Prefix enforcement.
+    sid = SITE["site_id"]
+    ws, answers = await connect_and_subscribe(SITE, ["events", "public:news", "site:" + "0" * 64 + ":events"],
+                                              sub=[f"site:{sid}:public:"])
+    r["prefix_answers"] = answers
+    await apublish(SITE, "events", "secret", '{"n":1}')
+    await apublish(SITE, "public:news", "news", '{"n":2}')
+    r["prefix_received"] = [m for m in await collect(ws, 0.8)]
+    await ws.close()
+
+    # Site connection limit (a site created through the admin API with max_connections 1).
+    status, j = admin("/api/sites/add", {"limits": {"max_connections": 1}}, key="wrong")
+    r["add_wrong_key"] = {"status": status, "body": j}
+    lim = add_site({"max_connections": 1})
+    r["limited_site_keys"] = sorted(lim.keys())
+    first, first_sub = await connect_and_subscribe(lim, ["events"])
+    r["limit_first_subscribed"] = first_sub
+    second = await ws_open(mint(lim)[0])
+    r["limit_second"] = await wait_close(second, 6)
+    status, headers, raw = http("GET", "/sse?token=" + mint(lim)[0] + "&channels=events")
+    r["limit_sse"] = {"status": status, "body": jbody(raw)}
+    await first.close()
+    await asyncio.sleep(0.3)
+    third, third_sub = await connect_and_subscribe(lim, ["events"])
+    r["limit_third_subscribed"] = third_sub
+    await third.close()
+    return r
+
+
+# 3. Publish endpoint -----------------------------------------------------------------
+
+def publish_errors():
+    r = {}
+    site = add_site()
+    unknown = dict(site, site_key="0" * 32)
+
+    def post(path, body, headers):
+        status, _, raw = http("POST", path, body, headers)
+        return {"status": status, "body": jbody(raw)}
+
+    # The plugin's existence probe.
+    r["probe"] = post("/publish", b"{}", v1_headers(site, b"{}", sign="dummy"))
+    r["probe_unknown"] = post("/publish", b"{}", v1_headers(unknown, b"{}", sign="dummy"))
+    body = envelope("events", "encrypted", ENVELOPE)
+    r["stale"] = post("/publish", body, v1_headers(site, body, ts=str(int(time.time() * 1000) - 120_000)))
+    r["future"] = post("/publish", body, v1_headers(site, body, ts=str(int(time.time() * 1000) + 120_000)))
+    r["wrong_secret"] = post("/publish", body, v1_headers(site, body, secret="1" * 64))
+    r["body_tampered"] = post("/publish", body + b" ", v1_headers(site, body))
+    r["missing_headers"] = post("/publish", body, {"Content-Type": "application/json"})
+    h1 = v1_headers(site, body)
+    r["ok_v1"] = post("/publish", body, h1)
+    r["ok_v1_replayed"] = post("/publish", body, h1)  # v1 has no nonce: accepted inside the window
+    bad = b'{"channel":"events","event":"x"}'
+    r["invalid_body"] = post("/publish", bad, v1_headers(site, bad))
+    bad = b'{"channel":"events","event":"x","data":{"a":}}'
+    r["invalid_json_data"] = post("/publish", bad, v1_headers(site, bad))
+    reserved = envelope("wps:connections", "wps.connections", '{"active_connections":999}')
+    r["reserved_channel"] = post("/publish", reserved, v1_headers(site, reserved))
+    foreign = envelope("site:" + "0" * 64 + ":events", "x", '{}')
+    r["foreign_channel"] = post("/publish", foreign, v1_headers(site, foreign))
+
+    # Scheme v2: method, path, canonical query, nonce.
+    h2 = v2_headers(site, "POST", "/publish", "", body)
+    r["v2_ok"] = post("/publish", body, h2)
+    r["v2_replay"] = post("/publish", body, h2)
+    q = "z=1&a=b%2Fc&a=%7E+x"
+    r["v2_query_ok"] = post("/publish?" + q, body, v2_headers(site, "POST", "/publish", q, body))
+    r["v2_query_unsigned"] = post("/publish?extra=1", body, v2_headers(site, "POST", "/publish", "", body))
+    r["v2_wrong_path"] = post("/publish", body, v2_headers(site, "POST", "/publish/batch", "", body))
+    r["v2_body_tampered"] = post("/publish", body + b" ", v2_headers(site, "POST", "/publish", "", body))
+    r["v2_unknown_key_id"] = post("/publish", body, v2_headers(site, "POST", "/publish", "", body, key_id="k9"))
+    r["v2_stale"] = post("/publish", body, v2_headers(site, "POST", "/publish", "", body,
+                                                      ts=str(int(time.time() * 1000) - 120_000)))
+
+    # Stats, signed over the empty body (v1 and v2).
+    status, _, raw = http("GET", "/site/stats", None, v1_headers(site, b""))
+    r["stats"] = {"status": status, "body": jbody(raw)}
+    status, _, raw = http("GET", "/site/stats", None, v1_headers(site, b"", sign="dummy"))
+    r["stats_bad"] = {"status": status, "body": jbody(raw)}
+    status, _, raw = http("GET", "/site/stats", None, v2_headers(site, "GET", "/site/stats", "", b""))
+    r["stats_v2"] = {"status": status, "body": jbody(raw)}
+    return r
+
+
+async def publish_more():
+    """Batch publish and stats with live connections, observed by a subscriber."""
+    r = {}
+    site = add_site({"max_connections": 7})
+    ws, r["subscribed"] = await connect_and_subscribe(site, ["events", "other"])
+    ws2, _ = await connect_and_subscribe(site, ["other"])
+    status, _, raw = http("GET", "/site/stats", None, v1_headers(site, b""))
+    r["stats_live"] = {"status": status, "body": jbody(raw)}
+
+    batch = ('{"publications":[{"channel":"events","event":"b.one","data":{"n":1}},'
+             '{"channel":"other","event":"b.two","data":' + ENVELOPE + '},'
+             '{"channel":"wps:connections","event":"b.bad","data":{}},'
+             '{"channel":"events","event":"b.three","data":[1,"two",{"3":null}]}]}').encode()
+    status, _, raw = await asyncio.to_thread(http, "POST", "/publish/batch", batch, v1_headers(site, batch))
+    r["batch"] = {"status": status, "body": jbody(raw)}
+    r["batch_received"] = await collect(ws, 1.0)
+    bare = b'[{"channel":"events","event":"b.four","data":"s"}]'
+    status, _, raw = await asyncio.to_thread(http, "POST", "/publish/batch", bare, v1_headers(site, bare))
+    r["batch_bare"] = {"status": status, "body": jbody(raw)}
+    r["batch_bare_received"] = await collect(ws, 0.7)
+    status, _, raw = await asyncio.to_thread(http, "POST", "/publish/batch", bare, v1_headers(site, bare, sign="dummy"))
+    r["batch_bad_sig"] = {"status": status, "body": jbody(raw)}
+    # Idempotency key: the second publish is not delivered again and says duplicate.
+    body = b'{"channel":"events","event":"once","data":{"n":5},"idempotency_key":"order-17"}'
+    s1 = await asyncio.to_thread(publish_raw, site, body)
+    s2 = await asyncio.to_thread(publish_raw, site, body)
+    r["idempotent"] = [{"status": s1[0], "body": s1[1]}, {"status": s2[0], "body": s2[1]}]
+    r["idempotent_received"] = await collect(ws, 0.7)
+    await ws.close()
+    await ws2.close()
+    await asyncio.sleep(0.3)
+    # Monthly quota: 429 quota_exceeded once used up.
+    q = add_site({"monthly_message_quota": 2})
+    r["quota"] = [publish(q, "events", "q", '{"i":%d}' % i) for i in range(3)]
+    status, _, raw = http("GET", "/site/stats", None, v1_headers(site, b""))
+    r["stats_after"] = {"status": status, "body": jbody(raw)}
+    status, _, raw = http("GET", "/healthz")
+    r["healthz"] = jbody(raw)
+    return r
+
+
+# 4. Client publish, binary frames, presence, auth refresh -----------------------------
+
+def binframe(channel, payload):
+    c = channel.encode()
+    return len(c).to_bytes(2, "big") + c + payload
+
+
+async def client_features():
+    r = {}
+    site = add_site()
+    a, r["a_subscribed"] = await connect_and_subscribe(site, ["room"])
+    b, r["b_subscribed"] = await connect_and_subscribe(site, ["room"])
+
+    # Browser publish (plain JSON).
+    await a.send('{"type":"message","channel":"room","event":"chat","data":{"t":"hi \\/ there"}}')
+    r["b_chat"], _, _ = await until(b, is_msg)
+    r["a_chat_echo"], _, _ = await until(a, is_msg, 2)
+
+    # Binary publish: echoed to the sender, delivered to the other subscriber.
+    payload = bytes(range(256)) + b"\x00\x00yjs"
+    frame = binframe("room", payload)
+    await a.send(frame)
+    got_b = await asyncio.wait_for(b.recv(), 5)
+    got_a = await asyncio.wait_for(a.recv(), 5)
+    r["binary_sent"] = frame.hex()
+    r["binary_b"] = show(got_b)
+    r["binary_a_echo"] = show(got_a)
+    # Binary with a full channel name: delivered with the sender's spelling.
+    frame2 = binframe(f"site:{site['site_id']}:room", b"\x01\x02")
+    await b.send(frame2)
+    r["binary2_sent"] = frame2.hex()
+    r["binary2_a"] = show(await asyncio.wait_for(a.recv(), 5))
+    r["binary2_b_echo"] = show(await asyncio.wait_for(b.recv(), 5))
+    # Binary publish outside the publish prefixes: refused with an error frame.
+    ro, _ = await connect_and_subscribe(site, ["room"], pub=[f"site:{site['site_id']}:other:"])
+    await ro.send(binframe("room", b"zz"))
+    r["binary_forbidden"], _ = await next_json(ro, 3)
+    await ro.send('{"type":"message","channel":"room","event":"x","data":{}}')
+    r["message_forbidden"], _ = await next_json(ro, 3)
+    r["others_after_forbidden"] = await collect(a, 0.5)
+    await ro.close()
+    # Malformed binary frame (channel length past the end).
+    bad = await ws_open(mint(site)[0])
+    await bad.send(b"\x00\x50room")
+    r["binary_malformed"] = await wait_close(bad, 4)
+
+    # Presence: join, sync for a late subscriber, leave on state null, leave on socket close.
+    c = await ws_open(mint(site)[0])
+    await c.send(compact({"type": "presence", "channel": "lobby", "state": {"name": "carol", "cursor": [1, 2]}}))
+    await a.send(compact({"type": "subscribe", "channels": ["lobby"]}))
+    r["presence_a_subscribed"], _ = await next_json(a, 3)
+    r["presence_sync"], _, _ = await until(a, lambda j: is_msg(j, "wps.presence"), 3)
+    await b.send(compact({"type": "subscribe", "channels": ["lobby"]}))
+    await until(b, lambda j: j.get("type") == "subscribed", 3)
+    await until(b, lambda j: is_msg(j, "wps.presence"), 3)
+    d = await ws_open(mint(site)[0])
+    await d.send(compact({"type": "presence", "channel": "lobby", "state": {"name": "dave"}}))
+    r["presence_join"], _, _ = await until(a, lambda j: is_msg(j, "wps.presence"), 3)
+    await d.send(compact({"type": "presence", "channel": "lobby", "state": None}))
+    r["presence_leave_null"], _, _ = await until(a, lambda j: is_msg(j, "wps.presence"), 3)
+    t0 = time.monotonic()
+    await c.close()
+    r["presence_leave_close"], _, _ = await until(a, lambda j: is_msg(j, "wps.presence"), 3)
+    r["presence_leave_close_s"] = round(time.monotonic() - t0, 3)
+    # An abrupt TCP drop (no close handshake) also leaves at once.
+    await collect(b, 0.3)  # drain what b has seen so far
+    e = RawWS("/ws?token=" + mint(site)[0])
+    e.send_text(compact({"type": "presence", "channel": "lobby", "state": {"name": "eve"}}))
+    r["presence_join_raw"], _, _ = await until(b, lambda j: is_msg(j, "wps.presence"), 3)
+    t0 = time.monotonic()
+    e.close()
+    r["presence_leave_drop"], _, _ = await until(b, lambda j: is_msg(j, "wps.presence"), 3)
+    r["presence_leave_drop_s"] = round(time.monotonic() - t0, 3)
+    await d.close()
+
+    # In-band auth refresh.
+    f, _ = await connect_and_subscribe(site, ["events"], ttl=60)
+    new_tok, claims = mint(site, ttl=900)
+    await f.send(compact({"type": "auth", "token": new_tok}))
+    r["auth_ok"], _ = await next_json(f, 3)
+    r["auth_new_exp"] = claims["exp"]
+    await apublish(site, "events", "after.refresh", '{"n":1}')
+    r["after_refresh_msg"], _, _ = await until(f, is_msg, 3)
+    # A token of another site is refused.
+    await f.send(compact({"type": "auth", "token": mint(SITE)[0]}))
+    r["auth_other_site"] = await wait_close(f, 4)
+    g, _ = await connect_and_subscribe(site, ["events"])
+    await g.send(compact({"type": "auth", "token": "garbage"}))
+    r["auth_bad"] = await wait_close(g, 4)
+    h, _ = await connect_and_subscribe(site, ["events"])
+    await h.send(compact({"type": "auth", "token": mint(site, iat=int(time.time()) - 400)[0]}))
+    r["auth_expired"] = await wait_close(h, 4)
+
+    # Token expiry while connected: closed with 4001 unless refreshed in time.
+    short, _ = await connect_and_subscribe(site, ["events"], ttl=2)
+    refreshed, _ = await connect_and_subscribe(site, ["events"], ttl=2)
+    await asyncio.sleep(0.5)
+    tok3, claims3 = mint(site, ttl=300)
+    await refreshed.send(compact({"type": "auth", "token": tok3}))
+    r["refresh_before_expiry"], _ = await next_json(refreshed, 3)
+    r["expiry_close"] = await wait_close(short, 6)
+    await apublish(site, "events", "still.here", '{"n":2}')
+    r["refreshed_after_expiry_msg"], _, _ = await until(refreshed, is_msg, 3)
+    await refreshed.close()
+    await a.close()
+    await b.close()
+    return r
+
+
+# 5. Recovery -------------------------------------------------------------------------
+
+async def recovery():
+    r = {}
+    site = add_site()
+    s, r["first_subscribed"] = await connect_and_subscribe(site, ["feed"])
+    for i in (1, 2):
+        await apublish(site, "feed", "m", '{"i":%d}' % i)
+    seen = []
+    for _ in range(2):
+        raw, j, _ = await until(s, is_msg, 3)
+        seen.append(raw)
+    r["first_seen"] = seen
+    last = json.loads(seen[-1])
+    await s.close()
+    for i in (3, 4, 5):
+        await apublish(site, "feed", "m", '{"i":%d}' % i)
+
+    s2 = await ws_open(mint(site)[0])
+    r["resubscribed"] = await subscribe(s2, ["feed"], {"feed": {"offset": last["offset"], "epoch": last["epoch"]}})
+    r["replayed"] = await collect(s2, 0.8)
+    await apublish(site, "feed", "m", '{"i":6}')
+    r["live_after_replay"] = await collect(s2, 0.8)
+    await s2.close()
+
+    # Wrong epoch: recovered false, nothing replayed; live messages still flow.
+    s3 = await ws_open(mint(site)[0])
+    r["wrong_epoch_subscribed"] = await subscribe(s3, ["feed"], {"feed": {"offset": 1, "epoch": "not-the-epoch"}})
+    r["wrong_epoch_frames"] = await collect(s3, 0.6)
+    await apublish(site, "feed", "m", '{"i":7}')
+    r["wrong_epoch_live"] = await collect(s3, 0.6)
+    await s3.close()
+    # A position ahead of the channel: recovered false.
+    s4 = await ws_open(mint(site)[0])
+    r["ahead_subscribed"] = await subscribe(s4, ["feed"], {"feed": {"offset": 999, "epoch": last["epoch"]}})
+    r["ahead_frames"] = await collect(s4, 0.5)
+    await s4.close()
+    # Recovery keyed by the full channel name, with offset 0 (everything in history).
+    full = f"site:{site['site_id']}:feed"
+    s5 = await ws_open(mint(site)[0])
+    r["full_subscribed"] = await subscribe(s5, [full], {full: {"offset": 5, "epoch": last["epoch"]}})
+    r["full_replayed"] = await collect(s5, 0.6)
+    await s5.close()
+    return r
+
+
+# 6. SSE ------------------------------------------------------------------------------
+
+def sse():
+    r = {}
+    site = add_site()
+    tok, _ = mint(site)
+    s = SSE(f"token={tok}&channels=ssea,sseb")
+    r["status"] = s.status
+    r["content_type"] = s.headers.get("content-type")
+    r["acao"] = s.headers.get("access-control-allow-origin")
+    r["open_block"] = s.read_block(3)
+    publish(site, "ssea", "one", ENVELOPE)
+    publish(site, "sseb", "two", '{"n":2}')
+    publish(site, "sse-other", "nope", '{"n":0}')
+    evs = s.events(2, 4)
+    r["events"] = evs
+    # Heartbeat comment (relayd runs with --sse-heartbeat 1).
+    t0 = time.monotonic()
+    beat = None
+    while time.monotonic() - t0 < 3:
+        block = s.read_block(3)
+        if block and all(l.startswith(":") for l in block):
+            beat = block
+            break
+    r["heartbeat"] = beat
+    r["heartbeat_s"] = round(time.monotonic() - t0, 3)
+    s.close()
+    last_id = evs[-1]["id"] if evs else None
+    r["last_id"] = last_id
+    time.sleep(0.3)
+    publish(site, "ssea", "three", '{"n":3}')
+    publish(site, "sseb", "four", '{"n":4}')
+    publish(site, "ssea", "five", '{"n":5}')
+    s2 = SSE(f"token={tok}&channels=ssea,sseb", last_event_id=last_id)
+    r["resume_open"] = s2.read_block(3)
+    r["resume_events"] = s2.collect(3, stop=lambda evs: len(evs) >= 5)
+    publish(site, "sseb", "six", '{"n":6}')
+    r["resume_live"] = s2.collect(3, stop=lambda evs: len(evs) >= 1)
+    s2.close()
+
+    # A stale Last-Event-ID (wrong epoch): says it could not recover, replays nothing.
+    bogus = "m1,1:nope:site%3A" + site["site_id"] + "%3Assea"
+    s3 = SSE(f"token={tok}&channels=ssea", last_event_id=bogus)
+    r["bogus_resume"] = s3.collect(1.0)
+    s3.close()
+
+    # Legacy framing: token without `v`, and with v:1.
+    for key, v in (("legacy_nov", None), ("legacy_v1", 1)):
+        lt, _ = mint(site, v=v)
+        s4 = SSE(f"token={lt}&channels=ssea")
+        s4.read_block(3)
+        publish(site, "ssea", "post.updated", '{"id":9}')
+        r[key] = s4.events(1, 3)
+        s4.close()
+
+    # Refusals.
+    status, _, raw = http("GET", "/sse?token=garbage&channels=events")
+    r["bad_token"] = {"status": status, "body": jbody(raw)}
+    status, _, raw = http("GET", "/sse?token=" + mint(site, site_id=sha256_hex("site:" + "e" * 32))[0] + "&channels=events")
+    r["unknown_site"] = {"status": status, "body": jbody(raw)}
+    # Forbidden channel in the list: reported in-band, the others still stream.
+    lt, _ = mint(site, sub=[f"site:{site['site_id']}:ssea"])
+    s5 = SSE(f"token={lt}&channels=ssea,sseb")
+    s5.read_block(3)
+    r["forbidden_open"] = s5.collect(1.5, stop=lambda evs: len(evs) >= 1)
+    publish(site, "sseb", "hidden", '{"n":1}')
+    publish(site, "ssea", "visible", '{"n":2}')
+    r["forbidden_after"] = s5.collect(1.5, stop=lambda evs: len(evs) >= 1)
+    s5.close()
+    return r
+
+
+# 7. Limits and liveness ---------------------------------------------------------------
+
+async def liveness():
+    r = {}
+    site = add_site()
+    ponger, _ = await connect_and_subscribe(site, ["events"])
+    silent = await ws_open(mint(site)[0])  # never sends a frame
+    subscriber_only, _ = await connect_and_subscribe(site, ["events"])  # subscribes, then never answers pings
+
+    async def pong_loop():
+        pings = []
+        t0 = time.monotonic()
+        try:
+            while time.monotonic() - t0 < 5.5:
+                try:
+                    m = await asyncio.wait_for(ponger.recv(), 0.5)
+                except asyncio.TimeoutError:
+                    continue
+                if m == '{"type":"ping"}':
+                    pings.append(round(time.monotonic() - t0, 3))
+                    await ponger.send('{"type":"pong"}')
+        except ConnectionClosed as e:
+            return pings, (e.rcvd.code if e.rcvd else 1006)
+        return pings, None
+
+    res = await asyncio.gather(pong_loop(), wait_close(silent, 8), wait_close(subscriber_only, 8))
+    r["pings"], r["ponger_closed"] = res[0]
+    r["silent"] = res[1]
+    r["subscriber_only"] = res[2]
+    r["ponger_open_after"] = ponger.close_code is None
+    await apublish(site, "events", "still", '{"n":1}')
+    r["ponger_msg"], _, _ = await until(ponger, is_msg, 3)
+    await ponger.close()
+    return r
+
+
+async def slow_consumer():
+    r = {}
+    site = add_site()
+    tok, _ = mint(site)
+    slow = RawWS("/ws?token=" + tok, rcvbuf=4096)
+    r["slow_accept_ok"] = slow.accept_ok
+    slow.send_text(compact({"type": "subscribe", "channels": ["bulk"]}))
+    fin, op, payload = slow.read_frame()
+    r["slow_subscribed"] = payload.decode()
+    fast, r["fast_subscribed"] = await connect_and_subscribe(site, ["bulk"])
+    n = int(CFG.get("slow_count", 150))
+    pad = "x" * int(CFG.get("slow_pad", 60000))
+
+    fast_seen = []
+
+    async def reader():
+        while len(fast_seen) < n:
+            raw, j = await next_json(fast, 15)
+            if raw is None:
+                break
+            if is_msg(j):
+                fast_seen.append(j["data"]["i"])
+
+    def publisher():
+        statuses = []
+        for i in range(n):
+            status, _ = publish(site, "bulk", "blob", '{"i":%d,"pad":"%s"}' % (i, pad))
+            statuses.append(status)
+        return statuses
+
+    t0 = time.monotonic()
+    statuses, _ = await asyncio.gather(asyncio.to_thread(publisher), reader())
+    r["publish_statuses"] = sorted(set(statuses))
+    r["fast_count"] = len(fast_seen)
+    r["fast_in_order"] = fast_seen == list(range(n))
+    r["elapsed_s"] = round(time.monotonic() - t0, 3)
+    # Now drain the slow socket: it must end with the slow-consumer close.
+    code, reason, frames = await asyncio.to_thread(slow.read_until_close, 10)
+    r["slow_close"] = {"code": code, "reason": reason}
+    r["slow_messages"] = sum(1 for op, p in frames if op == 1 and p.startswith(b'{"type":"message"'))
+    slow.close()
+    # The fast subscriber is unaffected.
+    await apublish(site, "bulk", "after", '{"i":-1}')
+    r["fast_after"], _, _ = await until(fast, is_msg, 3)
+    await fast.close()
+    return r
+
+
+async def frame_limits():
+    r = {}
+    site = add_site()
+    max_frame = int(CFG["max_frame_bytes"])
+    # Over --max-frame-bytes: close 1009 from the WebSocket layer.
+    big = await ws_open(mint(site)[0])
+    await big.send('{"type":"message","channel":"x","event":"e","data":"' + "y" * (max_frame + 1000) + '"}')
+    r["over_frame"] = await wait_close(big, 5)
+    # Under the frame limit but over the site's message limit: close 1009 from the engine.
+    msg = await ws_open(mint(site)[0])
+    await msg.send('{"type":"message","channel":"x","event":"e","data":"' + "y" * int(CFG["over_message_bytes"]) + '"}')
+    r["over_message"] = await wait_close(msg, 5)
+    # Over the limit in a binary frame too.
+    binws = await ws_open(mint(site)[0])
+    await binws.send(binframe("x", b"\x00" * (max_frame + 10)))
+    r["over_frame_binary"] = await wait_close(binws, 5)
+    # HTTP publish over the site's message limit: 413.
+    data = '"' + "z" * int(CFG["over_message_bytes"]) + '"'
+    status, j = publish(site, "x", "e", data)
+    r["http_over_message"] = {"status": status, "body": j}
+    # Malformed JSON frame: policy violation.
+    bad = await ws_open(mint(site)[0])
+    await bad.send('{"type":"subscribe","channels":')
+    r["malformed_json"] = await wait_close(bad, 4)
+    unknown = await ws_open(mint(site)[0])
+    await unknown.send('{"type":"frobnicate"}')
+    r["unknown_type"] = await wait_close(unknown, 4)
+    return r
+
+
+# 8. Lifecycle ------------------------------------------------------------------------
+
+async def shutdown():
+    """Connects two clients, sends SIGTERM to relayd itself, reports their closes."""
+    r = {}
+    a, r["a_subscribed"] = await connect_and_subscribe(SITE, ["events"])
+    b, r["b_subscribed"] = await connect_and_subscribe(SITE, ["other"])
+    status, _ = await apublish(SITE, "events", "before.shutdown", '{"n":1}')
+    r["a_msg"], _, _ = await until(a, is_msg, 3)
+    os.kill(int(CFG["relayd_pid"]), signal.SIGTERM)
+    ra, rb = await asyncio.gather(wait_close(a, 8), wait_close(b, 8))
+    r["a"], r["b"] = ra, rb
+    return r
+
+
+async def registry_before():
+    """Registers a site, then exercises unregister; returns credentials to check after a restart."""
+    r = {}
+    url = "https://blog.example/" + b64u(os.urandom(6))
+    status, j = admin("/api/sites/register", {"site_url": url, "site_name": "Blog"}, key="0" * 64)
+    r["register_wrong_key"] = {"status": status, "body": j}
+    status, j = admin("/api/sites/register", {"site_url": url, "site_name": "Blog"}, key="")
+    r["register_no_key"] = {"status": status, "body": j}
+    status, reg = admin("/api/sites/register", {"site_url": url, "site_name": "Blog"})
+    r["register"] = {"status": status, "body": reg}
+    site = {k: reg.get(k) for k in ("site_key", "publish_secret", "jwt_secret")}
+    site["site_id"] = sha256_hex("site:" + site["site_key"])
+    ws, r["registered_subscribed"] = await connect_and_subscribe(site, ["events"])
+    status, j = await apublish(site, "events", "hello", '{"n":1}')
+    r["registered_publish"] = status
+    r["registered_msg"], _, _ = await until(ws, is_msg, 3)
+
+    status, j = admin("/api/sites/unregister", {"site_key": site["site_key"], "publish_secret": "0" * 64}, key="")
+    r["unregister_wrong_secret"] = {"status": status, "body": j}
+    status, j = admin("/api/sites/unregister", {"site_key": "0" * 32, "publish_secret": site["publish_secret"]}, key="")
+    r["unregister_unknown"] = {"status": status, "body": j}
+    status, j = admin("/api/sites/unregister", {"site_key": site["site_key"], "publish_secret": site["publish_secret"]},
+                      key="0" * 64)
+    r["unregister_wrong_api_key"] = {"status": status, "body": j}
+    r["still_open_after_refusals"] = ws.close_code is None
+    status, j = admin("/api/sites/unregister", {"site_key": site["site_key"], "publish_secret": site["publish_secret"]}, key="")
+    r["unregister"] = {"status": status, "body": j}
+    r["browser_after_unregister"] = await wait_close(ws, 4)
+    r["connect_after_unregister"] = await close_of(mint(site)[0])
+    status, j = publish(site, "events", "gone", '{"n":2}')
+    r["publish_after_unregister"] = {"status": status, "body": j}
+    status, _, raw = http("POST", "/publish", b"{}", v1_headers(site, b"{}", sign="dummy"))
+    r["probe_after_unregister"] = {"status": status, "body": jbody(raw)}
+
+    status, again = admin("/api/sites/register", {"site_url": url, "site_name": "Blog again"})
+    r["reregister"] = {"status": status, "body": again}
+    site2 = {k: again.get(k) for k in ("site_key", "publish_secret", "jwt_secret")}
+    site2["site_id"] = sha256_hex("site:" + site2["site_key"])
+    ws2, r["reregistered_subscribed"] = await connect_and_subscribe(site2, ["events"])
+    status, _ = await apublish(site2, "events", "again", '{"n":3}')
+    r["reregistered_publish"] = status
+    r["reregistered_msg"], _, _ = await until(ws2, is_msg, 3)
+    status, j = publish(site, "events", "old-secret", '{"n":4}')
+    r["old_secret_publish"] = {"status": status, "body": j}
+    r["old_token"] = await close_of(mint(site)[0])
+    await ws2.close()
+    r["site"] = site2
+    r["site_url"] = url
+    return r
+
+
+async def registry_after():
+    """After a restart on the same data directory: the dev site and a registered site still work."""
+    r = {}
+    for key, site in (("dev", SITE), ("registered", CFG["registered"])):
+        ws, sub = await connect_and_subscribe(site, ["events"])
+        status, j = await apublish(site, "events", "after.restart", ENVELOPE)
+        raw, _, _ = await until(ws, is_msg, 3)
+        r[key] = {"subscribed": sub, "publish_status": status, "msg": raw}
+        await ws.close()
+    # Positions from before the restart: every channel has a new epoch, so recovery fails closed.
+    old = json.loads(CFG["old_message"])
+    ws = await ws_open(mint(SITE)[0])
+    r["old_position_subscribed"] = await subscribe(ws, ["events"], {"events": {"offset": old["offset"], "epoch": old["epoch"]}})
+    r["old_position_frames"] = await collect(ws, 0.5)
+    await ws.close()
+    status, again = admin("/api/sites/register", {"site_url": CFG["registered_url"], "site_name": "Blog"})
+    r["reregister_after_restart"] = {"status": status, "site_key": again.get("site_key")}
+    return r
+
+
+SCENARIOS = {
+    "basic": basic, "refusals": refusals, "publish_errors": publish_errors, "publish_more": publish_more,
+    "client_features": client_features, "recovery": recovery, "sse": sse, "liveness": liveness,
+    "slow_consumer": slow_consumer, "frame_limits": frame_limits, "shutdown": shutdown,
+    "registry_before": registry_before, "registry_after": registry_after,
+}
+
+if __name__ == "__main__":
+    run(SCENARIOS)
