@@ -61,7 +61,24 @@ async def basic():
     r["c_msg"], _, _ = await until(c, is_msg)
     status, _, raw = http("GET", "/healthz")
     r["healthz_connected"] = jbody(raw)
-    for ws in (a, b, c):
+    # Token in the Sec-WebSocket-Protocol header (`relay` plus `token.<JWT>`), out of the URL.
+    d = await ws_open(subprotocols=["relay", "token." + mint(SITE)[0]])
+    r["subprotocol_selected"] = d.subprotocol
+    r["d_subscribed"] = await subscribe(d, ["events"])
+    # The relay-owned connections channel: a new connection of the site is announced.
+    watcher = d
+    await watcher.send(compact({"type": "subscribe", "channels": ["wps:connections"]}))
+    r["wps_subscribed"], _ = await next_json(watcher, 3)
+    await asyncio.sleep(1.2)  # past the coalescing interval
+    extra = await ws_open(mint(SITE)[0])
+    # a, b, c, d and extra: the announcement with 5 arrives (maybe after a coalesced one with 4).
+    r["wps_connections"], _, r["wps_connections_before"] = await until(
+        watcher, lambda j: is_msg(j, "wps.connections") and j["data"].get("active_connections") == 5, 4)
+    status, _ = await apublish(SITE, "wps:connections", "wps.connections", '{"active_connections":999}')
+    r["wps_publish_status"] = status
+    await watcher.send(compact({"type": "message", "channel": "wps:connections", "event": "x", "data": {}}))
+    r["wps_client_publish"], _, _ = await until(watcher, lambda j: j.get("type") == "error", 3)
+    for ws in (a, b, c, d, extra):
         await ws.close()
     await asyncio.sleep(0.3)
 
@@ -127,6 +144,16 @@ async def refusals():
     third, third_sub = await connect_and_subscribe(lim, ["events"])
     r["limit_third_subscribed"] = third_sub
     await third.close()
+
+    # Per-connection channel cap (4009) and client publish rate (4013).
+    few = add_site({"max_channels_per_connection": 2, "client_publish_rate": 1, "client_publish_burst": 2})
+    ws = await ws_open(mint(few)[0])
+    await ws.send(compact({"type": "subscribe", "channels": ["c1", "c2", "c3"]}))
+    r["too_many_channels"] = await wait_close(ws, 4)
+    ws, _ = await connect_and_subscribe(few, ["c1"])
+    for i in range(6):
+        await ws.send(compact({"type": "message", "channel": "c1", "event": "spam", "data": {"i": i}}))
+    r["rate_limited"] = await wait_close(ws, 4)
     return r
 
 
@@ -653,11 +680,78 @@ async def registry_after():
     return r
 
 
+# RFC 6455 framing battery (raw socket) -------------------------------------------------
+
+def rfc6455():
+    """Framing, fragmentation, control frames, close handshake, UTF-8 and masking, by hand."""
+    r = {}
+    site = add_site()
+
+    def fresh():
+        w = RawWS("/ws?token=" + mint(site)[0])
+        return w
+
+    def outcome(w, timeout=float(CFG.get("rfc_timeout", 3.0))):
+        code, reason, frames = w.read_until_close(timeout)
+        w.close()
+        return {"code": code, "reason": reason, "frames": [p.decode("utf-8", "replace") if op == 1 else p.hex() for op, p in frames]}
+
+    w = fresh()
+    r["status"] = w.status
+    r["accept_ok"] = w.accept_ok
+    # Ping with payload -> pong with the same payload.
+    w.send_frame(0x9, b"hello-ping")
+    fin, op, payload = w.read_frame()
+    r["pong"] = {"fin": fin, "opcode": op, "payload": payload.decode("latin-1")}
+    # Fragmented text message (with a ping between the fragments) -> one subscribe.
+    msg = compact({"type": "subscribe", "channels": ["frag"]}).encode()
+    w.send_frame(0x1, msg[:10], fin=False)
+    w.send_frame(0x9, b"mid")
+    w.send_frame(0x0, msg[10:20], fin=False)
+    w.send_frame(0x0, msg[20:], fin=True)
+    got = []
+    for _ in range(2):
+        fin, op, payload = w.read_frame()
+        got.append({"opcode": op, "payload": payload.decode("utf-8", "replace")})
+    r["fragmented"] = got
+    # Fragmented binary publish to the subscribed channel -> echoed as one binary frame.
+    frame = (4).to_bytes(2, "big") + b"frag" + bytes(range(40))
+    w.send_frame(0x2, frame[:5], fin=False)
+    w.send_frame(0x0, frame[5:], fin=True)
+    fin, op, payload = w.read_frame()
+    r["fragmented_binary"] = {"fin": fin, "opcode": op, "same": payload == frame}
+    # Client-initiated close: echoed with the same code.
+    w.send_frame(0x8, (1000).to_bytes(2, "big") + b"bye")
+    r["client_close"] = outcome(w)
+
+    cases = {
+        "unmasked": lambda w: w.send_frame(0x1, b'{"type":"pong"}', mask=False),
+        "bad_utf8": lambda w: w.send_frame(0x1, b'{"type":"pong","x":"\xff\xfe"}'),
+        "reserved_opcode": lambda w: w.send_frame(0x3, b"x"),
+        "rsv_bit": lambda w: w.send_frame(0x1, b'{"type":"pong"}', rsv=4),
+        "long_control": lambda w: w.send_frame(0x9, b"x" * 126),
+        "fragmented_control": lambda w: w.send_frame(0x9, b"x", fin=False),
+        "continuation_without_start": lambda w: w.send_frame(0x0, b"x"),
+        "close_bad_code": lambda w: w.send_frame(0x8, (999).to_bytes(2, "big")),
+        "close_1005_on_wire": lambda w: w.send_frame(0x8, (1005).to_bytes(2, "big")),
+        "close_one_byte": lambda w: w.send_frame(0x8, b"\x03"),
+        "close_bad_utf8_reason": lambda w: w.send_frame(0x8, (1000).to_bytes(2, "big") + b"\xff"),
+        "new_message_inside_fragmented": lambda w: (w.send_frame(0x1, b'{"ty', fin=False), w.send_frame(0x1, b'pe":"pong"}')),
+    }
+    wanted = CFG.get("rfc_cases") or list(cases)
+    for name in wanted:
+        act = cases[name]
+        w = fresh()
+        act(w)
+        r[name] = outcome(w)
+    return r
+
+
 SCENARIOS = {
     "basic": basic, "refusals": refusals, "publish_errors": publish_errors, "publish_more": publish_more,
     "client_features": client_features, "recovery": recovery, "sse": sse, "liveness": liveness,
     "slow_consumer": slow_consumer, "frame_limits": frame_limits, "shutdown": shutdown,
-    "registry_before": registry_before, "registry_after": registry_after,
+    "registry_before": registry_before, "registry_after": registry_after, "rfc6455": rfc6455,
 }
 
 if __name__ == "__main__":
