@@ -157,7 +157,7 @@ final class Relayd: @unchecked Sendable {
     private(set) var adminKey = ""
 
     /// Starts relayd with `--port <free> --data-dir <dir>` plus `args`, and waits for `GET /healthz`.
-    static func start(_ args: [String] = [], dataDir: URL? = nil) async throws -> Relayd {
+    static func start(_ args: [String] = [], dataDir: URL? = nil, environment: [String: String] = [:]) async throws -> Relayd {
         guard FileManager.default.isExecutableFile(atPath: Paths.relayd) else {
             throw HarnessError("relayd not built at \(Paths.relayd): run `swift build --build-tests` first")
         }
@@ -165,7 +165,7 @@ final class Relayd: @unchecked Sendable {
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         var lastError = ""
         for _ in 0..<3 {  // a free port can be taken between probe and bind: retry on another
-            let r = try Relayd(port: try freePort(), dataDir: dir, ownsDataDir: dataDir == nil, args: args)
+            let r = try Relayd(port: try freePort(), dataDir: dir, ownsDataDir: dataDir == nil, args: args, environment: environment)
             if await r.waitUntilHealthy(timeout: 30) {
                 try r.readCredentials()
                 return r
@@ -176,7 +176,7 @@ final class Relayd: @unchecked Sendable {
         throw HarnessError("relayd did not become healthy; log:\n\(lastError.suffix(3000))")
     }
 
-    private init(port: Int, dataDir: URL, ownsDataDir: Bool, args: [String]) throws {
+    private init(port: Int, dataDir: URL, ownsDataDir: Bool, args: [String], environment: [String: String]) throws {
         self.port = port
         self.dataDir = dataDir
         self.ownsDataDir = ownsDataDir
@@ -189,6 +189,10 @@ final class Relayd: @unchecked Sendable {
         process = Process()
         process.executableURL = URL(fileURLWithPath: Paths.relayd)
         process.arguments = ["--port", String(port), "--data-dir", dataDir.path, "--log-level", "notice"] + args
+        // RELAY_* variables of the test environment must not leak into relayd's configuration.
+        var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("RELAY_") }
+        for (k, v) in environment { env[k] = v }
+        process.environment = env
         process.standardInput = FileHandle.nullDevice
         process.standardOutput = try FileHandle(forWritingTo: stdoutURL)
         process.standardError = try FileHandle(forWritingTo: logURL)

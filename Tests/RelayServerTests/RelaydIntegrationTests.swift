@@ -201,6 +201,64 @@ struct RelaydIntegrationTests {
         #expect(r["stats"]["body"]["max_connections"].int == 500)
         check("stats_bad", 401, "invalid_signature")
         #expect(r["stats_v2"]["status"].int == 200)
+
+        // Secret rotation through the admin API.
+        let rot = try await relay.python("rotation")
+        #expect(rot["rotate"]["status"].int == 200)
+        #expect(rot["rotate"]["body"]["publish_key_id"].string == "k2")
+        #expect(rot["old_secret_in_grace"][0].int == 200, "previous secret valid during the grace period")
+        #expect(rot["new_secret"][0].int == 200)
+        #expect(rot["v2_old_kid"]["status"].int == 200)
+        #expect(rot["v2_new_kid"]["status"].int == 200)
+        #expect(rot["rotate_no_grace"]["status"].int == 200)
+        #expect(rot["old_after_no_grace"][0].int == 401)
+        #expect(rot["old_after_no_grace"][1]["error"].string == "invalid_signature")
+        #expect(rot["previous_after_no_grace"][0].int == 401)
+        #expect(rot["newest"][0].int == 200)
+        #expect(rot["rotate_jwt"]["jwt_changed"].bool == true)
+        #expect(rot["old_jwt"]["code"].int == 4001)
+        #expect(rot["new_jwt_subscribed"][0].parsed["type"].string == "subscribed")
+        #expect(rot["rotate_unknown"]["status"].int == 404)
+        #expect(rot["list"]["status"].int == 200)
+        #expect(rot["list"]["entry"]["archived"].bool == false)
+        #expect(rot["list"]["has_secrets"].bool == false, "the site list never shows secrets")
+        #expect(rot["remove"]["status"].int == 200)
+        #expect(rot["publish_after_remove"][1]["error"].string == "unknown_site_key")
+        #expect(rot["connect_after_remove"]["code"].int == 4003)
+    }
+
+    @Test("Process-wide --max-connections: WebSocket closed 1013, SSE gets a server_full event",
+          .enabled(if: Peers.pythonEnabled), .timeLimit(.minutes(1)))
+    func serverFull() async throws {
+        let relay = try await Relayd.start(["--max-connections", "1"])
+        defer { relay.stop() }
+        let r = try await relay.python("server_full")
+        #expect(r["first_subscribed"][0].parsed["type"].string == "subscribed")
+        #expect(r["second"]["code"].int == 1013, "\(r["second"])")
+        #expect(r["sse_events"][0]["event"].string == "wps.error")
+        #expect(r["sse_events"][0]["data"].parsed["code"].string == "server_full")
+        #expect(r["third_subscribed"][0].parsed["type"].string == "subscribed", "slot released after close")
+    }
+
+    @Test("Configuration precedence: flag over environment over config file", .enabled(if: Peers.pythonEnabled),
+          .timeLimit(.minutes(1)))
+    func configurationPrecedence() async throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("relayd-config-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let file = dir.appendingPathComponent("relayd.json")
+        try Data(#"{"site-max-connections": 4}"#.utf8).write(to: file)
+
+        func maxConnections(_ args: [String], _ env: [String: String]) async throws -> Int? {
+            let relay = try await Relayd.start(["--config", file.path] + args, environment: env)
+            defer { relay.stop() }
+            let r = try await relay.python("stats")
+            #expect(r["status"].int == 200)
+            return r["body"]["max_connections"].int
+        }
+        #expect(try await maxConnections([], [:]) == 4, "config file")
+        #expect(try await maxConnections([], ["RELAY_SITE_MAX_CONNECTIONS": "5"]) == 5, "environment over file")
+        #expect(try await maxConnections(["--site-max-connections", "6"], ["RELAY_SITE_MAX_CONNECTIONS": "5"]) == 6, "flag over environment")
     }
 
     @Test("POST /publish/batch, idempotency key, live /site/stats, monthly quota 429",

@@ -355,11 +355,16 @@ class RawWS:
         return bool(b0 & 0x80), b0 & 0x0F, self._read(n)
 
     def read_until_close(self, timeout=6.0):
-        """Reads frames until a close frame or EOF. Returns (close code or None, reason, data frames)."""
-        self.s.settimeout(timeout)
+        """Reads frames until a close frame or EOF, for at most `timeout` s in all.
+        Returns (close code or None, reason, data frames)."""
+        deadline = time.monotonic() + timeout
         frames = []
         try:
             while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None, "timeout", frames
+                self.s.settimeout(left)
                 fin, op, payload = self.read_frame()
                 if op == 0x8:
                     code = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else 1005
@@ -389,39 +394,92 @@ def _xor(data, m):
 # --- SSE ----------------------------------------------------------------------------
 
 class SSE:
-    """GET /sse read line by line (http.client decodes the chunked body)."""
+    """GET /sse on a plain socket with its own chunked decoding, so a read timeout
+    leaves the stream usable (http.client cannot read again after a timeout)."""
 
     def __init__(self, query, last_event_id=None, timeout=5.0):
-        import http.client
-        self.conn = http.client.HTTPConnection("127.0.0.1", PORT, timeout=timeout)
-        headers = {"Accept": "text/event-stream", "Origin": "https://wp.example"}
+        self.s = socket.create_connection(("127.0.0.1", PORT), timeout=timeout)
+        req = (f"GET /sse?{query} HTTP/1.1\r\nHost: 127.0.0.1:{PORT}\r\nAccept: text/event-stream\r\n"
+               f"Origin: https://wp.example\r\n")
         if last_event_id is not None:
-            headers["Last-Event-ID"] = last_event_id
-        self.conn.request("GET", "/sse?" + query, headers=headers)
-        self.resp = self.conn.getresponse()
-        self.status = self.resp.status
-        self.headers = {k.lower(): v for k, v in self.resp.getheaders()}
+            req += f"Last-Event-ID: {last_event_id}\r\n"
+        self.s.sendall((req + "\r\n").encode())
+        self.raw, self.body, self.eof = b"", b"", False
+        deadline = time.monotonic() + timeout
+        while b"\r\n\r\n" not in self.raw:
+            if not self._fill(deadline):
+                raise ConnectionError("no response head")
+        head, self.raw = self.raw.split(b"\r\n\r\n", 1)
+        lines = head.decode("latin-1").split("\r\n")
+        self.status = int(lines[0].split(" ", 2)[1])
+        self.headers = {}
+        for line in lines[1:]:
+            k, _, v = line.partition(":")
+            self.headers[k.strip().lower()] = v.strip()
+        self.chunked = self.headers.get("transfer-encoding", "").lower() == "chunked"
 
-    def body(self):
-        return self.resp.read()
+    def _fill(self, deadline):
+        left = deadline - time.monotonic()
+        if left <= 0 or self.eof:
+            return False
+        self.s.settimeout(left)
+        try:
+            chunk = self.s.recv(65536)
+        except (socket.timeout, TimeoutError):
+            return False
+        except OSError:
+            self.eof = True
+            return False
+        if not chunk:
+            self.eof = True
+            return False
+        self.raw += chunk
+        return True
+
+    def _decode(self):
+        if not self.chunked:
+            self.body += self.raw
+            self.raw = b""
+            return
+        while True:
+            i = self.raw.find(b"\r\n")
+            if i < 0:
+                return
+            size = int(self.raw[:i].split(b";")[0], 16)
+            if size == 0:
+                self.eof = True
+                self.raw = b""
+                return
+            if len(self.raw) < i + 2 + size + 2:
+                return
+            self.body += self.raw[i + 2:i + 2 + size]
+            self.raw = self.raw[i + 2 + size + 2:]
+
+    def readline(self, deadline):
+        while True:
+            self._decode()
+            j = self.body.find(b"\n")
+            if j >= 0:
+                line, self.body = self.body[:j], self.body[j + 1:]
+                return line.decode("utf-8").rstrip("\r")
+            if not self._fill(deadline):
+                self._decode()
+                if b"\n" not in self.body:
+                    return None
 
     def read_block(self, timeout=5.0):
-        """The next block of lines up to a blank line: list of raw lines (without newline). None on timeout/EOF."""
-        self.conn.sock.settimeout(timeout)
+        """The next block of lines up to a blank line (list of lines), or None on timeout/EOF."""
+        deadline = time.monotonic() + timeout
         lines = []
-        try:
-            while True:
-                line = self.resp.readline()
-                if not line:
-                    return None if not lines else lines
-                line = line.decode("utf-8").rstrip("\n").rstrip("\r")
-                if line == "":
-                    if lines:
-                        return lines
-                    continue
-                lines.append(line)
-        except (socket.timeout, TimeoutError):
-            return None
+        while True:
+            line = self.readline(deadline)
+            if line is None:
+                return lines or None
+            if line == "":
+                if lines:
+                    return lines
+                continue
+            lines.append(line)
 
     def events(self, n, timeout=5.0, skip_comments=True):
         """Up to n event blocks (comment-only blocks skipped), as dicts {id, event, data, lines}."""
@@ -459,8 +517,8 @@ class SSE:
 
     def close(self):
         try:
-            self.conn.close()
-        except Exception:
+            self.s.close()
+        except OSError:
             pass
 
 

@@ -747,11 +747,75 @@ def rfc6455():
     return r
 
 
+async def rotation():
+    """Admin API: rotate with a grace period, rotate with none, rotate the JWT secret, remove."""
+    r = {}
+    site = add_site()
+    old = dict(site)
+    status, rot = admin("/api/sites/rotate", {"site_key": site["site_key"], "grace_seconds": 60})
+    r["rotate"] = {"status": status, "body": rot}
+    new = dict(site, publish_secret=rot.get("publish_secret"))
+    r["old_secret_in_grace"] = publish(old, "events", "e", '{"n":1}')
+    r["new_secret"] = publish(new, "events", "e", '{"n":2}')
+    body = envelope("events", "e", '{"n":3}')
+    for key, cred, kid in (("v2_old_kid", old, old.get("publish_key_id", "k1")), ("v2_new_kid", new, rot.get("publish_key_id"))):
+        status, _, raw = http("POST", "/publish", body, v2_headers(cred, "POST", "/publish", "", body, key_id=kid))
+        r[key] = {"status": status, "body": jbody(raw)}
+    status, rot2 = admin("/api/sites/rotate", {"site_key": site["site_key"], "grace_seconds": 0})
+    r["rotate_no_grace"] = {"status": status, "key_id": rot2.get("publish_key_id")}
+    newest = dict(site, publish_secret=rot2.get("publish_secret"))
+    time.sleep(0.05)
+    r["old_after_no_grace"] = publish(old, "events", "e", '{"n":4}')
+    r["previous_after_no_grace"] = publish(new, "events", "e", '{"n":5}')
+    r["newest"] = publish(newest, "events", "e", '{"n":6}')
+    # JWT secret rotation: tokens signed with the old secret are refused.
+    status, rot3 = admin("/api/sites/rotate", {"site_key": site["site_key"], "grace_seconds": 0, "rotate_jwt_secret": True})
+    r["rotate_jwt"] = {"status": status, "jwt_changed": rot3.get("jwt_secret") != site["jwt_secret"]}
+    r["old_jwt"] = await close_of(mint(site)[0])
+    ws, r["new_jwt_subscribed"] = await connect_and_subscribe(dict(site, jwt_secret=rot3.get("jwt_secret")), ["events"])
+    await ws.close()
+    status, j = admin("/api/sites/rotate", {"site_key": "0" * 32})
+    r["rotate_unknown"] = {"status": status, "body": j}
+    # Listing (no secrets) and removal.
+    status, _, raw = http("GET", "/api/sites", None, {"Authorization": "Bearer " + CFG["admin_key"]})
+    listing = jbody(raw)
+    mine = [x for x in listing.get("sites", []) if x.get("site_key") == site["site_key"]]
+    r["list"] = {"status": status, "entry": mine[0] if mine else None, "has_secrets": "publish_secret" in raw.decode()}
+    status, j = admin("/api/sites/remove", {"site_key": site["site_key"]})
+    r["remove"] = {"status": status, "body": j}
+    r["publish_after_remove"] = publish(newest, "events", "e", '{"n":7}')
+    r["connect_after_remove"] = await close_of(mint(dict(site, jwt_secret=rot3.get("jwt_secret")))[0])
+    return r
+
+
+async def server_full():
+    """relayd --max-connections 1: a second WebSocket or SSE stream is refused."""
+    r = {}
+    first, r["first_subscribed"] = await connect_and_subscribe(SITE, ["events"])
+    second = await ws_open(mint(SITE)[0])
+    r["second"] = await wait_close(second, 4)
+    s = SSE("token=" + mint(SITE)[0] + "&channels=events")
+    r["sse_status"] = s.status
+    r["sse_events"] = s.collect(1.5, stop=lambda evs: len(evs) >= 1)
+    s.close()
+    await first.close()
+    await asyncio.sleep(0.3)
+    third, r["third_subscribed"] = await connect_and_subscribe(SITE, ["events"])
+    await third.close()
+    return r
+
+
+def stats():
+    status, _, raw = http("GET", "/site/stats", None, v1_headers(SITE, b""))
+    return {"status": status, "body": jbody(raw)}
+
+
 SCENARIOS = {
     "basic": basic, "refusals": refusals, "publish_errors": publish_errors, "publish_more": publish_more,
     "client_features": client_features, "recovery": recovery, "sse": sse, "liveness": liveness,
     "slow_consumer": slow_consumer, "frame_limits": frame_limits, "shutdown": shutdown,
     "registry_before": registry_before, "registry_after": registry_after, "rfc6455": rfc6455,
+    "rotation": rotation, "server_full": server_full, "stats": stats,
 }
 
 if __name__ == "__main__":
