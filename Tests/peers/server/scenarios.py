@@ -61,6 +61,9 @@ async def basic():
     r["c_msg"], _, _ = await until(c, is_msg)
     status, _, raw = http("GET", "/healthz")
     r["healthz_connected"] = jbody(raw)
+    # WordPress user ids may be minted as integers; visitors are "0".
+    e, r["int_user_subscribed"] = await connect_and_subscribe(SITE, ["events"], user_id=42)
+    await e.close()
     # Token in the Sec-WebSocket-Protocol header (`relay` plus `token.<JWT>`), out of the URL.
     d = await ws_open(subprotocols=["relay", "token." + mint(SITE)[0]])
     r["subprotocol_selected"] = d.subprotocol
@@ -454,6 +457,15 @@ def sse():
     r["bogus_resume"] = s3.collect(1.0)
     s3.close()
 
+    # Full channel names, URL-encoded as the client sends them.
+    import urllib.parse as up
+    full = f"site:{site['site_id']}:ssea"
+    s6 = SSE(f"token={tok}&channels=" + up.quote(full, safe="") + "," + up.quote("sse b", safe=""))
+    s6.read_block(3)
+    publish(site, "ssea", "full.name", '{"n":8}')
+    r["full_name_events"] = s6.collect(2, stop=lambda evs: len(evs) >= 1)
+    s6.close()
+
     # Legacy framing: token without `v`, and with v:1.
     for key, v in (("legacy_nov", None), ("legacy_v1", 1)):
         lt, _ = mint(site, v=v)
@@ -810,12 +822,34 @@ def stats():
     return {"status": status, "body": jbody(raw)}
 
 
+async def big_binary():
+    """A Yjs-sized binary update (CFG["size"] payload bytes): echoed, or how the socket ends."""
+    r = {}
+    ch = "yjs:postType/post:123"
+    a, r["subscribed"] = await connect_and_subscribe(SITE, [ch])
+    b, _ = await connect_and_subscribe(SITE, [ch])
+    payload = bytes([0]) + os.urandom(int(CFG["size"]) - 1)
+    frame = binframe(ch, payload)
+    await a.send(frame)
+    for key, ws in (("echo", a), ("other", b)):
+        try:
+            m = await asyncio.wait_for(ws.recv(), 5)
+            r[key] = {"same": m == frame, "length": len(m)}
+        except asyncio.TimeoutError:
+            r[key] = {"timeout": True}
+        except ConnectionClosed as e:
+            r[key] = {"close_code": e.rcvd.code if e.rcvd else 1006, "reason": e.rcvd.reason if e.rcvd else ""}
+    await a.close()
+    await b.close()
+    return r
+
+
 SCENARIOS = {
     "basic": basic, "refusals": refusals, "publish_errors": publish_errors, "publish_more": publish_more,
     "client_features": client_features, "recovery": recovery, "sse": sse, "liveness": liveness,
     "slow_consumer": slow_consumer, "frame_limits": frame_limits, "shutdown": shutdown,
     "registry_before": registry_before, "registry_after": registry_after, "rfc6455": rfc6455,
-    "rotation": rotation, "server_full": server_full, "stats": stats,
+    "rotation": rotation, "server_full": server_full, "stats": stats, "big_binary": big_binary,
 }
 
 if __name__ == "__main__":
