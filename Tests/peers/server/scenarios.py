@@ -117,6 +117,8 @@ async def refusals():
     r["wrong_secret"] = await close_of(mint(SITE, secret="0" * 64)[0])
     r["expired"] = await close_of(mint(SITE, iat=int(time.time()) - 400, ttl=300)[0])
     r["garbage"] = await close_of("not-a-jwt")
+    r["alg_none"] = await close_of(b64u(compact({"alg": "none", "typ": "JWT"}).encode()) + "." + payload + ".")
+    r["alg_hs512"] = await close_of(b64u(compact({"alg": "HS512", "typ": "JWT"}).encode()) + "." + payload + "." + sig)
     r["no_site_id"] = await close_of(mint(SITE, drop=("site_id",))[0])
     r["unknown_site"] = await close_of(mint(SITE, site_id=sha256_hex("site:" + "f" * 32))[0])
     r["no_token"] = await close_of(then=lambda ws: ws.send(compact({"type": "subscribe", "channels": ["events"]})))
@@ -330,6 +332,21 @@ async def client_features():
     r["presence_leave_drop"], _, _ = await until(b, lambda j: is_msg(j, "wps.presence"), 3)
     r["presence_leave_drop_s"] = round(time.monotonic() - t0, 3)
     await d.close()
+
+    # Presence outside the publish prefixes, and an oversized state, are refused in-band.
+    await collect(a, 0.3)  # drain earlier presence traffic
+    pp, _ = await connect_and_subscribe(site, ["lobby"], pub=[f"site:{site['site_id']}:other:"])
+    await pp.send(compact({"type": "presence", "channel": "lobby", "state": {"n": 1}}))
+    r["presence_forbidden"], _, _ = await until(pp, lambda j: j.get("type") == "error", 3)
+    await pp.send(compact({"type": "presence", "channel": "other:x", "state": {"big": "y" * 5000}}))
+    r["presence_too_big"], _, _ = await until(pp, lambda j: j.get("type") == "error", 3)
+    r["presence_refusals_seen_by_a"] = [m for m in await collect(a, 0.4) if "wps.presence" in str(m)]
+    await pp.close()
+    # Subscribing twice to one channel: still one delivery per publication.
+    await a.send(compact({"type": "subscribe", "channels": ["room"]}))
+    r["double_subscribe_answer"], _ = await next_json(a, 2)
+    await apublish(site, "room", "once", '{"n":1}')
+    r["double_subscribe_frames"] = await collect(a, 0.6)
 
     # In-band auth refresh.
     f, _ = await connect_and_subscribe(site, ["events"], ttl=60)
@@ -596,6 +613,16 @@ async def frame_limits():
     data = '"' + "z" * int(CFG["over_message_bytes"]) + '"'
     status, j = publish(site, "x", "e", data)
     r["http_over_message"] = {"status": status, "body": j}
+    # HTTP body over --max-publish-body-bytes, batch over --max-batch.
+    if CFG.get("max_publish_body_bytes"):
+        data = '"' + "b" * (int(CFG["max_publish_body_bytes"]) + 100) + '"'
+        status, j = publish(site, "x", "e", data)
+        r["http_over_body"] = {"status": status, "body": j}
+    if CFG.get("max_batch"):
+        items = ",".join('{"channel":"x","event":"e","data":%d}' % i for i in range(int(CFG["max_batch"]) + 1))
+        body = ('{"publications":[' + items + ']}').encode()
+        status, _, raw = http("POST", "/publish/batch", body, v1_headers(site, body))
+        r["batch_over"] = {"status": status, "body": jbody(raw)}
     # Malformed JSON frame: policy violation.
     bad = await ws_open(mint(site)[0])
     await bad.send('{"type":"subscribe","channels":')
@@ -844,12 +871,48 @@ async def big_binary():
     return r
 
 
+async def ordering():
+    """Concurrent publishers on one channel: every subscriber sees the same order, offsets 1..n."""
+    r = {}
+    site = add_site()
+    subs = []
+    for _ in range(3):
+        ws, _ = await connect_and_subscribe(site, ["ordered"])
+        subs.append(ws)
+    n = 60
+
+    def worker(k):
+        for i in range(k, n, 4):
+            publish(site, "ordered", "o", '{"i":%d}' % i)
+
+    async def reader(ws):
+        seen = []
+        while len(seen) < n:
+            raw, j = await next_json(ws, 10)
+            if raw is None:
+                break
+            if is_msg(j):
+                seen.append((j["offset"], j["data"]["i"]))
+        return seen
+
+    results = await asyncio.gather(*[asyncio.to_thread(worker, k) for k in range(4)], *[reader(ws) for ws in subs])
+    seqs = results[4:]
+    r["counts"] = [len(x) for x in seqs]
+    r["offsets_ok"] = all([o for o, _ in x] == list(range(1, n + 1)) for x in seqs)
+    r["same_order"] = all(x == seqs[0] for x in seqs)
+    r["all_items"] = sorted(i for _, i in seqs[0]) == list(range(n))
+    for ws in subs:
+        await ws.close()
+    return r
+
+
 SCENARIOS = {
     "basic": basic, "refusals": refusals, "publish_errors": publish_errors, "publish_more": publish_more,
     "client_features": client_features, "recovery": recovery, "sse": sse, "liveness": liveness,
     "slow_consumer": slow_consumer, "frame_limits": frame_limits, "shutdown": shutdown,
     "registry_before": registry_before, "registry_after": registry_after, "rfc6455": rfc6455,
     "rotation": rotation, "server_full": server_full, "stats": stats, "big_binary": big_binary,
+    "ordering": ordering,
 }
 
 if __name__ == "__main__":
