@@ -906,13 +906,38 @@ async def ordering():
     return r
 
 
+def big_header():
+    """GET /healthz with one header of CFG["size"] bytes: the status line, or whether the socket closed."""
+    import socket as so
+    r = {}
+    for n in CFG.get("sizes", [10000]):
+        s = so.create_connection(("127.0.0.1", CFG["port"]), timeout=5)
+        t0 = time.monotonic()
+        out = {"status_line": None, "closed": False, "timeout": False}
+        try:
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * n + b"\r\n\r\n")
+            d = s.recv(200)
+            if d:
+                out["status_line"] = d.split(b"\r\n", 1)[0].decode("latin-1")
+            else:
+                out["closed"] = True
+        except (so.timeout, TimeoutError):
+            out["timeout"] = True
+        except (ConnectionResetError, BrokenPipeError):
+            out["closed"] = True
+        out["after_s"] = round(time.monotonic() - t0, 2)
+        s.close()
+        r[str(n)] = out
+    return r
+
+
 SCENARIOS = {
     "basic": basic, "refusals": refusals, "publish_errors": publish_errors, "publish_more": publish_more,
     "client_features": client_features, "recovery": recovery, "sse": sse, "liveness": liveness,
     "slow_consumer": slow_consumer, "frame_limits": frame_limits, "shutdown": shutdown,
     "registry_before": registry_before, "registry_after": registry_after, "rfc6455": rfc6455,
     "rotation": rotation, "server_full": server_full, "stats": stats, "big_binary": big_binary,
-    "ordering": ordering,
+    "ordering": ordering, "big_header": big_header,
 }
 
 if __name__ == "__main__":
