@@ -431,6 +431,14 @@ struct RelaydIntegrationTests {
         #expect(r["wrong_epoch_live"].array.map { $0.parsed["data"]["i"].int } == [7])
         #expect(r["ahead_subscribed"][0].parsed["recovered"].bool == false)
         #expect(r["ahead_frames"].isEmptyList)
+        let mixed = r["mixed_subscribed"].array.map(\.parsed)
+        #expect(mixed.count == 3, "\(r["mixed_subscribed"])")
+        if mixed.count == 3 {
+            #expect(strings(mixed[0]["channels"]) == ["feed"] && mixed[0]["recovered"].bool == true)
+            #expect(mixed[1]["type"].string == "message" && mixed[1]["data"]["i"].int == 7, "replay follows its own subscribed")
+            #expect(strings(mixed[2]["channels"]) == ["other"] && mixed[2]["recovered"].bool == false)
+        }
+        #expect(r["mixed_frames"].isEmptyList)
         #expect(r["full_subscribed"][0].parsed["recovered"].bool == true, "positions keyed by the full name")
         #expect(r["full_replayed"].array.map { $0.parsed["data"]["i"].int } == [6, 7])
 
@@ -545,6 +553,18 @@ struct RelaydIntegrationTests {
         #expect(r["slow_close"]["code"].int == 4008, "\(r["slow_close"])")
         #expect((r["slow_messages"].int ?? 999) < 150, "the slow client did not get everything before its close")
         #expect(r["fast_after"].parsed["event"].string == "after")
+        // Reconnecting after 4008 with the last position: all missed messages, or recovered:false and none.
+        let resub = r["slow_resubscribed"][0].parsed
+        let last = try #require(r["slow_last_offset"].int)
+        let replayedOffsets = r["slow_replayed_offsets"].array.compactMap(\.int)
+        #expect(resub["type"].string == "subscribed")
+        #expect(resub["offset"].int == 150)
+        if resub["recovered"].bool == true {
+            #expect(replayedOffsets == Array((last + 1)...150), "a recovery is complete")
+        } else {
+            #expect(resub["recovered"].bool == false)
+            #expect(replayedOffsets.isEmpty, "a failed recovery replays nothing (no partial gap): \(replayedOffsets)")
+        }
 
         let f = try await relay.python("frame_limits", ["max_frame_bytes": 131072, "over_message_bytes": 80000,
                                                         "max_publish_body_bytes": 200000, "max_batch": 3])

@@ -260,22 +260,25 @@ async def wait_close(ws, timeout=6.0):
 
 
 async def subscribe(ws, channels, positions=None, timeout=5.0):
-    """Sends subscribe and returns the raw frames answering it (one `subscribed`/`error` per channel)."""
+    """Sends subscribe and returns the raw frames up to the last answer (one `subscribed` or
+    `error` per channel); replayed messages between answers are included in arrival order."""
     msg = {"type": "subscribe", "channels": channels}
     if positions is not None:
         msg["positions"] = positions
     await ws.send(compact(msg))
-    answers = []
+    frames, answered = [], 0
     deadline = time.monotonic() + timeout
-    while len(answers) < len(channels):
+    while answered < len(channels):
         left = deadline - time.monotonic()
         if left <= 0:
             break
         raw, j = await next_json(ws, left)
         if raw is None:
             break
-        answers.append(raw)
-    return answers
+        frames.append(raw)
+        if j.get("type") in ("subscribed", "error"):
+            answered += 1
+    return frames
 
 
 async def connect_and_subscribe(site, channels, **mint_kw):

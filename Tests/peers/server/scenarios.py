@@ -419,6 +419,12 @@ async def recovery():
     r["ahead_subscribed"] = await subscribe(s4, ["feed"], {"feed": {"offset": 999, "epoch": last["epoch"]}})
     r["ahead_frames"] = await collect(s4, 0.5)
     await s4.close()
+    # Two channels in one subscribe: recovery is answered per channel.
+    s6 = await ws_open(mint(site)[0])
+    r["mixed_subscribed"] = await subscribe(s6, ["feed", "other"], {"feed": {"offset": 6, "epoch": last["epoch"]},
+                                                                     "other": {"offset": 1, "epoch": "stale"}})
+    r["mixed_frames"] = await collect(s6, 0.5)
+    await s6.close()
     # Recovery keyed by the full channel name, with offset 0 (everything in history).
     full = f"site:{site['site_id']}:feed"
     s5 = await ws_open(mint(site)[0])
@@ -584,8 +590,25 @@ async def slow_consumer():
     # Now drain the slow socket: it must end with the slow-consumer close.
     code, reason, frames = await asyncio.to_thread(slow.read_until_close, 10)
     r["slow_close"] = {"code": code, "reason": reason}
-    r["slow_messages"] = sum(1 for op, p in frames if op == 1 and p.startswith(b'{"type":"message"'))
+    msgs = [json.loads(p) for op, p in frames if op == 1 and p.startswith(b'{"type":"message"')]
+    r["slow_messages"] = len(msgs)
     slow.close()
+    # Reconnect and ask to recover from the last message it saw: either every missed message
+    # is replayed, or recovery fails and nothing is replayed (never a partial gap).
+    if msgs:
+        last = msgs[-1]
+        ws = await ws_open(tok)
+        r["slow_resubscribed"] = await subscribe(ws, ["bulk"], {"bulk": {"offset": last["offset"], "epoch": last["epoch"]}})
+        got = []
+        while True:
+            raw, j = await next_json(ws, 1.0)
+            if raw is None:
+                break
+            if is_msg(j):
+                got.append(j["offset"])
+        r["slow_last_offset"] = last["offset"]
+        r["slow_replayed_offsets"] = got
+        await ws.close()
     # The fast subscriber is unaffected.
     await apublish(site, "bulk", "after", '{"i":-1}')
     r["fast_after"], _, _ = await until(fast, is_msg, 3)
