@@ -12,7 +12,7 @@ import threading
 import time
 
 from relaypeer import (CFG, SSE, RawWS, add_site, admin, apublish, b64u, collect, compact, connect_and_subscribe, envelope,
-                       http, jbody, mint, next_json, publish, publish_raw, run, sha256_hex, show, subscribe, until,
+                       http, jbody, mint, next_frame, next_json, publish, publish_raw, run, sha256_hex, show, subscribe, until,
                        v1_headers, v2_headers, wait_close, ws_open)
 from websockets.exceptions import ConnectionClosed
 
@@ -138,6 +138,9 @@ async def refusals():
     r["add_wrong_key"] = {"status": status, "body": j}
     lim = add_site({"max_connections": 1})
     r["limited_site_keys"] = sorted(lim.keys())
+    # A token signed with this site's secret that names another site is refused.
+    r["cross_site_token"] = await close_of(mint(SITE, site_id=lim["site_id"])[0])
+    r["no_exp"] = await close_of(mint(SITE, drop=("exp",))[0])
     first, first_sub = await connect_and_subscribe(lim, ["events"])
     r["limit_first_subscribed"] = first_sub
     second = await ws_open(mint(lim)[0])
@@ -280,8 +283,8 @@ async def client_features():
     payload = bytes(range(256)) + b"\x00\x00yjs"
     frame = binframe("room", payload)
     await a.send(frame)
-    got_b = await asyncio.wait_for(b.recv(), 5)
-    got_a = await asyncio.wait_for(a.recv(), 5)
+    got_b = await next_frame(b, 5)
+    got_a = await next_frame(a, 5)
     r["binary_sent"] = frame.hex()
     r["binary_b"] = show(got_b)
     r["binary_a_echo"] = show(got_a)
@@ -289,8 +292,8 @@ async def client_features():
     frame2 = binframe(f"site:{site['site_id']}:room", b"\x01\x02")
     await b.send(frame2)
     r["binary2_sent"] = frame2.hex()
-    r["binary2_a"] = show(await asyncio.wait_for(a.recv(), 5))
-    r["binary2_b_echo"] = show(await asyncio.wait_for(b.recv(), 5))
+    r["binary2_a"] = show(await next_frame(a, 5))
+    r["binary2_b_echo"] = show(await next_frame(b, 5))
     # Binary publish outside the publish prefixes: refused with an error frame.
     ro, _ = await connect_and_subscribe(site, ["room"], pub=[f"site:{site['site_id']}:other:"])
     await ro.send(binframe("room", b"zz"))
@@ -305,8 +308,15 @@ async def client_features():
     r["binary_malformed"] = await wait_close(bad, 4)
 
     # Presence: join, sync for a late subscriber, leave on state null, leave on socket close.
+    async def applied(ws):
+        # Frames of one connection are handled in order: once a later subscribe is answered,
+        # the presence frame before it has been applied.
+        await ws.send(compact({"type": "subscribe", "channels": ["barrier"]}))
+        await until(ws, lambda j: j.get("type") == "subscribed", 3)
+
     c = await ws_open(mint(site)[0])
     await c.send(compact({"type": "presence", "channel": "lobby", "state": {"name": "carol", "cursor": [1, 2]}}))
+    await applied(c)
     await a.send(compact({"type": "subscribe", "channels": ["lobby"]}))
     r["presence_a_subscribed"], _ = await next_json(a, 3)
     r["presence_sync"], _, _ = await until(a, lambda j: is_msg(j, "wps.presence"), 3)
@@ -342,6 +352,9 @@ async def client_features():
     r["presence_too_big"], _, _ = await until(pp, lambda j: j.get("type") == "error", 3)
     r["presence_refusals_seen_by_a"] = [m for m in await collect(a, 0.4) if "wps.presence" in str(m)]
     await pp.close()
+    # Unknown extra fields in client frames are ignored (forward compatibility).
+    await a.send('{"type":"subscribe","channels":["extra"],"future":{"x":[1,2]},"n":1.5e2}')
+    r["extra_fields_answer"], _ = await next_json(a, 2)
     # Subscribing twice to one channel: still one delivery per publication.
     await a.send(compact({"type": "subscribe", "channels": ["room"]}))
     r["double_subscribe_answer"], _ = await next_json(a, 2)
@@ -356,6 +369,15 @@ async def client_features():
     r["auth_new_exp"] = claims["exp"]
     await apublish(site, "events", "after.refresh", '{"n":1}')
     r["after_refresh_msg"], _, _ = await until(f, is_msg, 3)
+    # A refresh with narrower prefixes drops the subscriptions it no longer reaches.
+    narrow = await ws_open(mint(site)[0])
+    await subscribe(narrow, ["events", "secret:x"])
+    await narrow.send(compact({"type": "auth", "token": mint(site, sub=[f"site:{site['site_id']}:events"])[0]}))
+    r["narrow_auth_ok"], _ = await next_json(narrow, 3)
+    await apublish(site, "secret:x", "hidden", '{"n":1}')
+    await apublish(site, "events", "shown", '{"n":2}')
+    r["narrow_after"] = await collect(narrow, 0.6)
+    await narrow.close()
     # A token of another site is refused.
     await f.send(compact({"type": "auth", "token": mint(SITE)[0]}))
     r["auth_other_site"] = await wait_close(f, 4)
@@ -883,10 +905,8 @@ async def big_binary():
     await a.send(frame)
     for key, ws in (("echo", a), ("other", b)):
         try:
-            m = await asyncio.wait_for(ws.recv(), 5)
-            r[key] = {"same": m == frame, "length": len(m)}
-        except asyncio.TimeoutError:
-            r[key] = {"timeout": True}
+            m = await next_frame(ws, 5)
+            r[key] = {"timeout": True} if m is None else {"same": m == frame, "length": len(m)}
         except ConnectionClosed as e:
             r[key] = {"close_code": e.rcvd.code if e.rcvd else 1006, "reason": e.rcvd.reason if e.rcvd else ""}
     await a.close()
