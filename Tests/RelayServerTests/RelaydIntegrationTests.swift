@@ -533,7 +533,7 @@ struct RelaydIntegrationTests {
         let pings = r["pings"].array.compactMap(\.double)
         #expect(pings.count >= 4, "pings at \(pings)")
         let gaps = zip(pings.dropFirst(), pings).map { $0 - $1 }
-        #expect(gaps.allSatisfy { $0 > 0.5 && $0 < 2.0 }, "ping gaps \(gaps)")
+        #expect(gaps.allSatisfy { $0 > 0.5 && $0 < 2.5 }, "ping gaps \(gaps)")
         #expect(r["ponger_closed"].isNil, "a client answering pong stays open")
         #expect(r["ponger_open_after"].bool == true)
         #expect(r["ponger_msg"].parsed["event"].string == "still")
@@ -555,19 +555,21 @@ struct RelaydIntegrationTests {
         #expect(r["slow_accept_ok"].bool == true, "Sec-WebSocket-Accept")
         #expect(r["slow_subscribed"].parsed["type"].string == "subscribed")
         #expect(r["publish_statuses"].array.map(\.int) == [200], "every publish accepted")
-        #expect(r["fast_count"].int == 150)
+        let count = try #require(r["count"].int)
+        #expect(count >= 150)
+        #expect(r["fast_count"].int == count)
         #expect(r["fast_in_order"].bool == true)
         #expect(r["slow_close"]["code"].int == 4008, "\(r["slow_close"])")
-        #expect((r["slow_messages"].int ?? 999) < 150, "the slow client did not get everything before its close")
+        #expect((r["slow_messages"].int ?? .max) < count, "the slow client did not get everything before its close")
         #expect(r["fast_after"].parsed["event"].string == "after")
         // Reconnecting after 4008 with the last position: all missed messages, or recovered:false and none.
         let resub = r["slow_resubscribed"][0].parsed
         let last = try #require(r["slow_last_offset"].int)
         let replayedOffsets = r["slow_replayed_offsets"].array.compactMap(\.int)
         #expect(resub["type"].string == "subscribed")
-        #expect(resub["offset"].int == 150)
+        #expect(resub["offset"].int == count)
         if resub["recovered"].bool == true {
-            #expect(replayedOffsets == Array((last + 1)...150), "a recovery is complete")
+            #expect(replayedOffsets == Array((last + 1)...count), "a recovery is complete")
         } else {
             #expect(resub["recovered"].bool == false)
             #expect(replayedOffsets.isEmpty, "a failed recovery replays nothing (no partial gap): \(replayedOffsets)")

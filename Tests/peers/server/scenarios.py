@@ -24,6 +24,25 @@ def is_msg(j, event=None):
     return j.get("type") == "message" and (event is None or j.get("event") == event)
 
 
+async def until_health(pred, timeout=3.0):
+    """Polls /healthz until pred(body) holds or the timeout passes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        _, _, raw = http("GET", "/healthz")
+        if pred(jbody(raw)):
+            return
+        await asyncio.sleep(0.05)
+
+
+async def until_stats(site, pred, timeout=3.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        _, _, raw = http("GET", "/site/stats", None, v1_headers(site, b""))
+        if pred(jbody(raw)):
+            return
+        await asyncio.sleep(0.05)
+
+
 # 1. WebSocket basic ------------------------------------------------------------------
 
 async def basic():
@@ -83,7 +102,7 @@ async def basic():
     r["wps_client_publish"], _, _ = await until(watcher, lambda j: j.get("type") == "error", 3)
     for ws in (a, b, c, d, extra):
         await ws.close()
-    await asyncio.sleep(0.3)
+    await until_health(lambda h: h.get("active_connections") == 0)
 
     # /healthz (public, CORS) and /metrics.
     status, headers, raw = http("GET", "/healthz", headers={"Origin": "https://wp.example"})
@@ -148,8 +167,13 @@ async def refusals():
     status, headers, raw = http("GET", "/sse?token=" + mint(lim)[0] + "&channels=events")
     r["limit_sse"] = {"status": status, "body": jbody(raw)}
     await first.close()
-    await asyncio.sleep(0.3)
-    third, third_sub = await connect_and_subscribe(lim, ["events"])
+    # The slot is released once the relay has seen the close (retry briefly; 4029 until then).
+    deadline = time.monotonic() + 3
+    while True:
+        third, third_sub = await connect_and_subscribe(lim, ["events"])
+        if '"subscribed"' in "".join(third_sub) or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.1)
     r["limit_third_subscribed"] = third_sub
     await third.close()
 
@@ -250,7 +274,7 @@ async def publish_more():
     r["idempotent_received"] = await collect(ws, 0.7)
     await ws.close()
     await ws2.close()
-    await asyncio.sleep(0.3)
+    await until_stats(site, lambda b: b.get("active_connections") == 0)
     # Monthly quota: 429 quota_exceeded once used up.
     q = add_site({"monthly_message_quota": 2})
     r["quota"] = [publish(q, "events", "q", '{"i":%d}' % i) for i in range(3)]
@@ -583,8 +607,15 @@ async def slow_consumer():
     fin, op, payload = slow.read_frame()
     r["slow_subscribed"] = payload.decode()
     fast, r["fast_subscribed"] = await connect_and_subscribe(site, ["bulk"])
-    n = int(CFG.get("slow_count", 150))
-    pad = "x" * int(CFG.get("slow_pad", 60000))
+    pad_len = int(CFG.get("slow_pad", 60000))
+    pad = "x" * pad_len
+    # Enough bytes to fill the server's socket send buffer (tcp_wmem max) at least twice over.
+    try:
+        wmem_max = int(open("/proc/sys/net/ipv4/tcp_wmem").read().split()[2])
+    except (OSError, ValueError, IndexError):
+        wmem_max = 4 << 20
+    n = max(int(CFG.get("slow_count", 150)), 2 * wmem_max // pad_len + 20)
+    r["count"] = n
 
     fast_seen = []
 
@@ -883,8 +914,12 @@ async def server_full():
     r["sse_events"] = s.collect(1.5, stop=lambda evs: len(evs) >= 1)
     s.close()
     await first.close()
-    await asyncio.sleep(0.3)
-    third, r["third_subscribed"] = await connect_and_subscribe(SITE, ["events"])
+    deadline = time.monotonic() + 3
+    while True:  # the slot is free once the relay has seen the close
+        third, r["third_subscribed"] = await connect_and_subscribe(SITE, ["events"])
+        if '"subscribed"' in "".join(r["third_subscribed"]) or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.1)
     await third.close()
     return r
 
