@@ -275,7 +275,7 @@ final class Relayd: @unchecked Sendable {
     }
 
     /// Runs `scenarios.py <scenario>` with the Python peer and returns its JSON result.
-    func python(_ scenario: String, _ extra: [String: Any] = [:], timeout: Double = 60) async throws -> J {
+    func python(_ scenario: String, _ extra: [String: Any] = [:], timeout: Double = 45) async throws -> J {
         guard let python = Peers.python else {
             throw HarnessError("Python peer unavailable: set RELAY_PYTHON to a Python with `websockets` (pip install -r Tests/requirements.txt)")
         }
@@ -283,7 +283,7 @@ final class Relayd: @unchecked Sendable {
     }
 
     /// Runs a Node peer script and returns its JSON result.
-    func node(_ script: String, _ extra: [String: Any] = [:], timeout: Double = 45) async throws -> J {
+    func node(_ script: String, _ extra: [String: Any] = [:], timeout: Double = 40) async throws -> J {
         guard let node = Peers.node else {
             throw HarnessError("Node peer unavailable: needs `node` and the `ws` package on NODE_PATH (/usr/share/nodejs)")
         }
