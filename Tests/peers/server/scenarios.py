@@ -318,6 +318,19 @@ async def client_features():
     r["binary2_sent"] = frame2.hex()
     r["binary2_a"] = show(await next_frame(a, 5))
     r["binary2_b_echo"] = show(await next_frame(b, 5))
+    # Multi-byte UTF-8 channel names: the binary length prefix counts bytes.
+    uch = "événements/ü"
+    await a.send(compact({"type": "subscribe", "channels": [uch]}))
+    await until(a, lambda j: j.get("type") == "subscribed", 3)
+    await b.send(compact({"type": "subscribe", "channels": [uch]}))
+    await until(b, lambda j: j.get("type") == "subscribed", 3)
+    uframe = binframe(uch, b"\xff\x00")
+    await a.send(uframe)
+    r["unicode_binary_same"] = (await next_frame(b, 5)) == uframe
+    await next_frame(a, 5)  # a's echo
+    await apublish(site, uch, 'caf\u00e9 "q"', '{"x":"\\ud83d\\ude00"}')
+    r["unicode_msg"], _, _ = await until(b, is_msg, 3)
+    await until(a, is_msg, 3)
     # Binary publish outside the publish prefixes: refused with an error frame.
     ro, _ = await connect_and_subscribe(site, ["room"], pub=[f"site:{site['site_id']}:other:"])
     await ro.send(binframe("room", b"zz"))
@@ -749,9 +762,14 @@ async def registry_before():
                       key="0" * 64)
     r["unregister_wrong_api_key"] = {"status": status, "body": j}
     r["still_open_after_refusals"] = ws.close_code is None
+    stream = SSE("token=" + mint(site)[0] + "&channels=events")
+    stream.read_block(3)
     status, j = admin("/api/sites/unregister", {"site_key": site["site_key"], "publish_secret": site["publish_secret"]}, key="")
     r["unregister"] = {"status": status, "body": j}
     r["browser_after_unregister"] = await wait_close(ws, 4)
+    rest = stream.read_block(3)
+    r["sse_after_unregister"] = {"ended": stream.eof, "block": rest}
+    stream.close()
     r["connect_after_unregister"] = await close_of(mint(site)[0])
     status, j = publish(site, "events", "gone", '{"n":2}')
     r["publish_after_unregister"] = {"status": status, "body": j}
