@@ -24,7 +24,7 @@ struct RelaydIntegrationTests {
     // MARK: 1. WebSocket basic flow
 
     @Test("WebSocket: ?token=, subscribe (bare and full), signed publish, byte-exact data, publisher's spelling",
-          .enabled(if: Peers.pythonEnabled), .timeLimit(.minutes(1)))
+          .enabled(if: Peers.pythonEnabled, "needs a Python with websockets: set RELAY_PYTHON"), .timeLimit(.minutes(1)))
     func webSocketBasic() async throws {
         let relay = try await Relayd.start()
         defer { relay.stop() }
@@ -118,7 +118,7 @@ struct RelaydIntegrationTests {
     // MARK: 2. Refusals
 
     @Test("Refusals: 4001 bad/expired token, 4003 unknown site, 4029 site limit, forbidden prefix",
-          .enabled(if: Peers.pythonEnabled), .timeLimit(.minutes(1)))
+          .enabled(if: Peers.pythonEnabled, "needs a Python with websockets: set RELAY_PYTHON"), .timeLimit(.minutes(1)))
     func refusals() async throws {
         let relay = try await Relayd.start()
         defer { relay.stop() }
@@ -158,7 +158,7 @@ struct RelaydIntegrationTests {
 
     // MARK: 3. Publish endpoint
 
-    @Test("POST /publish errors, scheme v2 with nonce, /site/stats", .enabled(if: Peers.pythonEnabled), .timeLimit(.minutes(1)))
+    @Test("POST /publish errors, scheme v2 with nonce, /site/stats", .enabled(if: Peers.pythonEnabled, "needs a Python with websockets: set RELAY_PYTHON"), .timeLimit(.minutes(1)))
     func publishEndpoint() async throws {
         let relay = try await Relayd.start()
         defer { relay.stop() }
@@ -234,7 +234,7 @@ struct RelaydIntegrationTests {
     }
 
     @Test("Process-wide --max-connections: WebSocket closed 1013, SSE gets a server_full event",
-          .enabled(if: Peers.pythonEnabled), .timeLimit(.minutes(1)))
+          .enabled(if: Peers.pythonEnabled, "needs a Python with websockets: set RELAY_PYTHON"), .timeLimit(.minutes(1)))
     func serverFull() async throws {
         let relay = try await Relayd.start(["--max-connections", "1"])
         defer { relay.stop() }
@@ -246,7 +246,7 @@ struct RelaydIntegrationTests {
         #expect(r["third_subscribed"][0].parsed["type"].string == "subscribed", "slot released after close")
     }
 
-    @Test("Configuration precedence: flag over environment over config file", .enabled(if: Peers.pythonEnabled),
+    @Test("Configuration precedence: flag over environment over config file", .enabled(if: Peers.pythonEnabled, "needs a Python with websockets: set RELAY_PYTHON"),
           .timeLimit(.minutes(1)))
     func configurationPrecedence() async throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("relayd-config-\(UUID().uuidString)")
@@ -268,7 +268,7 @@ struct RelaydIntegrationTests {
     }
 
     @Test("POST /publish/batch, idempotency key, live /site/stats, monthly quota 429",
-          .enabled(if: Peers.pythonEnabled), .timeLimit(.minutes(1)))
+          .enabled(if: Peers.pythonEnabled, "needs a Python with websockets: set RELAY_PYTHON"), .timeLimit(.minutes(1)))
     func publishBatchAndStats() async throws {
         let relay = try await Relayd.start()
         defer { relay.stop() }
@@ -316,7 +316,7 @@ struct RelaydIntegrationTests {
     // `{"v":1,"p":"ab/cd=="}`. Docs/core.md: data is "spliced into frames byte for byte;
     // never re-serialized. Encrypted envelopes pass through untouched." /publish keeps the bytes.
     @Test("BUG: /publish/batch keeps data bytes", .disabled(if: !runBugTests, "BUG: /publish/batch re-serializes data (escaped slash lost)"),
-          .enabled(if: Peers.pythonEnabled), .timeLimit(.minutes(1)))
+          .enabled(if: Peers.pythonEnabled, "needs a Python with websockets: set RELAY_PYTHON"), .timeLimit(.minutes(1)))
     func BUG_publishBatchByteExact() async throws {
         let relay = try await Relayd.start()
         defer { relay.stop() }
@@ -328,7 +328,7 @@ struct RelaydIntegrationTests {
     // MARK: 4. Client publish, binary, presence, auth refresh
 
     @Test("Client publish, binary frames with echo, presence join/sync/leave, in-band auth refresh, token expiry",
-          .enabled(if: Peers.pythonEnabled), .timeLimit(.minutes(1)))
+          .enabled(if: Peers.pythonEnabled, "needs a Python with websockets: set RELAY_PYTHON"), .timeLimit(.minutes(1)))
     func clientFeatures() async throws {
         let relay = try await Relayd.start()
         defer { relay.stop() }
@@ -414,7 +414,7 @@ struct RelaydIntegrationTests {
     // MARK: 5. Recovery
 
     @Test("WebSocket recovery: positions replay missed messages in order, wrong epoch replays nothing",
-          .enabled(if: Peers.pythonEnabled), .timeLimit(.minutes(1)))
+          .enabled(if: Peers.pythonEnabled, "needs a Python with websockets: set RELAY_PYTHON"), .timeLimit(.minutes(1)))
     func recovery() async throws {
         let relay = try await Relayd.start()
         defer { relay.stop() }
@@ -465,7 +465,7 @@ struct RelaydIntegrationTests {
     // MARK: 6. SSE
 
     @Test("SSE: v2 unnamed frames with id, Last-Event-ID recovers both channels, legacy named events, heartbeat",
-          .enabled(if: Peers.pythonEnabled), .timeLimit(.minutes(1)))
+          .enabled(if: Peers.pythonEnabled, "needs a Python with websockets: set RELAY_PYTHON"), .timeLimit(.minutes(1)))
     func sse() async throws {
         let relay = try await Relayd.start(["--sse-heartbeat", "1"])
         defer { relay.stop() }
@@ -529,7 +529,7 @@ struct RelaydIntegrationTests {
     // MARK: 7. Limits and liveness
 
     @Test("Liveness: JSON ping every --ping-interval, silent client closed 4002 after --idle-timeout",
-          .enabled(if: Peers.pythonEnabled), .timeLimit(.minutes(1)))
+          .enabled(if: Peers.pythonEnabled, "needs a Python with websockets: set RELAY_PYTHON"), .timeLimit(.minutes(1)))
     func liveness() async throws {
         let relay = try await Relayd.start(["--ping-interval", "1", "--idle-timeout", "3"])
         defer { relay.stop() }
@@ -550,7 +550,7 @@ struct RelaydIntegrationTests {
     }
 
     @Test("Slow consumer closed with 4008 while a fast subscriber receives everything; 1009 over frame/message limits",
-          .enabled(if: Peers.pythonEnabled), .timeLimit(.minutes(1)))
+          .enabled(if: Peers.pythonEnabled, "needs a Python with websockets: set RELAY_PYTHON"), .timeLimit(.minutes(1)))
     func limits() async throws {
         let relay = try await Relayd.start(["--outbox-bytes", "262144", "--max-frame-bytes", "131072",
                                             "--max-publish-body-bytes", "200000", "--max-batch", "3"])
@@ -596,7 +596,7 @@ struct RelaydIntegrationTests {
     }
 
     @Test("A 1 MiB binary Yjs update is echoed and delivered when the site's message limit allows it",
-          .enabled(if: Peers.pythonEnabled), .timeLimit(.minutes(1)))
+          .enabled(if: Peers.pythonEnabled, "needs a Python with websockets: set RELAY_PYTHON"), .timeLimit(.minutes(1)))
     func largeBinaryFrame() async throws {
         let relay = try await Relayd.start(["--site-max-message-bytes", "2097152"])
         defer { relay.stop() }
@@ -614,7 +614,7 @@ struct RelaydIntegrationTests {
     // `yjs:postType/post:123`, 1,048,576-byte payload) → close 1009 instead of the echo.
     @Test("BUG: default limits accept a 1 MiB binary Yjs update",
           .disabled(if: !runBugTests, "BUG: default --site-max-message-bytes (64 KiB) closes Yjs binary updates > 64 KiB with 1009"),
-          .enabled(if: Peers.pythonEnabled), .timeLimit(.minutes(1)))
+          .enabled(if: Peers.pythonEnabled, "needs a Python with websockets: set RELAY_PYTHON"), .timeLimit(.minutes(1)))
     func BUG_defaultLimitsLargeBinaryFrame() async throws {
         let relay = try await Relayd.start()
         defer { relay.stop() }
@@ -626,7 +626,7 @@ struct RelaydIntegrationTests {
     // MARK: 8. Lifecycle
 
     @Test("Lifecycle: register/unregister, SIGTERM exits 0 and closes clients, registry persists across restart",
-          .enabled(if: Peers.pythonEnabled), .timeLimit(.minutes(1)))
+          .enabled(if: Peers.pythonEnabled, "needs a Python with websockets: set RELAY_PYTHON"), .timeLimit(.minutes(1)))
     func lifecycle() async throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("relayd-lifecycle-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -711,7 +711,7 @@ struct RelaydIntegrationTests {
     // closed the sockets when MaintenanceService's onGracefulShutdown runs RelayService.beginShutdown().
     @Test("BUG: SIGTERM closes clients with 4500 and retry_after_ms",
           .disabled(if: !runBugTests, "BUG: SIGTERM closes WebSockets with 1000, not 4500 + retry_after_ms"),
-          .enabled(if: Peers.pythonEnabled), .timeLimit(.minutes(1)))
+          .enabled(if: Peers.pythonEnabled, "needs a Python with websockets: set RELAY_PYTHON"), .timeLimit(.minutes(1)))
     func BUG_shutdownCloseCode() async throws {
         let relay = try await Relayd.start()
         defer { relay.stop() }
@@ -733,7 +733,7 @@ struct RelaydIntegrationTests {
     ]
 
     @Test("RFC 6455: handshake, ping/pong, fragmentation, client close, protocol errors close 1002",
-          .enabled(if: Peers.pythonEnabled), .timeLimit(.minutes(1)))
+          .enabled(if: Peers.pythonEnabled, "needs a Python with websockets: set RELAY_PYTHON"), .timeLimit(.minutes(1)))
     func rfc6455() async throws {
         let relay = try await Relayd.start()
         defer { relay.stop() }
@@ -761,7 +761,7 @@ struct RelaydIntegrationTests {
     // not masked" (close 1002). relayd keeps the connection open and processes the frame.
     // Reproduction: raw socket, handshake, send an unmasked text frame `{"type":"pong"}` → no close.
     @Test("BUG: unmasked client frame is refused", .disabled(if: !runBugTests, "BUG: relayd accepts unmasked client frames (RFC 6455 §5.1)"),
-          .enabled(if: Peers.pythonEnabled), .timeLimit(.minutes(1)))
+          .enabled(if: Peers.pythonEnabled, "needs a Python with websockets: set RELAY_PYTHON"), .timeLimit(.minutes(1)))
     func BUG_rfc6455Unmasked() async throws {
         let relay = try await Relayd.start()
         defer { relay.stop() }
@@ -773,7 +773,7 @@ struct RelaydIntegrationTests {
     // relayd decodes it leniently and processes `{"type":"pong","x":"\xff\xfe"}` as a pong.
     // Also a close frame whose reason is invalid UTF-8 is answered with 1000 instead of 1007.
     @Test("BUG: invalid UTF-8 closes 1007", .disabled(if: !runBugTests, "BUG: invalid UTF-8 in text/close frames is not refused with 1007"),
-          .enabled(if: Peers.pythonEnabled), .timeLimit(.minutes(1)))
+          .enabled(if: Peers.pythonEnabled, "needs a Python with websockets: set RELAY_PYTHON"), .timeLimit(.minutes(1)))
     func BUG_rfc6455InvalidUTF8() async throws {
         let relay = try await Relayd.start()
         defer { relay.stop() }
@@ -788,7 +788,7 @@ struct RelaydIntegrationTests {
     // fragmented message) is closed with 1009 and reason "close(NIOWebSocket.WebSocketErrorCode.protocolError)"
     // (an internal type name on the wire) instead of 1002.
     @Test("BUG: fragmentation errors close 1002", .disabled(if: !runBugTests, "BUG: protocol errors while reading messages close with 1009, not 1002"),
-          .enabled(if: Peers.pythonEnabled), .timeLimit(.minutes(1)))
+          .enabled(if: Peers.pythonEnabled, "needs a Python with websockets: set RELAY_PYTHON"), .timeLimit(.minutes(1)))
     func BUG_rfc6455FragmentationErrors() async throws {
         let relay = try await Relayd.start()
         defer { relay.stop() }
@@ -807,7 +807,7 @@ struct RelaydIntegrationTests {
     // 100,000 × "a" + "\r\n\r\n", then recv → nothing for 5 s (the socket stays open).
     @Test("BUG: oversized request headers are rejected",
           .disabled(if: !runBugTests, "BUG: requests with headers over ~80 KB hang instead of being rejected"),
-          .enabled(if: Peers.pythonEnabled), .timeLimit(.minutes(1)))
+          .enabled(if: Peers.pythonEnabled, "needs a Python with websockets: set RELAY_PYTHON"), .timeLimit(.minutes(1)))
     func BUG_oversizedHeaders() async throws {
         let relay = try await Relayd.start()
         defer { relay.stop() }
@@ -819,7 +819,7 @@ struct RelaydIntegrationTests {
 
     // MARK: 9. Second independent client (Node `ws`)
 
-    @Test("Node ws client: basic flow, binary echo, client publish, refusals", .enabled(if: Peers.nodeEnabled),
+    @Test("Node ws client: basic flow, binary echo, client publish, refusals", .enabled(if: Peers.nodeEnabled, "needs node with the ws package on NODE_PATH"),
           .timeLimit(.minutes(1)))
     func nodeClient() async throws {
         let relay = try await Relayd.start()
