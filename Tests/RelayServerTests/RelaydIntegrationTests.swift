@@ -542,6 +542,9 @@ struct RelaydIntegrationTests {
         #expect(r["ponger_closed"].isNil, "a client answering pong stays open")
         #expect(r["ponger_open_after"].bool == true)
         #expect(r["ponger_msg"].parsed["event"].string == "still")
+        // No token at all: closed 4001 when the 10 s wait for an `auth` first frame ends.
+        #expect(r["no_token"]["code"].int == 4001, "\(r["no_token"])")
+        #expect((9.0...13.0).contains(r["no_token"]["after_s"].double ?? 0), "\(r["no_token"])")
         for key in ["silent", "subscriber_only"] {
             #expect(r[key]["code"].int == 4002, "\(key): \(r[key])")
             let after = r[key]["after_s"].double ?? 0

@@ -587,7 +587,7 @@ async def liveness():
         pings = []
         t0 = time.monotonic()
         try:
-            while time.monotonic() - t0 < 5.5:
+            while time.monotonic() - t0 < 10.8:  # keep answering while the no-token client waits
                 try:
                     m = await asyncio.wait_for(ponger.recv(), 0.5)
                 except asyncio.TimeoutError:
@@ -599,10 +599,12 @@ async def liveness():
             return pings, (e.rcvd.code if e.rcvd else 1006)
         return pings, None
 
-    res = await asyncio.gather(pong_loop(), wait_close(silent, 8), wait_close(subscriber_only, 8))
+    no_token = await ws_open()  # neither a token in the URL nor an `auth` first frame
+    res = await asyncio.gather(pong_loop(), wait_close(silent, 8), wait_close(subscriber_only, 8), wait_close(no_token, 14))
     r["pings"], r["ponger_closed"] = res[0]
     r["silent"] = res[1]
     r["subscriber_only"] = res[2]
+    r["no_token"] = res[3]
     r["ponger_open_after"] = ponger.close_code is None
     await apublish(site, "events", "still", '{"n":1}')
     r["ponger_msg"], _, _ = await until(ponger, is_msg, 3)
