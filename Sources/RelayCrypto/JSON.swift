@@ -150,6 +150,75 @@ public struct JSONParser {
         _ = try parse(bytes, maxDepth: maxDepth)
     }
 
+    /// Byte ranges of the elements of a top-level JSON array (each element
+    /// validated), so callers can pass elements on without re-serializing them.
+    /// When the input is an object, the array is taken from its member `member`.
+    public static func arrayElementRanges<Bytes: ContiguousBytes>(_ bytes: Bytes, member: String? = nil) throws(JSONError) -> [Range<Int>] {
+        let result: Result<[Range<Int>], JSONError> = bytes.withUnsafeBytes { raw in
+            var p = Cursor(bytes: raw, maxDepth: defaultMaxDepth)
+            do throws(JSONError) {
+                p.skipWhitespace()
+                guard p.i < raw.count else { throw p.fail("unexpected end") }
+                var arrayStart = p.i
+                var insideObject = false
+                if raw[p.i] == UInt8(ascii: "{"), let member {
+                    insideObject = true
+                    // Find the member, validating the whole object.
+                    p.i += 1
+                    var found: Int?
+                    p.skipWhitespace()
+                    if p.i < raw.count && raw[p.i] == UInt8(ascii: "}") { throw p.fail("missing \"\(member)\"") }
+                    while true {
+                        p.skipWhitespace()
+                        guard p.i < raw.count, raw[p.i] == UInt8(ascii: "\"") else { throw p.fail("expected member name") }
+                        let key = try p.string()
+                        p.skipWhitespace()
+                        guard p.i < raw.count, raw[p.i] == UInt8(ascii: ":") else { throw p.fail("expected ':'") }
+                        p.i += 1
+                        p.skipWhitespace()
+                        if key == member { found = p.i }
+                        _ = try p.value(depth: 1)
+                        p.skipWhitespace()
+                        guard p.i < raw.count else { throw p.fail("unexpected end in object") }
+                        if raw[p.i] == UInt8(ascii: ",") { p.i += 1; continue }
+                        if raw[p.i] == UInt8(ascii: "}") { p.i += 1; break }
+                        throw p.fail("expected ',' or '}'")
+                    }
+                    p.skipWhitespace()
+                    guard p.i == raw.count else { throw p.fail("trailing characters") }
+                    guard let found else { throw p.fail("missing \"\(member)\"") }
+                    arrayStart = found
+                    p.i = found
+                }
+                guard raw[p.i] == UInt8(ascii: "[") else { throw JSONError(offset: arrayStart, reason: "expected an array") }
+                p.i += 1
+                var ranges: [Range<Int>] = []
+                p.skipWhitespace()
+                if p.i < raw.count && raw[p.i] == UInt8(ascii: "]") { p.i += 1 } else {
+                    while true {
+                        p.skipWhitespace()
+                        let start = p.i
+                        _ = try p.value(depth: 1)
+                        ranges.append(start..<p.i)
+                        p.skipWhitespace()
+                        guard p.i < raw.count else { throw p.fail("unexpected end in array") }
+                        if raw[p.i] == UInt8(ascii: ",") { p.i += 1; continue }
+                        if raw[p.i] == UInt8(ascii: "]") { p.i += 1; break }
+                        throw p.fail("expected ',' or ']'")
+                    }
+                }
+                if !insideObject {
+                    p.skipWhitespace()
+                    guard p.i == raw.count else { throw p.fail("trailing characters") }
+                }
+                return .success(ranges)
+            } catch {
+                return .failure(error)
+            }
+        }
+        return try result.get()
+    }
+
     struct Cursor {
         let bytes: UnsafeRawBufferPointer
         let maxDepth: Int

@@ -108,7 +108,7 @@ extension RelayService {
         }
         switch await engine.publish(siteID: site.siteID, channel: p.channel, event: p.event, data: p.data, idempotencyKey: p.idempotencyKey) {
         case .success(let receipt):
-            publishedMessages.wrappingAdd(1, ordering: .relaxed)
+            if !receipt.duplicate { publishedMessages.wrappingAdd(1, ordering: .relaxed) }
             metrics.httpPublishes.increment()
             return HTTPReply.json(Self.receiptJSON(receipt))
         case .failure(let e):
@@ -123,27 +123,26 @@ extension RelayService {
     }
 
     /// `POST /publish/batch`: `{"publications":[{channel,event,data[,idempotency_key]},…]}` or a bare array,
-    /// signed as one body. Each item is answered in order; one failure does not stop the others.
+    /// signed as one body. Each item's `data` is passed on byte for byte, and each item is answered in
+    /// order; one failure does not stop the others.
     func publishBatch(_ body: [UInt8], siteID: String) async -> Response {
-        guard let parsed = try? JSONParser.parse(body) else {
-            return HTTPReply.error("invalid_body", "body is not JSON", status: .badRequest)
+        let ranges: [Range<Int>]
+        do { ranges = try JSONParser.arrayElementRanges(body, member: "publications") } catch {
+            return HTTPReply.error("invalid_body", "expected an array of publications: \(error)", status: .badRequest)
         }
-        guard let items = parsed.arrayValue ?? parsed["publications"]?.arrayValue else {
-            return HTTPReply.error("invalid_body", "expected an array of publications", status: .badRequest)
-        }
-        guard items.count <= configuration.maxBatchSize else {
+        guard ranges.count <= configuration.maxBatchSize else {
             return HTTPReply.error("batch_too_large", "at most \(configuration.maxBatchSize) publications per batch", status: .contentTooLarge)
         }
         var results: [JSONValue] = []
-        for item in items {
-            guard let channel = item["channel"]?.stringValue, let event = item["event"]?.stringValue, let data = item["data"] else {
+        for range in ranges {
+            guard let item = PublishBody.parse(Array(body[range])) else {
                 results.append(.object([("error", .string("invalid_body")), ("message", .string("expected channel, event and data"))]))
                 continue
             }
-            switch await engine.publish(siteID: siteID, channel: channel, event: event, data: data.serialized(),
-                                  idempotencyKey: item["idempotency_key"]?.stringValue) {
+            switch await engine.publish(siteID: siteID, channel: item.channel, event: item.event, data: item.data,
+                                        idempotencyKey: item.idempotencyKey) {
             case .success(let r):
-                publishedMessages.wrappingAdd(1, ordering: .relaxed)
+                if !r.duplicate { publishedMessages.wrappingAdd(1, ordering: .relaxed) }
                 metrics.httpPublishes.increment()
                 results.append(Self.receiptJSON(r))
             case .failure(let e):

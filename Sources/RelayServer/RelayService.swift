@@ -86,6 +86,11 @@ public final class RelayService: Sendable {
         return record
     }
 
+    /// The application and the drain that must run beside it, in `ServiceGroup` order.
+    public func makeServices() throws -> [any Service] {
+        [try makeApplication(), ShutdownDrainService(relay: self)]
+    }
+
     /// The Hummingbird application, ready to run.
     public func makeApplication(extraServices: [any Service] = []) throws -> some ApplicationProtocol {
         let router = Router(context: BasicWebSocketRequestContext.self)
@@ -99,8 +104,11 @@ public final class RelayService: Sendable {
         let wsConfig = WebSocketServerConfiguration(
             maxFrameSize: configuration.maxFrameBytes,
             autoPing: .disabled,
-            closeTimeout: .seconds(5))
-        var server: HTTPServerBuilder = .http1WebSocketUpgrade(webSocketRouter: router, configuration: .init(ws: wsConfig))
+            closeTimeout: .seconds(5),
+            validateUTF8: true)
+        // Idle HTTP connections (including ones that stall mid-request) are closed after 60 s.
+        let http1 = HTTP1Channel.Configuration(idleTimeout: .seconds(60))
+        var server: HTTPServerBuilder = .http1WebSocketUpgrade(webSocketRouter: router, configuration: .init(http1: http1, ws: wsConfig))
         switch (configuration.tlsCertificatePath, configuration.tlsKeyPath) {
         case (let cert?, let key?):
             let tls = TLSConfiguration.makeServerConfiguration(
@@ -178,6 +186,26 @@ struct MaintenanceService: Service {
             }
         } onGracefulShutdown: {
             relay.beginShutdown()
+        }
+        try? relay.sites.flushUsage()
+    }
+}
+
+/// Runs beside the application in a `ServiceGroup`, listed after it: graceful
+/// shutdown reaches services in reverse order, so this drain runs first. It
+/// closes every connection with 4500 (after its queued frames) and waits, up
+/// to `shutdownFlushTimeout`, for them to go before the HTTP server stops.
+public struct ShutdownDrainService: Service {
+    let relay: RelayService
+
+    public init(relay: RelayService) { self.relay = relay }
+
+    public func run() async throws {
+        try? await gracefulShutdown()
+        relay.beginShutdown()
+        let deadline = ContinuousClock.now + .milliseconds(Int64(relay.configuration.shutdownFlushTimeout * 1000))
+        while relay.sessions.count.load(ordering: .relaxed) > 0 && ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(20))
         }
         try? relay.sites.flushUsage()
     }

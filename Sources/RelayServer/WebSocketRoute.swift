@@ -100,11 +100,20 @@ extension RelayService {
                 }
                 engine.disconnect(conn, code: .normal, reason: "client closed")
             } catch {
-                // Oversized message or protocol error: the WebSocket layer has already sent its close.
-                engine.disconnect(conn, code: .messageTooBig, reason: "\(error)")
+                let (code, reason) = Self.closeCode(for: error)
+                engine.disconnect(conn, code: code, reason: reason)
             }
             await group.waitForAll()
         }
+    }
+
+    /// The close for an error the WebSocket layer raised while reading (RFC 6455 codes, no internal names).
+    static func closeCode(for error: any Error) -> (CloseCode, String) {
+        let text = String(describing: error)
+        if text.contains("messageTooLarge") { return (.messageTooBig, "message too big") }
+        if text.contains("dataInconsistentWithMessage") { return (CloseCode(1007), "invalid UTF-8") }
+        if text.contains("protocolError") { return (CloseCode(1002), "protocol error") }
+        return (CloseCode(1002), "protocol error")
     }
 
     /// The only writer of the socket: drains the engine's outbox.

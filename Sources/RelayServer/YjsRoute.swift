@@ -201,7 +201,8 @@ extension RelayService {
                 }
                 engine.disconnect(conn, code: .normal, reason: "client closed")
             } catch {
-                engine.disconnect(conn, code: .messageTooBig, reason: "\(error)")
+                let (code, reason) = Self.closeCode(for: error)
+                engine.disconnect(conn, code: code, reason: reason)
             }
             await group.waitForAll()
         }

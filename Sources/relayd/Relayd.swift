@@ -111,8 +111,7 @@ struct Relayd: AsyncParsableCommand {
         }
         say("relayd listening on \(c.tlsCertificatePath == nil ? "http" : "https")://\(c.host):\(c.port) (data: \(c.dataDirectory), sites: \(relay.sites.list().count))")
         say("admin API key: \(c.adminAPIKey == nil ? "in \(c.dataDirectory)/admin.key" : "from configuration")")
-        let app = try relay.makeApplication()
-        let group = ServiceGroup(configuration: .init(services: [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        let group = ServiceGroup(configuration: .init(services: try relay.makeServices(), gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
     }
 

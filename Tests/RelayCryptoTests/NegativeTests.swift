@@ -92,3 +92,18 @@ import Testing
         #expect(try key.open(key.seal(bytes("again"))) == bytes("again"))
     }
 }
+
+@Suite struct JSONRangeTests {
+    @Test func arrayElementRangesKeepBytes() throws {
+        let body = bytes(#" [ {"a":"x\/y"} , 1e3,"s" ] "#)
+        let r = try JSONParser.arrayElementRanges(body)
+        #expect(r.map { text(Array(body[$0])) } == [#"{"a":"x\/y"}"#, "1e3", #""s""#])
+        let wrapped = bytes(#"{"other":[9],"publications":[{"data":{"p":"a\/b"}}]}"#)
+        let w = try JSONParser.arrayElementRanges(wrapped, member: "publications")
+        #expect(w.map { text(Array(wrapped[$0])) } == [#"{"data":{"p":"a\/b"}}"#])
+        #expect(try JSONParser.arrayElementRanges(bytes("[]")).isEmpty)
+        for bad in ["[1,]", "{\"x\":[1]}", "[1] 2", "{\"publications\":[1,2}"] {
+            #expect(throws: JSONError.self) { try JSONParser.arrayElementRanges(bytes(bad), member: "publications") }
+        }
+    }
+}
