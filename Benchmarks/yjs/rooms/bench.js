@@ -385,7 +385,7 @@ async function typingRound (s, room) {
     const r = {
       mode: closedLoop ? `closed loop, ${WINDOW} in flight per client` : `${RATE} updates/s per client`,
       seconds: round(secs), updatesSentPerSec: round(st.sent / secs, 0), deliveredPerSec: round(st.delivered / secs, 0),
-      p50Ms: round(quantile(st.lat, 0.5), 3), p99Ms: round(quantile(st.lat, 0.99), 3), maxMs: round(Math.max(...st.lat), 1),
+      p50Ms: round(quantile(st.lat, 0.5), 3), p99Ms: round(quantile(st.lat, 0.99), 3), maxMs: round(st.lat.reduce((a, b) => a > b ? a : b, 0), 1),
       serverCpuPct: round(cpu / secs / 10, 0), serverCpuUsPerDelivery: round(cpu * 1000 / Math.max(1, st.delivered), 2),
       loadgenCpuPct: round((me.user + me.system) / 1000 / secs / 10, 0)
     }
