@@ -315,6 +315,8 @@ async function typingRound (s, room) {
   await loadRoom(s, room)
   const clients = []
   const sent = new Map() // key client*1e7+clock → send time
+  const sentIndex = new Map() // same key → how many updates the room had received before it
+  let sentTotal = 0
   let st = null // per-phase stats
   const onMessage = (c, d) => {
     const m = parse(d)
@@ -334,6 +336,7 @@ async function typingRound (s, room) {
     if (t0 === undefined || !st.measuring) return
     st.delivered++
     st.lat.push(t - t0)
+    if (t - t0 > 100) { st.slow++; const n = sentIndex.get(id[0] * 1e7 + id[1]); if (!st.slowAt.includes(n)) st.slowAt.push(n) }
   }
   for (let i = 0; i < CLIENTS; i++) {
     const id = 1000 + i
@@ -350,12 +353,13 @@ async function typingRound (s, room) {
     if (c.closed) return
     const f = typedUpdate(c.id, c.clock)
     sent.set(c.id * 1e7 + c.clock, now())
+    sentIndex.set(c.id * 1e7 + c.clock, sentTotal++)
     c.clock++; c.inflight++
     c.ws.send(f)
     if (st.measuring) st.sent++
   }
   async function phase (closedLoop) {
-    st = { closed: closedLoop, running: true, measuring: false, sent: 0, delivered: 0, lat: [] }
+    st = { closed: closedLoop, running: true, measuring: false, sent: 0, delivered: 0, lat: [], slow: 0, slowAt: [] }
     const warm = 1500
     const t0 = now()
     let m0 = null
@@ -387,7 +391,10 @@ async function typingRound (s, room) {
       seconds: round(secs), updatesSentPerSec: round(st.sent / secs, 0), deliveredPerSec: round(st.delivered / secs, 0),
       p50Ms: round(quantile(st.lat, 0.5), 3), p99Ms: round(quantile(st.lat, 0.99), 3), maxMs: round(st.lat.reduce((a, b) => a > b ? a : b, 0), 1),
       serverCpuPct: round(cpu / secs / 10, 0), serverCpuUsPerDelivery: round(cpu * 1000 / Math.max(1, st.delivered), 2),
-      loadgenCpuPct: round((me.user + me.system) / 1000 / secs / 10, 0)
+      loadgenCpuPct: round((me.user + me.system) / 1000 / secs / 10, 0),
+      deliveriesOver100ms: st.slow,
+      // which updates (the room's n-th typed update) arrived > 100 ms late somewhere (first 20)
+      slowUpdates: st.slowAt.slice(0, 20)
     }
     // drain: wait for in-flight updates before the next phase
     const td = now()
