@@ -7,13 +7,15 @@
 //   --ref-server PATH     y-websocket server.js (default /usr/share/nodejs/y-websocket/bin/server.js)
 //   --fetch-reps N        (a) repetitions per server (default 60)
 //   --clients N           (b) typing clients (default 20)
-//   --rounds N            (b) rounds per server, interleaved (default 2)
+//   --rounds N            (b) rounds per server, interleaved (default 3)
 //   --phase-seconds S     (b) measured seconds per phase (default 8)
 //   --rate R              (b) open-loop updates/s per client (default 10)
 //   --window W            (b) closed-loop outstanding updates per client (default 4)
 //   --rooms K             (c) rooms loaded per fresh server (default 16)
 //   --servers a,b,c       subset of relayd-memory,relayd-sqlite,reference
 //   --pidfile FILE        child pids are written here (run.sh kills leftovers)
+//   --skip a,b            leave out fetch, typing, saturated or memory (profiling runs)
+//   --timeline            also report the max latency per 250 typed updates (index = room's update count)
 'use strict'
 const { spawn } = require('child_process')
 const fs = require('fs')
@@ -33,13 +35,15 @@ const STATE = fs.readFileSync(opt('state'))
 const TEXT = fs.existsSync(opt('state') + '.txt') ? fs.readFileSync(opt('state') + '.txt', 'utf8') : null
 const FETCH_REPS = +opt('fetch-reps', 60)
 const CLIENTS = +opt('clients', 20)
-const ROUNDS = +opt('rounds', 2)
+const ROUNDS = +opt('rounds', 3)
 const PHASE_S = +opt('phase-seconds', 8)
 const RATE = +opt('rate', 10)
 const WINDOW = +opt('window', 4)
 const ROOMS = +opt('rooms', 16)
 const SERVERS = opt('servers', 'relayd-memory,reference,relayd-sqlite').split(',')
 const PIDFILE = opt('pidfile')
+const TIMELINE = argv.includes('--timeline') // max latency per 250 typed updates (diagnostics)
+const SKIP = (opt('skip', '') || '').split(',') // fetch, typing, saturated, memory (for profiling runs)
 if (!RELAYD && SERVERS.some(s => s.startsWith('relayd'))) throw new Error('--relayd PATH required')
 
 const log = (...a) => process.stderr.write(a.join(' ') + '\n')
@@ -336,12 +340,15 @@ async function typingRound (s, room) {
     if (t0 === undefined || !st.measuring) return
     st.delivered++
     st.lat.push(t - t0)
+    c.lat.push(t - t0)
+    if (TIMELINE && t - t0 > 100) { const k = id[0] * 1e7 + id[1]; st.slowBy.set(k, (st.slowBy.get(k) || 0) + 1) }
+    if (TIMELINE) { const b = Math.floor(sentIndex.get(id[0] * 1e7 + id[1]) / 250); st.timeline[b] = Math.max(st.timeline[b] || 0, Math.round(t - t0)) }
     if (t - t0 > 100) { st.slow++; const n = sentIndex.get(id[0] * 1e7 + id[1]); if (!st.slowAt.includes(n)) st.slowAt.push(n) }
   }
   for (let i = 0; i < CLIENTS; i++) {
     const id = 1000 + i
     const ws = await open(s.base + room + s.query('u' + (i + 1)))
-    const c = { id, ws, clock: 0, inflight: 0, closed: null }
+    const c = { id, ws, clock: 0, inflight: 0, closed: null, lat: [] }
     c.ready = new Promise(resolve => { c.onReady = resolve })
     clients.push(c)
     ws.on('close', (code, reason) => { c.closed = code + ' ' + reason })
@@ -359,7 +366,8 @@ async function typingRound (s, room) {
     if (st.measuring) st.sent++
   }
   async function phase (closedLoop) {
-    st = { closed: closedLoop, running: true, measuring: false, sent: 0, delivered: 0, lat: [], slow: 0, slowAt: [] }
+    for (const c of clients) c.lat = []
+    st = { closed: closedLoop, running: true, measuring: false, sent: 0, delivered: 0, lat: [], slow: 0, slowAt: [], timeline: [], slowBy: new Map() }
     const warm = 1500
     const t0 = now()
     let m0 = null
@@ -393,8 +401,16 @@ async function typingRound (s, room) {
       serverCpuPct: round(cpu / secs / 10, 0), serverCpuUsPerDelivery: round(cpu * 1000 / Math.max(1, st.delivered), 2),
       loadgenCpuPct: round((me.user + me.system) / 1000 / secs / 10, 0),
       deliveriesOver100ms: st.slow,
+      // fairness: the lowest and highest per-receiver p50 / p99 (ms)
+      receiverP50Range: [round(Math.min(...clients.map(c => quantile(c.lat, 0.5))), 2), round(Math.max(...clients.map(c => quantile(c.lat, 0.5))), 2)],
+      receiverP99Range: [round(Math.min(...clients.map(c => quantile(c.lat, 0.99))), 2), round(Math.max(...clients.map(c => quantile(c.lat, 0.99))), 2)],
       // which updates (the room's n-th typed update) arrived > 100 ms late somewhere (first 20)
-      slowUpdates: st.slowAt.slice(0, 20)
+      slowUpdates: st.slowAt.slice(0, 20),
+      ...(TIMELINE ? {
+        timelineMaxMsPer250: Array.from(st.timeline, x => x || 0),
+        // for updates late (> 100 ms) somewhere: how many of the other clients got them late → count of updates
+        slowFanout: [...st.slowBy.values()].reduce((h, n) => { h[n] = (h[n] || 0) + 1; return h }, {})
+      } : {})
     }
     // drain: wait for in-flight updates before the next phase
     const td = now()
@@ -404,7 +420,7 @@ async function typingRound (s, room) {
     return r
   }
   const fixed = await phase(false)
-  const sat = await phase(true)
+  const sat = SKIP.includes('saturated') ? null : await phase(true)
   const rss = procStatus(s.pid)
   await Promise.all(clients.map(c => closeWS(c.ws)))
   return { fixed, saturated: sat, rssKBAfter: rss.rssKB }
@@ -467,14 +483,14 @@ async function main () {
     fetchReps: FETCH_REPS, rooms: ROOMS, node: process.version
   }
   try {
-    result.fetch = await benchFetch(servers)
-    result.typing = await benchTyping(servers)
+    if (!SKIP.includes('fetch')) result.fetch = await benchFetch(servers)
+    if (!SKIP.includes('typing')) result.typing = await benchTyping(servers)
   } finally {
     for (const s of servers) await s.stop()
   }
-  log(`(c) memory: fresh servers, ${ROOMS} rooms each holding the paper`)
+  if (!SKIP.includes('memory')) log(`(c) memory: fresh servers, ${ROOMS} rooms each holding the paper`)
   result.memory = {}
-  for (const k of SERVERS) result.memory[k] = await benchMemory(k)
+  for (const k of SERVERS) if (!SKIP.includes('memory')) result.memory[k] = await benchMemory(k)
   result.finished = new Date().toISOString()
   process.stdout.write(JSON.stringify(result, null, 1) + '\n')
 }

@@ -92,12 +92,38 @@ ${r.fetchReps} fetches for (a) and over ${r.rounds} rounds of ${r.phaseSeconds} 
   persistence keeps every Y.Doc in memory (its rooms are only dropped when persistence is on);
   relayd keeps a room in memory until it has been idle 300 s. No forced GC in node.
 - **Servers**: relayd release build, \`--yjs-persistence memory\` (parity with the reference,
-  which here runs **without persistence**: its \`YPERSISTENCE\` option needs y-leveldb, which is
-  not installed on Debian, so no LevelDB run was possible) and \`--yjs-persistence sqlite\`
+  which here runs **without persistence**: its \`YPERSISTENCE\` option requires y-leveldb, which
+  Debian does not package (\`apt-cache policy node-y-leveldb\`: no candidate), so no LevelDB run) and \`--yjs-persistence sqlite\`
   (relayd's default, durable before broadcast) as a second data point. Reference: Debian's
   \`node /usr/share/nodejs/y-websocket/bin/server.js\` (y-websocket 1.4.5), env HOST/PORT, GC on.
   All on 127.0.0.1; per-message deflate off on the clients.
 ${closed.length ? '- **Connections closed by a server during (b)**: ' + closed.join('; ') + '\n' : ''}
+### What limits relayd here (profiling runs, 2026-11-29 06:30-06:45 UTC, same machine)
+
+Evidence from \`Benchmarks/yjs/rooms/profile.sh\` (\`perf record -g\` of the server during (b)'s
+closed-loop phase), \`perf sched latency\` and \`bench.js --timeline\`; not re-measured by every run.
+
+- **(b) throughput is bound by one write syscall per delivered frame, in both servers.** relayd:
+  ~63% of its CPU samples under NIO's \`NIOAsyncChannelHandler._didYield\` → write + flush of one
+  WebSocket frame, ~44% inside \`writev\` (kernel TCP send of a ~25-byte frame). The Yjs work is
+  small: \`handleYjsFrame\` ~5% (\`DocumentStore.applyUpdate\` 1.8%, \`foldPending\` 0.8%,
+  \`broadcastYjs\` 2.6%). Reference (node): ~58% of its samples in \`writev\`. Hence relayd's CPU
+  per delivered update is close to the reference's (row above), and 2× on (b) is out of reach
+  without writing several queued frames per flush/\`writev\` on a connection (relayd's
+  \`writeLoop\` awaits \`outbound.write\` per frame). Server change, not made here.
+- **relayd's tail latency under saturation is worse than the reference's.** During a closed-loop
+  phase with deliveries 300-650 ms late, \`perf sched latency\` showed at most 32 ms scheduling
+  delay for relayd's threads (the machine's run queue is not the cause). Counting, for each update
+  late (> 100 ms) somewhere, at how many of the 19 receivers it was late: relayd mostly at exactly
+  10 (1,076 of 3,671 updates) or all 19 (961); reference at all 19 (1,070 of 1,201). relayd's stalls hit
+  about half of the connections at a time, consistent with one of its two NIO event loops
+  (\`NIO-SGLTN-1-#1/#2\`, each serving about half the sockets) falling behind its queued
+  one-frame writes. Not proven beyond that.
+- At 10 updates/s per client relayd's p99 moves between runs (5-125 ms): occasional ~200 ms stalls
+  in some rounds; a 30 s run at 25 updates/s per client had 19 of 285,000 deliveries over 100 ms.
+- relayd answers step 1 with 276,979 bytes (it coalesces structs) against Yjs's 311,035; both
+  decode to the trace's endContent.
+
 Command: \`${command}\` (builds relayd in release, prepares the document once (cached in
 \`Benchmarks/yjs/rooms/.cache\`), runs \`Benchmarks/yjs/rooms/bench.js\` under a 9-minute timeout,
 writes this section; raw numbers in \`Benchmarks/yjs/rooms/last-run.json\`). The machine is shared
