@@ -50,7 +50,7 @@ LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "running bench.js (load average $LOAD0)…" >&2
 TMPDIR="$TMP" timeout -k 10 "${BENCH_TIMEOUT:-540}" node "$DIR/bench.js" --relayd "$RELAYD" --state "$STATE" --pidfile "$PIDFILE" "$@" > "$TMP/result.json"
 LOAD1=$(cut -d' ' -f1-3 /proc/loadavg)
-cp "$TMP/result.json" "$DIR/last-run.json"
+[ "$WRITE" = 1 ] && cp "$TMP/result.json" "$DIR/last-run.json"
 
 MACHINE="$(nproc) cores ($CPU), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM, Linux $(uname -r), shared with other sessions (load average $LOAD0 at start, $LOAD1 at end); $("$SWIFT" --version 2>/dev/null | head -1 | sed 's/ (.*//'); yjs $(node -p "require('yjs/package.json').version"), y-websocket $(node -p "require('y-websocket/package.json').version"), ws $(node -p "require('ws/package.json').version")"
 CMD="Benchmarks/yjs/rooms/run.sh${*:+ $*}"
