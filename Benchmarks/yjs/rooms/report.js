@@ -129,13 +129,13 @@ closed-loop phase), \`perf sched latency\` and \`bench.js --timeline\`; not re-m
   5.3/5.8 ms, max 26 ms, relayd threads' max scheduling delay 8 ms (event loops) and 40 ms
   (cooperative pool); a 30 s run at 25/s per client had 19 of 285,000 deliveries over 100 ms.
   Cause not established.
-- Run-to-run spread: a second full run at 06:46 UTC (\`run.sh --no-write\`, load average 5.9
+- Run-to-run spread: a second full run at 06:44 UTC (\`run.sh --no-write\`, load average 5.9
   instead of 6-10) gave, relayd (memory) vs reference: (a) 4.9 vs 16.8 ms (3.42×); (b) at 10/s
   p50 0.81 vs 0.71 ms, p99 6.25 vs 5.26 ms (no stalls that time); saturated 79,155 vs 40,293
   updates/s (1.96×), p99 305 vs 92 ms, server CPU 9.7 vs 11.0 µs per delivery (1.14×) at 76% vs
   53% of a core; relayd (sqlite) saturated 40,044/s; (c) 0.87 vs 6.40 MB per room. relayd's
-  throughput lead comes mostly from using more CPU (two event loops) rather than from cheaper
-  deliveries: reference CPU per delivered update ÷ relayd's was 0.85-1.26 in the three full runs (06:26, 06:38, 06:46 UTC).
+  throughput lead comes mostly from using more CPU (several threads on the 2 cores) rather than from cheaper
+  deliveries: reference CPU per delivered update ÷ relayd's was 0.85-1.26 in the three full runs (06:26, 06:38, 06:44 UTC).
 - relayd answers step 1 with 276,979 bytes (it coalesces structs) against Yjs's 311,035; both
   decode to the trace's endContent.
 
