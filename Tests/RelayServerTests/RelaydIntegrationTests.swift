@@ -556,7 +556,8 @@ struct RelaydIntegrationTests {
           .enabled(if: Peers.pythonEnabled, "needs a Python with websockets: set RELAY_PYTHON"), .timeLimit(.minutes(1)))
     func limits() async throws {
         let relay = try await Relayd.start(["--outbox-bytes", "262144", "--max-frame-bytes", "131072",
-                                            "--max-publish-body-bytes", "200000", "--max-batch", "3"])
+                                            "--max-publish-body-bytes", "200000", "--max-batch", "3",
+                                            "--site-max-message-bytes", "65536"])
         defer { relay.stop() }
         let r = try await relay.python("slow_consumer", ["slow_count": 150, "slow_pad": 60000])
 
