@@ -3,7 +3,7 @@ export NODE_PATH := /usr/share/nodejs
 export RELAY_PYTHON := $(CURDIR)/.venv/bin/python
 export RELAY_REQUIRE_PEERS := 1
 
-.PHONY: run test build release deps test-deps bench bench-crypto bench-core bench-yjs-algebra clean
+.PHONY: run test build release deps test-deps bench bench-crypto bench-core bench-yjs-algebra bench-yjs clean
 
 ## Starts relayd on its embedded default (127.0.0.1:8080, ./relay-data, dev site).
 run: deps
@@ -43,6 +43,10 @@ bench-core: deps
 ## YjsSync update algebra beside Yjs (node) and pycrdt on the automerge-paper trace.
 bench-yjs-algebra: test-deps
 	Benchmarks/yjs/run.sh
+
+## Yjs rooms: relayd vs the y-websocket reference server (node), side by side.
+bench-yjs: test-deps
+	Benchmarks/yjs/rooms/run.sh
 
 clean:
 	rm -rf .build
