@@ -315,7 +315,7 @@ struct RelaydIntegrationTests {
     // `data.serialized()` to the engine), so `{"v":1,"p":"ab\/cd=="}` is delivered as
     // `{"v":1,"p":"ab/cd=="}`. Docs/core.md: data is "spliced into frames byte for byte;
     // never re-serialized. Encrypted envelopes pass through untouched." /publish keeps the bytes.
-    @Test("BUG: /publish/batch keeps data bytes", .disabled(if: !runBugTests, "BUG: /publish/batch re-serializes data (escaped slash lost)"),
+    @Test("/publish/batch keeps data bytes (fixed: was re-serialized)",
           .enabled(if: Peers.pythonEnabled, "needs a Python with websockets: set RELAY_PYTHON"), .timeLimit(.minutes(1)))
     func BUG_publishBatchByteExact() async throws {
         let relay = try await Relayd.start()
@@ -616,8 +616,7 @@ struct RelaydIntegrationTests {
     // exceeds 65,536 bytes (e.g. a 70 KB Yjs sync step for a long post) closes the socket with 1009
     // "message too big". Reproduction: default relayd, send a binary frame (channel
     // `yjs:postType/post:123`, 1,048,576-byte payload) → close 1009 instead of the echo.
-    @Test("BUG: default limits accept a 1 MiB binary Yjs update",
-          .disabled(if: !runBugTests, "BUG: default --site-max-message-bytes (64 KiB) closes Yjs binary updates > 64 KiB with 1009"),
+    @Test("Default limits accept a 1 MiB binary Yjs update (fixed: default was 64 KiB)",
           .enabled(if: Peers.pythonEnabled, "needs a Python with websockets: set RELAY_PYTHON"), .timeLimit(.minutes(1)))
     func BUG_defaultLimitsLargeBinaryFrame() async throws {
         let relay = try await Relayd.start()
@@ -713,8 +712,7 @@ struct RelaydIntegrationTests {
     // stop accepting, close every connection with the shutdown code and a jittered reconnect hint").
     // relayd logs "shutting down: closing 0 connections with 4500": the HTTP server has already
     // closed the sockets when MaintenanceService's onGracefulShutdown runs RelayService.beginShutdown().
-    @Test("BUG: SIGTERM closes clients with 4500 and retry_after_ms",
-          .disabled(if: !runBugTests, "BUG: SIGTERM closes WebSockets with 1000, not 4500 + retry_after_ms"),
+    @Test("SIGTERM closes clients with 4500 and retry_after_ms (fixed: was 1000)",
           .enabled(if: Peers.pythonEnabled, "needs a Python with websockets: set RELAY_PYTHON"), .timeLimit(.minutes(1)))
     func BUG_shutdownCloseCode() async throws {
         let relay = try await Relayd.start()
@@ -791,7 +789,7 @@ struct RelaydIntegrationTests {
     // A protocol error (continuation frame with no message started, or a new text frame inside a
     // fragmented message) is closed with 1009 and reason "close(NIOWebSocket.WebSocketErrorCode.protocolError)"
     // (an internal type name on the wire) instead of 1002.
-    @Test("BUG: fragmentation errors close 1002", .disabled(if: !runBugTests, "BUG: protocol errors while reading messages close with 1009, not 1002"),
+    @Test("Fragmentation errors close 1002 (fixed: was 1009)",
           .enabled(if: Peers.pythonEnabled, "needs a Python with websockets: set RELAY_PYTHON"), .timeLimit(.minutes(1)))
     func BUG_rfc6455FragmentationErrors() async throws {
         let relay = try await Relayd.start()
