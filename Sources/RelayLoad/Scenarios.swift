@@ -334,7 +334,6 @@ public enum LoadScenarios {
         let pool = try SubscriberPool(target: target, options: options)
         let pubGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let publisher = Publisher(target: target, loop: pubGroup.next(), channelNames: names, payloadSize: config.payloadBytes)
-        defer { try? pubGroup.syncShutdownGracefully() }
 
         progress(options, "\(target.kind.rawValue): connecting \(config.subscribers) subscribers on \(config.channels) channels")
         let channels = config.channels
@@ -399,6 +398,7 @@ public enum LoadScenarios {
         _ = try? await publisher.close().get()
         try await pool.closeAll()
         await pool.shutdown()
+        try? await pubGroup.shutdownGracefully()
         return FanoutResult(target: target.kind.rawValue, config: config, ramp: ramp, connectLatency: connectLatency, steps: steps,
                             totalLost: totals.lost, totalDuplicates: dups, serverRSSBytes: rss)
     }
@@ -497,13 +497,13 @@ public enum LoadScenarios {
     public static func publish(target: LoadTarget, config: PublishConfig, options: LoadOptions) async throws -> PublishResult {
         let names = (0..<max(1, config.channels)).map { target.channelName(run: options.runID, index: $0) }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        defer { try? group.syncShutdownGracefully() }
         let publisher = Publisher(target: target, loop: group.next(), channelNames: names, payloadSize: config.payloadBytes)
         try await publisher.start(connections: config.connections).get()
         let before = ProcSampler.sample(options.serverPids)
         let step = try await publisher.runStep(rate: config.rate, seconds: config.seconds).get()
         let after = ProcSampler.sample(options.serverPids)
         _ = try? await publisher.close().get()
+        try? await group.shutdownGracefully()
         return PublishResult(target: target.kind.rawValue, config: config, step: step, server: usage(from: before, to: after))
     }
 }

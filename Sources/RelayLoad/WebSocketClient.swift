@@ -210,7 +210,7 @@ public struct WebSocketConnector: Sendable {
             .bind(to: source)
             .channelInitializer { channel in
                 let requestHandler = UpgradeRequestHandler(host: hostHeader, uri: uri) { error in ready.fail(error) }
-                let upgrader = NIOWebSocketClientUpgrader(maxFrameSize: 1 << 22, enableAutomaticErrorHandling: false) { channel, _ in
+                let upgrader = NIOWebSocketClientUpgrader(maxFrameSize: 1 << 22, automaticErrorHandling: false) { channel, _ in
                     channel.eventLoop.makeCompletedFuture {
                         let h = SubscriberHandler(state: state, stats: stats, subscribeFrame: frame, ready: ready, started: started)
                         try channel.pipeline.syncOperations.addHandler(h)
