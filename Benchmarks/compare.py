@@ -180,11 +180,11 @@ def main():
     ap.add_argument("--write", help="markdown file to update between the load markers")
     ap.add_argument("--json-out", default=None, help="also save raw results here")
     ap.add_argument("--quick", action="store_true", help="smaller scenarios (smoke test)")
-    ap.add_argument("--only", default="abc", help="scenarios to run, e.g. 'ac'")
+    ap.add_argument("--only", default="abcd", help="scenarios to run, e.g. 'ac'")
     a = ap.parse_args()
 
     q = a.quick
-    rates_a = "20,50,100,200" if q else "50,100,200,300,400,500,600,800,1000,1200,1500,2000,2500,3000,4000,5000"
+    rates_a = "5,10,20,50" if q else "5,10,15,20,30,40,50,75,100,150,200,300,400,600,800,1000"
     scenarios = {
         "a": ["fanout", "--subscribers", "200" if q else "1000", "--channels", "1", "--payload", "1024",
               "--rate", rates_a, "--duration", "3" if q else "5", "--p99-limit", "50", "--publishers", "1"],
@@ -192,11 +192,12 @@ def main():
               "--rate", "1000", "--duration", "5" if q else "20", "--publishers", "4", "--all-steps", "--p99-limit", "50"],
         "c": ["connections", "--connections", "1500" if q else "15000", "--channels", "1000", "--hold", "5",
               "--connect-rate", "5000", "--concurrency", "256"],
+        "d": ["publish", "--rate", "0", "--duration", "3" if q else "5", "--publishers", "4", "--channels", "100", "--payload", "256"],
     }
     servers = [Relayd(a.relayd), Nchan()]
     started = datetime.datetime.now(datetime.timezone.utc)
     results = {}
-    for key in "cab":
+    for key in "cabd":
         if key not in a.only:
             continue
         for s in servers:
@@ -286,21 +287,26 @@ def render(results, scenarios, started, mach, quick):
         out.append(f"| | server RSS before → after (MiB) | {fmt(mib(g(rc, 'server_rss_before_bytes')), 1)} → {fmt(mib(g(rc, 'server_rss_after_bytes')), 1)} | {fmt(mib(g(nc, 'server_rss_before_bytes')), 1)} → {fmt(mib(g(nc, 'server_rss_after_bytes')), 1)} | |")
         out.append(f"| | connect latency p50 / p99 (ms) | {fmt(g(rc, 'connect_latency', 'p50_ms'), 2)} / {fmt(g(rc, 'connect_latency', 'p99_ms'), 2)} | {fmt(g(nc, 'connect_latency', 'p50_ms'), 2)} / {fmt(g(nc, 'connect_latency', 'p99_ms'), 2)} | |")
         out.append(f"| | connects/s during the ramp | {fmt(g(rc, 'connects_per_s'))} | {fmt(g(nc, 'connects_per_s'))} | |")
+    if results.get("d"):
+        rd, nd = results["d"].get("relayd", {}), results["d"].get("nchan", {})
+        out.append(f"| (d) publishes, no subscribers, 4 connections, 256 B | publishes/s (closed loop) | {fmt(g(rd, 'publishes_per_s'))} | {fmt(g(nd, 'publishes_per_s'))} | {ratio(g(rd, 'publishes_per_s'), g(nd, 'publishes_per_s'))} |")
+        out.append(f"| | publish latency p50 / p99 (ms) | {fmt(g(rd, 'latency', 'p50_ms'), 2)} / {fmt(g(rd, 'latency', 'p99_ms'), 2)} | {fmt(g(nd, 'latency', 'p50_ms'), 2)} / {fmt(g(nd, 'latency', 'p99_ms'), 2)} | |")
+        out.append(f"| | server CPU seconds | {fmt(g(rd, 'server', 'cpu_s'), 2)} | {fmt(g(nd, 'server', 'cpu_s'), 2)} | {ratio(g(rd, 'server', 'cpu_s'), g(nd, 'server', 'cpu_s'))} |")
     out.append("")
     # Step details for (a).
     if A:
-        out.append("Scenario (a) steps (publish rate → deliveries/s, p99 ms, server CPU cores; `*` = not sustained):")
+        out.append("Scenario (a) steps: target publish rate (achieved) → deliveries/s, delivery p99 ms, server CPU cores, publish request p50 ms; `*` = not sustained:")
         out.append("")
         for name in ("relayd", "nchan"):
             r = A.get(name, {})
             parts = []
             for s in r.get("steps", []):
-                parts.append(f"{fmt(g(s, 'target_publish_rate'))} → {fmt(g(s, 'deliveries_per_s'))}, {fmt(g(s, 'latency', 'p99_ms'), 1)}, {fmt(g(s, 'server_cpu_per_s'), 2)}{'' if s.get('sustained') else '*'}")
+                parts.append(f"{fmt(g(s, 'target_publish_rate'))} ({fmt(g(s, 'publish_rate'))}) → {fmt(g(s, 'deliveries_per_s'))}, {fmt(g(s, 'latency', 'p99_ms'), 1)}, {fmt(g(s, 'server_cpu_per_s'), 2)}, {fmt(g(s, 'publish_latency', 'p50_ms'), 1)}{'' if s.get('sustained') else '*'}")
             out.append(f"- {name}: " + ("; ".join(parts) if parts else str(r.get("error", "no result"))))
         out.append("")
     out.append("Commands (each against a freshly started server; `…` = the target's URL, credentials and `--server-pid`):")
     out.append("")
-    for key in "cab":
+    for key in "cabd":
         if key in results:
             out.append(f"- ({key}) `relayctl bench {' '.join(scenarios[key])} --target relayd|nchan … --json`")
     out.append(f"- relayd: `relayd --port {RELAYD_PORT} --data-dir <tmp> --site-max-connections 20000 --max-connections 18000 --log-level warning`")

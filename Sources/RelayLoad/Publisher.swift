@@ -129,7 +129,7 @@ public final class Publisher: @unchecked Sendable {
     var latency = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: .three)
     var scheduledCount: UInt64 = 0
     var cursor = 0
-    var stopped = true
+    var windowClosed = false
     var closing = false
 
     public init(target: LoadTarget, loop: EventLoop, channelNames: [String], payloadSize: Int) {
@@ -199,12 +199,13 @@ public final class Publisher: @unchecked Sendable {
             let promise = self.loop.makePromise(of: PublishStepResult.self)
             let start = MonoClock.nanos()
             self.scheduledCount = 0
+            self.windowClosed = false
             let tick: TimeAmount = .milliseconds(1)
             let task = self.loop.scheduleRepeatedTask(initialDelay: .zero, delay: tick) { task in
                 let elapsed = Double(MonoClock.nanos() - start) / 1e9
                 if elapsed >= seconds {
                     task.cancel()
-                    self.finishStep(start: start, drainUntil: MonoClock.nanos() + UInt64(drain * 1e9), promise: promise)
+                    self.finishStep(start: start, drainUntil: MonoClock.nanos() + UInt64((drain + 30) * 1e9), promise: promise)
                     return
                 }
                 let due: UInt64
@@ -232,15 +233,21 @@ public final class Publisher: @unchecked Sendable {
         conn.enqueue(channel: ch, seq: nextSeq[ch])
     }
 
+    /// At the end of the window: publishes still queued are dropped (the publisher fell
+    /// behind; counted as unsent), requests in flight are waited for so that every
+    /// publication the server saw is counted as accepted or failed.
     func finishStep(start: UInt64, drainUntil: UInt64, promise: EventLoopPromise<PublishStepResult>) {
-        if inFlightOrQueued > 0 && MonoClock.nanos() < drainUntil {
-            loop.scheduleTask(in: .milliseconds(5)) { self.finishStep(start: start, drainUntil: drainUntil, promise: promise) }
+        if !windowClosed {
+            windowClosed = true
+            var unsent = 0
+            for c in connections { unsent += c.dropQueued() }
+            step.unsent = UInt64(unsent)
+            step.seconds = Double(MonoClock.nanos() - start) / 1e9
+        }
+        if connections.contains(where: { $0.inFlight != nil }) && MonoClock.nanos() < drainUntil {
+            loop.scheduleTask(in: .milliseconds(2)) { self.finishStep(start: start, drainUntil: drainUntil, promise: promise) }
             return
         }
-        var unsent = 0
-        for c in connections { unsent += c.dropQueued() }
-        step.unsent = UInt64(unsent)
-        step.seconds = Double(MonoClock.nanos() - start) / 1e9
         step.latency = LatencySummary(latency)
         promise.succeed(step)
     }
