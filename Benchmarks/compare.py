@@ -187,7 +187,7 @@ def main():
     rates_a = "5,10,20,50" if q else "5,10,15,20,30,40,50,75,100,150,200,300,400,600,800,1000"
     scenarios = {
         "a": ["fanout", "--subscribers", "200" if q else "1000", "--channels", "1", "--payload", "1024",
-              "--rate", rates_a, "--duration", "3" if q else "5", "--p99-limit", "50", "--publishers", "1"],
+              "--rate", rates_a, "--duration", "3" if q else "5", "--p99-limit", "50", "--publishers", "1", "--until-saturated"],
         "b": ["fanout", "--subscribers", "1000" if q else "10000", "--channels", "100" if q else "1000", "--payload", "1024",
               "--rate", "1000", "--duration", "5" if q else "20", "--publishers", "4", "--all-steps", "--p99-limit", "50"],
         "c": ["connections", "--connections", "1500" if q else "15000", "--channels", "1000", "--hold", "5",
@@ -261,12 +261,16 @@ def render(results, scenarios, started, mach, quick):
         rv, nv = g(ra, "max_sustained_deliveries_per_s"), g(na, "max_sustained_deliveries_per_s")
         n_subs = scenarios["a"][2]
         out.append(f"| (a) {n_subs} subs, 1 channel, 1 KiB | max sustained deliveries/s (p99 ≤ 50 ms, no loss) | {fmt(rv)} | {fmt(nv)} | {ratio(rv, nv)} |")
+        rl, nl = g(ra, "max_lossless_deliveries_per_s"), g(na, "max_lossless_deliveries_per_s")
+        out.append(f"| | max deliveries/s at any p99 (no loss, rate reached) | {fmt(rl)} | {fmt(nl)} | {ratio(rl, nl)} |")
         rb, nb = step_best(ra), step_best(na)
         out.append(f"| | publish rate of that step (/s) | {fmt(g(rb, 'target_publish_rate'))} | {fmt(g(nb, 'target_publish_rate'))} | |")
         out.append(f"| | p99 at that step (ms) | {fmt(g(rb, 'latency', 'p99_ms'), 2)} | {fmt(g(nb, 'latency', 'p99_ms'), 2)} | {ratio(g(rb, 'latency', 'p99_ms'), g(nb, 'latency', 'p99_ms'))} |")
         out.append(f"| | server CPU cores at that step | {fmt(g(rb, 'server_cpu_per_s'), 2)} | {fmt(g(nb, 'server_cpu_per_s'), 2)} | |")
         rf, nf = first_failure(ra), first_failure(na)
         out.append(f"| | first step not sustained | {describe_fail(rf)} | {describe_fail(nf)} | |")
+        rs_, ns_ = last_step(ra), last_step(na)
+        out.append(f"| | last step (where the ramp stopped) | {describe_fail(rs_)} | {describe_fail(ns_)} | |")
     if B:
         rb, nb = B.get("relayd", {}), B.get("nchan", {})
         rs = (rb.get("steps") or [{}])[0]
@@ -332,10 +336,15 @@ def render(results, scenarios, started, mach, quick):
     return "\n".join(out)
 
 
+def last_step(r):
+    steps = r.get("steps") or []
+    return steps[-1] if steps else None
+
+
 def describe_fail(s):
     if not s:
         return "none (ramp ended)"
-    return f"{fmt(float(s['target_publish_rate']))}/s: {s.get('reason', '')}".replace("|", "/")
+    return f"{fmt(float(s['target_publish_rate']))}/s: {s.get('reason', '') or 'sustained'}".replace("|", "/")
 
 
 def lost_dup(r, s):

@@ -257,6 +257,9 @@ public struct FanoutConfig: Sendable {
     public var drainSeconds: Double = 5
     /// Stop at the first step that is not sustained.
     public var stopAtFirstFailure = true
+    /// Stop at the first saturated step (a loss, a close, a failed publish or the rate not
+    /// reached) but go on past a p99 over the limit, to find the throughput ceiling.
+    public var stopAtSaturation = false
     public init() {}
 }
 
@@ -275,6 +278,8 @@ public struct FanoutStep: Sendable {
     public var clientCPUSeconds: Double
     public var wallSeconds: Double
     public var sustained: Bool
+    /// Lost, closed, failed publishes or the publish rate not reached.
+    public var saturated: Bool
     public var reason: String
 
     public var json: JSONValue {
@@ -287,7 +292,7 @@ public struct FanoutStep: Sendable {
             ("deliveries_per_s", num(deliveriesPerSecond, 1)), ("latency", latency.json),
             ("closes", closesJSON(closes)), ("error_frames", .int(Int64(errorFrames))),
             ("client_cpu_s", num(clientCPUSeconds)), ("wall_s", num(wallSeconds)),
-            ("sustained", .bool(sustained)), ("reason", .string(reason)),
+            ("sustained", .bool(sustained)), ("saturated", .bool(saturated)), ("reason", .string(reason)),
         ]
         if let e = publish.firstError { m.append(("first_publish_error", .string(e))) }
         if let server { m.append(("server", server.json)); m.append(("server_cpu_per_s", num(server.cpuSeconds / max(wallSeconds, 0.001)))) }
@@ -309,6 +314,11 @@ public struct FanoutResult: Sendable {
         steps.filter(\.sustained).map(\.deliveriesPerSecond).max() ?? 0
     }
 
+    /// Most deliveries per second of a step without loss, close or failed publish (any latency).
+    public var maxDeliveriesPerSecond: Double {
+        steps.filter { $0.lost == 0 && $0.closes.isEmpty && $0.publish.failed == 0 }.map(\.deliveriesPerSecond).max() ?? 0
+    }
+
     public var json: JSONValue {
         var m: [(String, JSONValue)] = [
             ("scenario", .string("fanout")), ("target", .string(target)),
@@ -319,6 +329,7 @@ public struct FanoutResult: Sendable {
             ("connect_latency", connectLatency.json),
             ("steps", .array(steps.map(\.json))),
             ("max_sustained_deliveries_per_s", num(maxSustainedDeliveriesPerSecond, 1)),
+            ("max_lossless_deliveries_per_s", num(maxDeliveriesPerSecond, 1)),
             ("total_lost", .int(Int64(totalLost))), ("total_duplicates", .int(Int64(totalDuplicates))),
         ]
         if let e = ramp.firstError { m.append(("first_connect_error", .string(e))) }
@@ -374,7 +385,8 @@ public enum LoadScenarios {
             let lat = LatencySummary(snap.latency)
             let lost = expected > snap.delivered ? expected - snap.delivered : 0
             var reasons: [String] = []
-            if lat.p99 > config.p99LimitMs { reasons.append(String(format: "p99 %.1f ms > %.0f ms", lat.p99, config.p99LimitMs)) }
+            let slow = lat.p99 > config.p99LimitMs
+            if slow { reasons.append(String(format: "p99 %.1f ms > %.0f ms", lat.p99, config.p99LimitMs)) }
             if lost > 0 { reasons.append("\(lost) lost") }
             if !newCloses.isEmpty { reasons.append("connections closed \(newCloses)") }
             if pub.failed > 0 { reasons.append("\(pub.failed) publishes failed") }
@@ -386,10 +398,10 @@ public enum LoadScenarios {
                 duplicates: snap.duplicates, deliveriesPerSecond: Double(snap.delivered) / max(window, 0.001), latency: lat,
                 closes: newCloses, errorFrames: snap.errorFrames, server: usage(from: before, to: after),
                 clientCPUSeconds: ProcSampler.selfCPUSeconds() - cpuBefore, wallSeconds: wall,
-                sustained: reasons.isEmpty, reason: reasons.joined(separator: "; "))
+                sustained: reasons.isEmpty, saturated: reasons.count > (slow ? 1 : 0), reason: reasons.joined(separator: "; "))
             progress(options, String(format: "  %.0f deliveries/s, ", step.deliveriesPerSecond) + lat.text + (reasons.isEmpty ? "" : "  [" + step.reason + "]"))
             steps.append(step)
-            if !step.sustained && config.stopAtFirstFailure { break }
+            if config.stopAtSaturation ? step.saturated : (!step.sustained && config.stopAtFirstFailure) { break }
         }
         let accepted = try await publisher.acceptedSnapshot().get()
         let totals = try await pool.losses(acceptedPerChannel: accepted)

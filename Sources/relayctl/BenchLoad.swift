@@ -103,6 +103,9 @@ struct FanoutBench: AsyncParsableCommand {
     @Flag(name: .customLong("all-steps"), help: "Run every step even after one is not sustained.")
     var allSteps = false
 
+    @Flag(name: .customLong("until-saturated"), help: "Go on past a p99 over the limit; stop at the first step with a loss, a close, a failed publish or the rate not reached.")
+    var untilSaturated = false
+
     func run() async throws {
         let target = try load.makeTarget()
         var c = FanoutConfig()
@@ -118,6 +121,7 @@ struct FanoutBench: AsyncParsableCommand {
         c.publishConnections = publishers
         c.drainSeconds = drain
         c.stopAtFirstFailure = !allSteps
+        c.stopAtSaturation = untilSaturated && !allSteps
         let r = try await LoadScenarios.fanout(target: target, config: c, options: load.options)
         if load.json { IO.json(r.json); return }
         IO.line("fanout \(r.target): \(r.ramp.connected)/\(subscribers) subscribers on \(c.channels) channels, \(payload) B payloads; connect \(r.connectLatency.text)")
@@ -127,7 +131,8 @@ struct FanoutBench: AsyncParsableCommand {
             if let sv = s.server { IO.line(String(format: "               server cpu %.2f s (%.2f cores)  rss %@  client cpu %.2f s", sv.cpuSeconds, sv.cpuSeconds / s.wallSeconds, mb(sv.rssBytes), s.clientCPUSeconds)) }
             if !s.sustained { IO.line("               not sustained: \(s.reason)") }
         }
-        IO.line(String(format: "max sustained deliveries/s: %.0f; total lost %llu, duplicates %llu", r.maxSustainedDeliveriesPerSecond, r.totalLost, r.totalDuplicates))
+        IO.line(String(format: "max sustained deliveries/s (p99 ≤ %.0f ms): %.0f; max lossless deliveries/s: %.0f; total lost %llu, duplicates %llu",
+                       c.p99LimitMs, r.maxSustainedDeliveriesPerSecond, r.maxDeliveriesPerSecond, r.totalLost, r.totalDuplicates))
     }
 }
 
