@@ -184,10 +184,10 @@ def main():
     a = ap.parse_args()
 
     q = a.quick
-    rates_a = "5,10,20,50" if q else "5,10,15,20,30,40,50,75,100,150,200,300,400,600,800,1000"
+    rates_a = "5,10,20,50" if q else "5,10,20,30,40,50,60,80,100,150,200,300,400,600,800,1000"
     scenarios = {
         "a": ["fanout", "--subscribers", "200" if q else "1000", "--channels", "1", "--payload", "1024",
-              "--rate", rates_a, "--duration", "3" if q else "5", "--p99-limit", "50", "--publishers", "1", "--until-saturated"],
+              "--rate", rates_a, "--duration", "3" if q else "5", "--p99-limit", "50", "--publishers", "1", "--pipeline", "8", "--until-saturated"],
         "b": ["fanout", "--subscribers", "1000" if q else "10000", "--channels", "100" if q else "1000", "--payload", "1024",
               "--rate", "1000", "--duration", "5" if q else "20", "--publishers", "4", "--all-steps", "--p99-limit", "50"],
         "c": ["connections", "--connections", "1500" if q else "15000", "--channels", "1000", "--hold", "5",

@@ -32,7 +32,8 @@ final class PublishConnection: ChannelInboundHandler, @unchecked Sendable {
     var context: ChannelHandlerContext?
     var queue: [(channel: Int, seq: UInt64)] = []
     var head = 0
-    var inFlight: (channel: Int, seq: UInt64, sent: UInt64)?
+    /// Requests written and not yet answered, oldest first (HTTP/1.1 answers in order).
+    var inFlight: [(channel: Int, seq: UInt64, sent: UInt64)] = []
     var status = 0
     var body = ByteBuffer()
 
@@ -56,7 +57,16 @@ final class PublishConnection: ChannelInboundHandler, @unchecked Sendable {
     }
 
     func trySend() {
-        guard inFlight == nil, let context, head < queue.count else { return }
+        guard let context else { return }
+        var wrote = false
+        while inFlight.count < publisher.pipelineDepth && head < queue.count {
+            write(context: context)
+            wrote = true
+        }
+        if wrote { context.flush() }
+    }
+
+    func write(context: ChannelHandlerContext) {
         let item = queue[head]
         head += 1
         if head > 4096 && head * 2 > queue.count { queue.removeFirst(head); head = 0 }
@@ -69,10 +79,10 @@ final class PublishConnection: ChannelInboundHandler, @unchecked Sendable {
         headers.add(name: "Content-Length", value: String(req.body.count))
         var buf = context.channel.allocator.buffer(capacity: req.body.count)
         buf.writeBytes(req.body)
-        inFlight = (item.channel, item.seq, now)
+        inFlight.append((item.channel, item.seq, now))
         context.write(wrapOutboundOut(.head(HTTPRequestHead(version: .http1_1, method: .POST, uri: req.uri, headers: headers))), promise: nil)
         context.write(wrapOutboundOut(.body(.byteBuffer(buf))), promise: nil)
-        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        context.write(wrapOutboundOut(.end(nil)), promise: nil)
         publisher.step.sent += 1
     }
 
@@ -90,8 +100,8 @@ final class PublishConnection: ChannelInboundHandler, @unchecked Sendable {
         case .head(let h): status = Int(h.status.code); body.clear()
         case .body(var b): if body.readableBytes < 512 { body.writeBuffer(&b) }
         case .end:
-            if let f = inFlight {
-                inFlight = nil
+            if !inFlight.isEmpty {
+                let f = inFlight.removeFirst()
                 publisher.completed(channel: f.channel, seq: f.seq, sent: f.sent, status: status,
                                     body: body.readableBytes > 0 ? String(buffer: body) : "")
             }
@@ -101,10 +111,10 @@ final class PublishConnection: ChannelInboundHandler, @unchecked Sendable {
 
     func channelInactive(context: ChannelHandlerContext) {
         self.context = nil
-        if let f = inFlight {
-            inFlight = nil
+        for f in inFlight {
             publisher.completed(channel: f.channel, seq: f.seq, sent: f.sent, status: 0, body: "connection closed")
         }
+        inFlight = []
         publisher.reconnect(self)
     }
 
@@ -119,6 +129,8 @@ public final class Publisher: @unchecked Sendable {
     public let loop: EventLoop
     public let channelNames: [String]
     public let payloadSize: Int
+    /// Requests in flight per connection (HTTP/1.1 pipelining; answers and order are kept).
+    public var pipelineDepth = 1
     let hostHeader: String
     var connections: [PublishConnection] = []
     /// Next sequence number per channel minus one.
@@ -187,7 +199,7 @@ public final class Publisher: @unchecked Sendable {
         }
     }
 
-    var inFlightOrQueued: Int { connections.reduce(0) { $0 + $1.pending + ($1.inFlight == nil ? 0 : 1) } }
+    var inFlightOrQueued: Int { connections.reduce(0) { $0 + $1.pending + $1.inFlight.count } }
 
     /// Publishes `rate` messages per second (0: as fast as the connections go, closed loop)
     /// for `seconds`, then waits up to `drain` seconds for answers.
@@ -213,7 +225,7 @@ public final class Publisher: @unchecked Sendable {
                     due = UInt64(elapsed * rate)
                 } else {
                     // Closed loop: keep two requests queued per connection.
-                    due = self.scheduledCount + UInt64(max(0, self.connections.count * 2 - self.inFlightOrQueued))
+                    due = self.scheduledCount + UInt64(max(0, self.connections.count * (self.pipelineDepth + 1) - self.inFlightOrQueued))
                 }
                 while self.scheduledCount < due {
                     self.schedule()
@@ -244,7 +256,7 @@ public final class Publisher: @unchecked Sendable {
             step.unsent = UInt64(unsent)
             step.seconds = Double(MonoClock.nanos() - start) / 1e9
         }
-        if connections.contains(where: { $0.inFlight != nil }) && MonoClock.nanos() < drainUntil {
+        if connections.contains(where: { !$0.inFlight.isEmpty }) && MonoClock.nanos() < drainUntil {
             loop.scheduleTask(in: .milliseconds(2)) { self.finishStep(start: start, drainUntil: drainUntil, promise: promise) }
             return
         }

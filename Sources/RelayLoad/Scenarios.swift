@@ -253,6 +253,8 @@ public struct FanoutConfig: Sendable {
     /// A step is sustained when p99 ≤ this, nothing is lost, nothing closes and the rate is met.
     public var p99LimitMs: Double = 50
     public var publishConnections = 4
+    /// Requests in flight per publish connection (HTTP/1.1 pipelining, order kept).
+    public var pipeline = 1
     /// Longest wait for deliveries after a step's last publish.
     public var drainSeconds: Double = 5
     /// Stop at the first step that is not sustained.
@@ -324,7 +326,7 @@ public struct FanoutResult: Sendable {
             ("scenario", .string("fanout")), ("target", .string(target)),
             ("subscribers", .int(Int64(config.subscribers))), ("channels", .int(Int64(config.channels))),
             ("payload_bytes", .int(Int64(config.payloadBytes))), ("step_seconds", num(config.stepSeconds)),
-            ("p99_limit_ms", num(config.p99LimitMs)),
+            ("p99_limit_ms", num(config.p99LimitMs)), ("pipeline", .int(Int64(config.pipeline))),
             ("connected", .int(Int64(ramp.connected))), ("connect_failed", .int(Int64(ramp.failed))),
             ("connect_latency", connectLatency.json),
             ("steps", .array(steps.map(\.json))),
@@ -345,6 +347,7 @@ public enum LoadScenarios {
         let pool = try SubscriberPool(target: target, options: options)
         let pubGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let publisher = Publisher(target: target, loop: pubGroup.next(), channelNames: names, payloadSize: config.payloadBytes)
+        publisher.pipelineDepth = max(1, config.pipeline)
 
         progress(options, "\(target.kind.rawValue): connecting \(config.subscribers) subscribers on \(config.channels) channels")
         let channels = config.channels

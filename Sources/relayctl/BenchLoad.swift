@@ -97,6 +97,9 @@ struct FanoutBench: AsyncParsableCommand {
     @Option(help: "HTTP publish connections (a channel always uses the same one).")
     var publishers: Int = 4
 
+    @Option(help: "Requests in flight per publish connection (HTTP/1.1 pipelining; a channel's order is kept).")
+    var pipeline: Int = 1
+
     @Option(help: "Longest wait in seconds for deliveries after a step.")
     var drain: Double = 5
 
@@ -120,6 +123,7 @@ struct FanoutBench: AsyncParsableCommand {
         c.p99LimitMs = p99Limit
         c.publishConnections = publishers
         c.drainSeconds = drain
+        c.pipeline = pipeline
         c.stopAtFirstFailure = !allSteps
         c.stopAtSaturation = untilSaturated && !allSteps
         let r = try await LoadScenarios.fanout(target: target, config: c, options: load.options)
