@@ -37,7 +37,7 @@ import Testing
 @Suite struct SequenceTrackerTests {
     @Test func inOrderNothingLost() {
         var t = SequenceTracker()
-        for s in 1...100 { #expect(t.observe(UInt64(s))) }
+        for s in 1...100 { let new = t.observe(UInt64(s)); #expect(new) }
         #expect(t.unique == 100 && t.duplicates == 0 && t.skipped == 0)
         #expect(t.lost(accepted: 100) == 0)
     }
