@@ -132,6 +132,7 @@ let package = Package(
             .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
         ]),
         .testTarget(name: "CLITests", dependencies: ["RelayCrypto"]),
+        .testTarget(name: "RelayLoadTests", dependencies: ["RelayLoad", "RelayCrypto"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -5,7 +5,7 @@ import RelayCrypto
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks and load generators.",
-        subcommands: [CryptoBench.self])
+        subcommands: [CryptoBench.self, FanoutBench.self, ConnectionsBench.self, PublishBench.self])
 }
 
 /// Crypto throughput, single thread. `Benchmarks/crypto.sh` runs it beside `openssl speed`.

@@ -1,1 +1,0 @@
-// RelayLoad: load generation for `relayctl bench` (fanout, connections, publish) against relayd and nginx+nchan.
