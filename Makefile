@@ -3,7 +3,7 @@ export NODE_PATH := /usr/share/nodejs
 export RELAY_PYTHON := $(CURDIR)/.venv/bin/python
 export RELAY_REQUIRE_PEERS := 1
 
-.PHONY: run test build release deps test-deps bench bench-crypto bench-core bench-yjs-algebra bench-yjs clean
+.PHONY: run test build release deps test-deps bench bench-crypto bench-core bench-yjs-algebra bench-yjs bench-compare clean
 
 ## Starts relayd on its embedded default (127.0.0.1:8080, ./relay-data, dev site).
 run: deps
@@ -47,6 +47,10 @@ bench-yjs-algebra: test-deps
 ## Yjs rooms: relayd vs the y-websocket reference server (node), side by side.
 bench-yjs: test-deps
 	Benchmarks/yjs/rooms/run.sh
+
+## relayd vs nginx + nchan with the same load generator, in one run (writes Docs/benchmarks.md).
+bench-compare: deps
+	Benchmarks/compare.sh
 
 clean:
 	rm -rf .build
