@@ -6,7 +6,7 @@ import RelayCrypto
 
 extension RelayService {
     /// `/api/sites/*`: the contract's register/unregister plus operator endpoints, behind the admin key.
-    func addAdminRoutes(to router: Router<BasicWebSocketRequestContext>) {
+    func addAdminRoutes(to router: Router<RelayRequestContext>) {
         router.post("/api/sites/register") { request, _ in await self.admin(request) { body in self.register(body) } }
         router.post("/api/sites/unregister") { request, _ in await self.unregister(request) }
         router.get("/api/sites") { request, _ in await self.admin(request) { _ in

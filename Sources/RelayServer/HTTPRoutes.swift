@@ -26,7 +26,7 @@ enum HTTPReply {
 }
 
 extension RelayService {
-    func addHTTPRoutes(to router: Router<BasicWebSocketRequestContext>) {
+    func addHTTPRoutes(to router: Router<RelayRequestContext>) {
         router.post("/publish") { request, _ in await self.handlePublish(request, batch: false) }
         router.post("/publish/batch") { request, _ in await self.handlePublish(request, batch: true) }
         router.get("/site/stats") { request, _ in await self.handleStats(request) }
@@ -39,7 +39,7 @@ extension RelayService {
         router.get("/metrics") { _, _ in
             HTTPReply.text(self.metricsRegistry.emitToBuffer(), contentType: "text/plain; version=0.0.4; charset=utf-8")
         }
-        router.get("/sse") { request, _ in self.handleSSE(request) }
+        router.get("/sse") { request, context in self.handleSSE(request, ip: context.remoteIP) }
         addAdminRoutes(to: router)
     }
 

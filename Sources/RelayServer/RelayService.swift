@@ -93,7 +93,7 @@ public final class RelayService: Sendable {
 
     /// The Hummingbird application, ready to run.
     public func makeApplication(extraServices: [any Service] = []) throws -> some ApplicationProtocol {
-        let router = Router(context: BasicWebSocketRequestContext.self)
+        let router = Router(context: RelayRequestContext.self)
         router.add(middleware: CORSMiddleware(
             allowOrigin: configuration.corsAllowOrigin == "*" ? .all : .custom(configuration.corsAllowOrigin),
             allowHeaders: [.contentType, .authorization, .init("Last-Event-ID")!],

@@ -57,7 +57,7 @@ public enum StreamEventID {
 
 extension RelayService {
     /// `GET /sse?token=<JWT>&channels=a,b,c`: receive-only stream, framing chosen by the token's `v`.
-    func handleSSE(_ request: Request) -> Response {
+    func handleSSE(_ request: Request, ip: String) -> Response {
         guard !shuttingDown.load(ordering: .relaxed) else {
             return HTTPReply.error("shutting_down", "server shutting down", status: .serviceUnavailable)
         }
@@ -83,17 +83,23 @@ extension RelayService {
         headers[.cacheControl] = "no-cache"
         headers[.init("X-Accel-Buffering")!] = "no"
         return Response(status: .ok, headers: headers, body: ResponseBody { writer in
-            try await self.streamSSE(writer: &writer, grant: grant, channels: channels, lastEventID: lastEventID)
+            try await self.streamSSE(writer: &writer, grant: grant, channels: channels, lastEventID: lastEventID, ip: ip)
         })
     }
 
-    func streamSSE(writer: inout any ResponseBodyWriter, grant: ConnectionGrant, channels: [String], lastEventID: String?) async throws {
+    func streamSSE(writer: inout any ResponseBodyWriter, grant: ConnectionGrant, channels: [String], lastEventID: String?, ip: String) async throws {
         guard sessions.reserve(limit: configuration.maxConnections) else {
             try await writer.write(ByteBuffer(string: "event: wps.error\ndata: {\"code\":\"server_full\"}\n\n"))
             try await writer.finish(nil)
             return
         }
         defer { sessions.release() }
+        guard sessions.reserve(ip: ip, limit: configuration.maxConnectionsPerIP) else {
+            try await writer.write(ByteBuffer(string: "event: wps.error\ndata: {\"code\":\"too_many_connections_from_address\"}\n\n"))
+            try await writer.finish(nil)
+            return
+        }
+        defer { sessions.release(ip: ip) }
         let conn: RelayConnection
         switch engine.connect(grant) {
         case .success(let c): conn = c

@@ -24,6 +24,8 @@ public struct ServerConfiguration: Sendable {
     public var maxBatchSize = 100
     /// Process-wide cap on open WebSocket + SSE connections (the machine allows ~20,000 files per process).
     public var maxConnections = 18_000
+    /// Open WebSocket + SSE connections from one IP address (close 1013 / HTTP 429 beyond it).
+    public var maxConnectionsPerIP = 2_000
     /// JSON `{"type":"ping"}` interval (contract: 20 s).
     public var pingInterval: Double = 20
     /// Close a WebSocket that sent nothing (not even `pong`) for this long.

@@ -24,7 +24,25 @@ final class SessionRegistry: Sendable {
     }
 
     private let entries = Mutex<[UInt64: Entry]>([:])
+    private let perIP = Mutex<[String: Int]>([:])
     let count = Atomic<Int>(0)
+
+    /// Reserves a slot for `ip` under `limit` connections per address; false when it is at the cap.
+    func reserve(ip: String, limit: Int) -> Bool {
+        perIP.withLock { m in
+            let n = m[ip, default: 0]
+            if n >= limit { return false }
+            m[ip] = n + 1
+            return true
+        }
+    }
+
+    func release(ip: String) {
+        perIP.withLock { m in
+            let n = (m[ip] ?? 1) - 1
+            m[ip] = n > 0 ? n : nil
+        }
+    }
 
     /// Reserves a slot under `limit`; false when the process is full.
     func reserve(limit: Int) -> Bool {

@@ -12,7 +12,7 @@ extension RelayService {
     /// then travel as a second offered subprotocol `token.<JWT>` instead of in the URL.
     public static let subprotocol = "relay"
 
-    func addWebSocketRoute(to router: Router<BasicWebSocketRequestContext>) {
+    func addWebSocketRoute(to router: Router<RelayRequestContext>) {
         router.ws("/ws", shouldUpgrade: { request, _ in
             var headers = HTTPFields()
             if Self.offeredSubprotocols(request).contains(Self.subprotocol) {
@@ -21,7 +21,7 @@ extension RelayService {
             // Refusals (4001/4003/4029) are close codes after the upgrade, as the contract requires.
             return .upgrade(headers)
         }, onUpgrade: { inbound, outbound, context in
-            await self.runWebSocket(inbound: inbound, outbound: outbound, request: context.request)
+            await self.runWebSocket(inbound: inbound, outbound: outbound, request: context.request, ip: context.requestContext.remoteIP)
         })
     }
 
@@ -42,7 +42,7 @@ extension RelayService {
         try? await outbound.close(WebSocketErrorCode(codeNumber: Int(code.rawValue)), reason: reason)
     }
 
-    func runWebSocket(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, request: Request) async {
+    func runWebSocket(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, request: Request, ip: String) async {
         guard !shuttingDown.load(ordering: .relaxed) else {
             await Self.close(outbound, .shuttingDown, "server shutting down; retry_after_ms=\(Int.random(in: configuration.shutdownRetryAfterMs))")
             return
@@ -52,6 +52,11 @@ extension RelayService {
             return
         }
         defer { sessions.release() }
+        guard sessions.reserve(ip: ip, limit: configuration.maxConnectionsPerIP) else {
+            await Self.close(outbound, RelayCloseCodes.serverFull, "too many connections from this address")
+            return
+        }
+        defer { sessions.release(ip: ip) }
         var messages = inbound.messages(maxSize: configuration.maxFrameBytes).makeAsyncIterator()
 
         // Token: URL, subprotocol, or an `auth` first frame within 10 s.

@@ -97,7 +97,7 @@ extension RelayService {
     }
 
     /// `GET /yjs/{room}` (the room may contain `/`, e.g. `postType/post:123`): one y-websocket room per connection.
-    func addYjsRoutes(to router: Router<BasicWebSocketRequestContext>) {
+    func addYjsRoutes(to router: Router<RelayRequestContext>) {
         router.ws("/yjs/**", shouldUpgrade: { request, _ in
             var headers = HTTPFields()
             if Self.offeredSubprotocols(request).contains(Self.subprotocol) { headers[.secWebSocketProtocol] = Self.subprotocol }
@@ -106,7 +106,7 @@ extension RelayService {
             let path = context.request.uri.path
             let raw = path.hasPrefix("/yjs/") ? String(path.dropFirst(5)) : ""
             let room = raw.removingPercentEncoding ?? raw
-            await self.runYjs(room: room, inbound: inbound, outbound: outbound, request: context.request)
+            await self.runYjs(room: room, inbound: inbound, outbound: outbound, request: context.request, ip: context.requestContext.remoteIP)
         })
     }
 
@@ -126,7 +126,7 @@ extension RelayService {
         }
     }
 
-    func runYjs(room: String, inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, request: Request) async {
+    func runYjs(room: String, inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, request: Request, ip: String) async {
         guard !shuttingDown.load(ordering: .relaxed) else {
             await Self.close(outbound, .shuttingDown, "server shutting down; retry_after_ms=\(Int.random(in: configuration.shutdownRetryAfterMs))")
             return
@@ -136,6 +136,11 @@ extension RelayService {
             return
         }
         defer { sessions.release() }
+        guard sessions.reserve(ip: ip, limit: configuration.maxConnectionsPerIP) else {
+            await Self.close(outbound, RelayCloseCodes.serverFull, "too many connections from this address")
+            return
+        }
+        defer { sessions.release(ip: ip) }
         let token = request.uri.queryParameters.get("auth") ?? Self.token(from: request)
         guard let token else { await Self.close(outbound, YjsCloseCodes.tokenExpired, "token required (?auth=)"); return }
         let grant: ConnectionGrant

@@ -32,6 +32,7 @@ struct Relayd: AsyncParsableCommand {
     @Option(name: .customLong("max-publish-body-bytes"), help: "Largest POST /publish body. Env: RELAY_MAX_PUBLISH_BODY_BYTES [default: 4194304]") var maxPublishBodyBytes: Int?
     @Option(name: .customLong("max-batch"), help: "Most publications per /publish/batch. Env: RELAY_MAX_BATCH [default: 100]") var maxBatch: Int?
     @Option(name: .customLong("max-connections"), help: "Process-wide connection cap (WebSocket + SSE). Env: RELAY_MAX_CONNECTIONS [default: 18000]") var maxConnections: Int?
+    @Option(name: .customLong("max-connections-per-ip"), help: "WebSocket + SSE connections from one address (close 1013). Env: RELAY_MAX_CONNECTIONS_PER_IP [default: 2000]") var maxConnectionsPerIP: Int?
     @Option(name: .customLong("outbox-bytes"), help: "Per-connection outbound queue, bytes; overflow closes with 4008. Env: RELAY_OUTBOX_BYTES [default: 1048576]") var outboxBytes: Int?
     @Option(name: .customLong("outbox-frames"), help: "Per-connection outbound queue, frames. Env: RELAY_OUTBOX_FRAMES [default: 16384]") var outboxFrames: Int?
     @Option(name: .customLong("ping-interval"), help: "Seconds between {\"type\":\"ping\"} frames. Env: RELAY_PING_INTERVAL [default: 20]") var pingInterval: Double?
@@ -75,6 +76,7 @@ struct Relayd: AsyncParsableCommand {
         c.maxPublishBodyBytes = pick(maxPublishBodyBytes, "max-publish-body-bytes", { Int($0) }) ?? c.maxPublishBodyBytes
         c.maxBatchSize = pick(maxBatch, "max-batch", { Int($0) }) ?? c.maxBatchSize
         c.maxConnections = pick(maxConnections, "max-connections", { Int($0) }) ?? c.maxConnections
+        c.maxConnectionsPerIP = pick(maxConnectionsPerIP, "max-connections-per-ip", { Int($0) }) ?? c.maxConnectionsPerIP
         c.engine.outbox.maxBytes = pick(outboxBytes, "outbox-bytes", { Int($0) }) ?? c.engine.outbox.maxBytes
         c.engine.outbox.maxFrames = pick(outboxFrames, "outbox-frames", { Int($0) }) ?? c.engine.outbox.maxFrames
         c.pingInterval = pick(pingInterval, "ping-interval", { Double($0) }) ?? c.pingInterval

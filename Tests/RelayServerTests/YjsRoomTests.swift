@@ -138,6 +138,7 @@ import Testing
         let edit = try Self.node("edit", relay.config(room: room))
         #expect(edit["converged"] as? Bool == true)
         let limited = try Self.node("roomlimit", relay.config(room: room))
+        #expect(limited["third_close"] != nil)
         #expect(limited["third_close"] as? Int == 4002, "third connection over the per-room cap: \(limited)")
         relay.stop()
         let again = try Relay(dataDir: relay.dataDir, extra: ["--yjs-persistence", "memory"])
@@ -146,5 +147,15 @@ import Testing
         let read = try Self.node("read", again.config(room: room))
         #expect(read["text"] as? String == "", "memory-only rooms do not survive a restart: \(read)")
         again.stop()
+    }
+
+    @Test(.enabled(if: nodeAvailable), .timeLimit(.minutes(1)))
+    func perAddressConnectionCap() throws {
+        let relay = try Relay(extra: ["--max-connections-per-ip", "1"])
+        try relay.waitReady()
+        let r = try Self.node("iplimit", relay.config(room: "postType/post:1"))
+        #expect(r["second_close"] as? Int == 1013, "second connection from one address over the cap: \(r)")
+        #expect(r["third_opened_after_release"] as? Bool == true, "the slot is released when a connection closes: \(r)")
+        relay.stop()
     }
 }

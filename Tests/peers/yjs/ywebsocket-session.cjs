@@ -119,7 +119,21 @@ async function roomlimit() {
   a.provider.destroy(); b.provider.destroy(); c.provider.destroy();
 }
 
-const scenarios = { edit, readonly, read, awareness, expired, roomlimit };
+async function iplimit() {
+  // Two raw sockets from the same address; relayd runs with --max-connections-per-ip 1.
+  const url = cfg.url.replace(/^http/, 'ws') + '/yjs/' + cfg.room + '?auth=' + token({ user: 'ip' });
+  const first = new WebSocket(url);
+  await new Promise((r) => first.on('message', r));
+  const second = new WebSocket(url);
+  out.second_close = await new Promise((r) => second.on('close', (code) => r(code)));
+  first.close();
+  await new Promise((r) => first.on('close', r));
+  const third = new WebSocket(url);
+  out.third_opened_after_release = await new Promise((r) => { third.on('message', () => r(true)); third.on('close', () => r(false)); });
+  third.close();
+}
+
+const scenarios = { edit, readonly, read, awareness, expired, roomlimit, iplimit };
 const timer = setTimeout(() => { out.timeout = true; console.log(JSON.stringify(out)); process.exit(2); }, 20000);
 scenarios[process.argv[2]]().then(() => { clearTimeout(timer); console.log(JSON.stringify(out)); process.exit(0); })
   .catch((e) => { clearTimeout(timer); out.error = String(e && e.stack || e); console.log(JSON.stringify(out)); process.exit(1); });
