@@ -133,9 +133,11 @@ def run_scenario(relayctl, server, bench_args):
     log("run:", " ".join(cmd))
     load_before = os.getloadavg()[0]
     t0 = time.time()
-    p = subprocess.run(cmd, capture_output=True, text=True)
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    finally:
+        server_log = server.stop()
     secs = time.time() - t0
-    server_log = server.stop()
     sys.stderr.write(p.stderr)
     if p.returncode != 0:
         log(f"{server.name}: relayctl exited {p.returncode}")

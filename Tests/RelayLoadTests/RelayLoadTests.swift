@@ -74,7 +74,8 @@ import Testing
 
     @Test func rssFromStatus() {
         let status = "Name:\trelayd\nVmPeak:\t  100 kB\nVmRSS:\t   20480 kB\nThreads:\t4\n"
-        #expect(ProcSampler.rssBytes(status: status) == 20480 * 1024)
+        let rss: Int64? = ProcSampler.rssBytes(status: status)
+        #expect(rss == Int64(20480) * 1024)
     }
 
     @Test func samplesThisProcess() throws {
