@@ -219,6 +219,45 @@ public struct JSONParser {
         return try result.get()
     }
 
+    /// Walks the members of a top-level JSON object in one pass, validating the
+    /// whole text (duplicate names are refused), and hands each name and parsed
+    /// value to `body`.
+    public static func forEachMember<E: Error>(of bytes: [UInt8], maxDepth: Int = defaultMaxDepth,
+                                               _ body: (String, JSONValue) throws(E) -> Void) throws {
+        try bytes.withUnsafeBytes { raw in
+            var p = Cursor(bytes: raw, maxDepth: maxDepth)
+            p.skipWhitespace()
+            guard p.i < raw.count, raw[p.i] == UInt8(ascii: "{") else { throw p.fail("expected an object") }
+            p.i += 1
+            var seen: [String] = []
+            p.skipWhitespace()
+            if p.i < raw.count && raw[p.i] == UInt8(ascii: "}") {
+                p.i += 1
+            } else {
+                while true {
+                    p.skipWhitespace()
+                    guard p.i < raw.count, raw[p.i] == UInt8(ascii: "\"") else { throw p.fail("expected member name") }
+                    let key = try p.string()
+                    if seen.contains(key) { throw p.fail("duplicate member \"\(key)\"") }
+                    seen.append(key)
+                    p.skipWhitespace()
+                    guard p.i < raw.count, raw[p.i] == UInt8(ascii: ":") else { throw p.fail("expected ':'") }
+                    p.i += 1
+                    p.skipWhitespace()
+                    let value = try p.value(depth: 1)
+                    try body(key, value)
+                    p.skipWhitespace()
+                    guard p.i < raw.count else { throw p.fail("unexpected end in object") }
+                    if raw[p.i] == UInt8(ascii: ",") { p.i += 1; continue }
+                    if raw[p.i] == UInt8(ascii: "}") { p.i += 1; break }
+                    throw p.fail("expected ',' or '}'")
+                }
+            }
+            p.skipWhitespace()
+            if p.i != raw.count { throw p.fail("trailing characters") }
+        }
+    }
+
     struct Cursor {
         let bytes: UnsafeRawBufferPointer
         let maxDepth: Int

@@ -44,7 +44,24 @@ public struct JWTClaims: Sendable, Equatable {
     public var issuer: String?
     public var tokenID: String?
     /// Every claim, including ones not modelled above (e.g. room grants).
-    public var all: JSONValue
+    /// Verified tokens keep their payload bytes and parse them only when asked.
+    public var all: JSONValue {
+        get {
+            if let allStorage { return allStorage }
+            if let rawPayload, let v = try? JSONParser.parse(rawPayload, maxDepth: 16) { return v }
+            return .object(jsonMembers())
+        }
+        set { allStorage = newValue; rawPayload = nil }
+    }
+    private var allStorage: JSONValue?
+    private var rawPayload: [UInt8]?
+
+    public static func == (a: JWTClaims, b: JWTClaims) -> Bool {
+        a.tenantID == b.tenantID && a.siteID == b.siteID && a.userID == b.userID
+            && a.allowedChannelPrefixes == b.allowedChannelPrefixes && a.allowedPublishPrefixes == b.allowedPublishPrefixes
+            && a.version == b.version && a.issuedAt == b.issuedAt && a.expiresAt == b.expiresAt && a.notBefore == b.notBefore
+            && a.subject == b.subject && a.audience == b.audience && a.issuer == b.issuer && a.tokenID == b.tokenID && a.all == b.all
+    }
 
     public init(
         tenantID: String? = nil, siteID: String? = nil, userID: String? = nil,
@@ -57,8 +74,7 @@ public struct JWTClaims: Sendable, Equatable {
         self.allowedChannelPrefixes = allowedChannelPrefixes; self.allowedPublishPrefixes = allowedPublishPrefixes
         self.version = version; self.issuedAt = issuedAt; self.expiresAt = expiresAt; self.notBefore = notBefore
         self.subject = subject; self.audience = audience; self.issuer = issuer; self.tokenID = tokenID
-        self.all = .object(extra)
-        self.all = .object(jsonMembers() + extra)
+        self.allStorage = .object(jsonMembers() + extra)
     }
 
     /// Reads claims from a JSON object, checking the types of known claims.
@@ -104,7 +120,29 @@ public struct JWTClaims: Sendable, Equatable {
         }
         issuer = try string("iss")
         tokenID = try string("jti")
-        all = json
+        allStorage = json
+    }
+
+    /// Reads claims straight from payload bytes in one pass over the object's
+    /// members (the verifier's hot path); `all` is parsed later, only if used.
+    public init(payload bytes: [UInt8]) throws(JWTError) {
+        var fields = JWTClaimFields()
+        do {
+            try JSONParser.forEachMember(of: bytes, maxDepth: 16) { (key, value) throws(JWTError) in
+                try fields.take(key, value)
+            }
+        } catch let e as JWTError {
+            throw e
+        } catch let e as JSONError {
+            throw .malformed("payload: \(e.description)")
+        } catch {
+            throw .malformed("payload")
+        }
+        tenantID = fields.tenantID; siteID = fields.siteID; userID = fields.userID
+        allowedChannelPrefixes = fields.allowedChannelPrefixes; allowedPublishPrefixes = fields.allowedPublishPrefixes
+        version = fields.version; issuedAt = fields.issuedAt; expiresAt = fields.expiresAt; notBefore = fields.notBefore
+        subject = fields.subject; audience = fields.audience; issuer = fields.issuer; tokenID = fields.tokenID
+        rawPayload = bytes
     }
 
     func jsonMembers() -> [(String, JSONValue)] {
@@ -123,6 +161,54 @@ public struct JWTClaims: Sendable, Equatable {
         if let issuer { m.append(("iss", .string(issuer))) }
         if let tokenID { m.append(("jti", .string(tokenID))) }
         return m
+    }
+}
+
+/// Typed claims collected while walking a payload's members.
+struct JWTClaimFields {
+    var tenantID, siteID, userID, subject, issuer, tokenID: String?
+    var allowedChannelPrefixes, allowedPublishPrefixes, audience: [String]?
+    var version: Int?
+    var issuedAt, expiresAt, notBefore: Int64?
+
+    mutating func take(_ key: String, _ v: JSONValue) throws(JWTError) {
+        func string() throws(JWTError) -> String? {
+            if case .null = v { return nil }
+            if let s = v.stringValue { return s }
+            if key == "user_id" || key == "sub", let i = v.int64Value { return String(i) }
+            throw .malformed("claim \(key) must be a string")
+        }
+        func int() throws(JWTError) -> Int64 {
+            guard let i = v.int64Value else { throw .malformed("claim \(key) must be an integer") }
+            return i
+        }
+        func strings() throws(JWTError) -> [String] {
+            guard let items = v.arrayValue else { throw .malformed("claim \(key) must be an array of strings") }
+            var out: [String] = []
+            out.reserveCapacity(items.count)
+            for item in items {
+                guard let s = item.stringValue else { throw .malformed("claim \(key) must be an array of strings") }
+                out.append(s)
+            }
+            return out
+        }
+        switch key {
+        case "tenant_id": tenantID = try string()
+        case "site_id": siteID = try string()
+        case "user_id": userID = try string()
+        case "allowed_channel_prefixes": allowedChannelPrefixes = try strings()
+        case "allowed_publish_prefixes": allowedPublishPrefixes = try strings()
+        case "v": version = Int(clamping: try int())
+        case "iat": issuedAt = try int()
+        case "exp": expiresAt = try int()
+        case "nbf": notBefore = try int()
+        case "sub": subject = try string()
+        case "aud":
+            if let s = v.stringValue { audience = [s] } else { audience = try strings() }
+        case "iss": issuer = try string()
+        case "jti": tokenID = try string()
+        default: break
+        }
     }
 }
 
@@ -246,10 +332,7 @@ public struct JWTVerifier: Sendable {
 
     /// Verifies a token given as UTF-8 bytes.
     public func verify(_ token: UnsafeRawBufferPointer, now: Int64) throws(JWTError) -> JWTClaims {
-        let payloadBytes = try verifiedPayload(token)
-        let payload: JSONValue
-        do { payload = try JSONParser.parse(payloadBytes, maxDepth: 16) } catch { throw .malformed("payload: \(error.description)") }
-        let claims = try JWTClaims(json: payload)
+        let claims = try JWTClaims(payload: try verifiedPayload(token))
         try check(claims, now: now)
         return claims
     }

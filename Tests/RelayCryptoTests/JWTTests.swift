@@ -232,3 +232,23 @@ import Testing
         #expect(aad == bytes("relay-envelope-v2") + [7] + bytes("A256GCM") + [2] + bytes("k1") + [0, 2] + bytes("ch"))
     }
 }
+
+@Suite struct ClaimsDecodingTests {
+    @Test func onePassDecoderAgreesWithTreeDecoder() throws {
+        let payloads = [
+            #"{"site_id":"s","user_id":42,"v":2,"iat":1,"exp":2.0e0,"aud":"relay","allowed_channel_prefixes":["a","b"],"x":{"deep":[1,{"y":null}]}}"#,
+            #"{"sub":"u","aud":["a","b"],"nbf":5,"jti":"id","iss":"https://wp","allowed_publish_prefixes":[]}"#,
+            #"{}"#,
+        ]
+        for p in payloads {
+            let fast = try JWTClaims(payload: bytes(p))
+            let tree = try JWTClaims(json: JSONParser.parse(p))
+            #expect(fast == tree, "\(p)")
+            #expect(fast.all == (try JSONParser.parse(p)))
+        }
+        #expect(throws: JWTError.self) { try JWTClaims(payload: bytes(#"{"exp":1,"exp":2}"#)) }
+        #expect(throws: JWTError.malformed("claim exp must be an integer")) { try JWTClaims(payload: bytes(#"{"exp":"x"}"#)) }
+        #expect(throws: JWTError.self) { try JWTClaims(payload: bytes(#"[1]"#)) }
+        #expect(throws: JWTError.self) { try JWTClaims(payload: bytes(#"{"a":1} x"#)) }
+    }
+}
