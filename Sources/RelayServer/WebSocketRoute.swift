@@ -121,24 +121,18 @@ extension RelayService {
         return (CloseCode(1002), "protocol error")
     }
 
-    /// The only writer of the socket: drains the engine's outbox. After each wake it takes
-    /// everything already queued (up to 256 frames) and writes it back to back, so a burst costs
-    /// one task wake-up instead of one per frame and the channel's writer can flush them together.
+    /// The only writer of the socket: drains the engine's outbox.
     func writeLoop(_ conn: RelayConnection, _ outbound: WebSocketOutboundWriter) async {
-        while let first = await conn.next() {
-            var batch = [first]
-            batch.append(contentsOf: conn.drain(maxItems: 255))
-            for item in batch {
-                switch item {
-                case .frame(let f):
-                    let frame = WebSocketFrame(fin: true, opcode: f.kind == .binary ? .binary : .text, data: ByteBuffer(bytes: f.bytes))
-                    do { try await outbound.write(.custom(frame)) } catch {
-                        engine.disconnect(conn, code: .normal, reason: "write failed")
-                    }
-                case .close(let code, let reason):
-                    await Self.close(outbound, code, reason)
-                    return
+        for await item in conn.items {
+            switch item {
+            case .frame(let f):
+                let frame = WebSocketFrame(fin: true, opcode: f.kind == .binary ? .binary : .text, data: ByteBuffer(bytes: f.bytes))
+                do { try await outbound.write(.custom(frame)) } catch {
+                    engine.disconnect(conn, code: .normal, reason: "write failed")
                 }
+            case .close(let code, let reason):
+                await Self.close(outbound, code, reason)
+                return
             }
         }
     }
