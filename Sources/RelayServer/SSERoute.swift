@@ -88,18 +88,13 @@ extension RelayService {
     }
 
     func streamSSE(writer: inout any ResponseBodyWriter, grant: ConnectionGrant, channels: [String], lastEventID: String?, ip: String) async throws {
-        guard sessions.reserve(limit: configuration.maxConnections) else {
-            try await writer.write(ByteBuffer(string: "event: wps.error\ndata: {\"code\":\"server_full\"}\n\n"))
+        if let refusal = sessions.admit(ip: ip, maxTotal: configuration.maxConnections, maxPerIP: configuration.maxConnectionsPerIP) {
+            let code = refusal == .serverFull ? "server_full" : "too_many_connections_from_address"
+            try await writer.write(ByteBuffer(string: "event: wps.error\ndata: {\"code\":\"\(code)\"}\n\n"))
             try await writer.finish(nil)
             return
         }
-        defer { sessions.release() }
-        guard sessions.reserve(ip: ip, limit: configuration.maxConnectionsPerIP) else {
-            try await writer.write(ByteBuffer(string: "event: wps.error\ndata: {\"code\":\"too_many_connections_from_address\"}\n\n"))
-            try await writer.finish(nil)
-            return
-        }
-        defer { sessions.release(ip: ip) }
+        defer { sessions.leave(ip: ip) }
         let conn: RelayConnection
         switch engine.connect(grant) {
         case .success(let c): conn = c

@@ -27,8 +27,37 @@ final class SessionRegistry: Sendable {
     private let perIP = Mutex<[String: Int]>([:])
     let count = Atomic<Int>(0)
 
+    /// Why a new connection was not admitted.
+    enum Refusal {
+        case serverFull
+        case addressFull
+
+        var reason: String {
+            switch self {
+            case .serverFull: return "server at its connection limit"
+            case .addressFull: return "too many connections from this address"
+            }
+        }
+    }
+
+    /// Takes a process-wide slot and a slot for `ip`, or neither. Pair with `leave(ip:)`.
+    func admit(ip: String, maxTotal: Int, maxPerIP: Int) -> Refusal? {
+        guard reserve(limit: maxTotal) else { return .serverFull }
+        guard reserve(ip: ip, limit: maxPerIP) else {
+            release()
+            return .addressFull
+        }
+        return nil
+    }
+
+    /// Gives back what `admit` took.
+    func leave(ip: String) {
+        release(ip: ip)
+        release()
+    }
+
     /// Reserves a slot for `ip` under `limit` connections per address; false when it is at the cap.
-    func reserve(ip: String, limit: Int) -> Bool {
+    private func reserve(ip: String, limit: Int) -> Bool {
         perIP.withLock { m in
             let n = m[ip, default: 0]
             if n >= limit { return false }
@@ -37,7 +66,7 @@ final class SessionRegistry: Sendable {
         }
     }
 
-    func release(ip: String) {
+    private func release(ip: String) {
         perIP.withLock { m in
             let n = (m[ip] ?? 1) - 1
             m[ip] = n > 0 ? n : nil
@@ -45,7 +74,7 @@ final class SessionRegistry: Sendable {
     }
 
     /// Reserves a slot under `limit`; false when the process is full.
-    func reserve(limit: Int) -> Bool {
+    private func reserve(limit: Int) -> Bool {
         while true {
             let c = count.load(ordering: .relaxed)
             if c >= limit { return false }
@@ -53,7 +82,7 @@ final class SessionRegistry: Sendable {
         }
     }
 
-    func release() { count.wrappingSubtract(1, ordering: .relaxed) }
+    private func release() { count.wrappingSubtract(1, ordering: .relaxed) }
 
     func add(_ entry: Entry) { entries.withLock { $0[entry.connection.id] = entry } }
 

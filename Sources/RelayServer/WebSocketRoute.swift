@@ -47,16 +47,11 @@ extension RelayService {
             await Self.close(outbound, .shuttingDown, "server shutting down; retry_after_ms=\(Int.random(in: configuration.shutdownRetryAfterMs))")
             return
         }
-        guard sessions.reserve(limit: configuration.maxConnections) else {
-            await Self.close(outbound, RelayCloseCodes.serverFull, "server at its connection limit")
+        if let refusal = sessions.admit(ip: ip, maxTotal: configuration.maxConnections, maxPerIP: configuration.maxConnectionsPerIP) {
+            await Self.close(outbound, RelayCloseCodes.serverFull, refusal.reason)
             return
         }
-        defer { sessions.release() }
-        guard sessions.reserve(ip: ip, limit: configuration.maxConnectionsPerIP) else {
-            await Self.close(outbound, RelayCloseCodes.serverFull, "too many connections from this address")
-            return
-        }
-        defer { sessions.release(ip: ip) }
+        defer { sessions.leave(ip: ip) }
         var messages = inbound.messages(maxSize: configuration.maxFrameBytes).makeAsyncIterator()
 
         // Token: URL, subprotocol, or an `auth` first frame within 10 s.

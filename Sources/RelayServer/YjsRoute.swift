@@ -119,11 +119,9 @@ extension RelayService {
         return "site:\(siteID):yjs:\(room)"
     }
 
+    /// RelayCore's prefix rule (bare prefixes get the site prefix), applied to the room's channel.
     static func allowed(_ channel: String, by prefixes: [String], siteID: String) -> Bool {
-        prefixes.contains { p in
-            let full = p.hasPrefix("site:") ? p : "site:\(siteID):\(p)"
-            return channel.hasPrefix(full)
-        }
+        prefixes.contains { channel.hasPrefix(ChannelName.expandPrefix($0, siteID: siteID)) }
     }
 
     func runYjs(room: String, inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, request: Request, ip: String) async {
@@ -131,16 +129,11 @@ extension RelayService {
             await Self.close(outbound, .shuttingDown, "server shutting down; retry_after_ms=\(Int.random(in: configuration.shutdownRetryAfterMs))")
             return
         }
-        guard sessions.reserve(limit: configuration.maxConnections) else {
-            await Self.close(outbound, RelayCloseCodes.serverFull, "server at its connection limit")
+        if let refusal = sessions.admit(ip: ip, maxTotal: configuration.maxConnections, maxPerIP: configuration.maxConnectionsPerIP) {
+            await Self.close(outbound, RelayCloseCodes.serverFull, refusal.reason)
             return
         }
-        defer { sessions.release() }
-        guard sessions.reserve(ip: ip, limit: configuration.maxConnectionsPerIP) else {
-            await Self.close(outbound, RelayCloseCodes.serverFull, "too many connections from this address")
-            return
-        }
-        defer { sessions.release(ip: ip) }
+        defer { sessions.leave(ip: ip) }
         let token = request.uri.queryParameters.get("auth") ?? Self.token(from: request)
         guard let token else { await Self.close(outbound, YjsCloseCodes.tokenExpired, "token required (?auth=)"); return }
         let grant: ConnectionGrant

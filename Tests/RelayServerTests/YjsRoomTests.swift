@@ -158,4 +158,16 @@ import Testing
         #expect(r["third_opened_after_release"] as? Bool == true, "the slot is released when a connection closes: \(r)")
         relay.stop()
     }
+
+    @Test(.enabled(if: nodeAvailable), .timeLimit(.minutes(1)))
+    func collaboratorUpdateAndDocumentLimits() throws {
+        let relay = try Relay(extra: ["--yjs-max-collaborators-per-room", "1", "--yjs-max-update-bytes", "2000",
+                                      "--yjs-max-document-bytes", "3000"])
+        try relay.waitReady()
+        let r = try Self.node("sizelimits", relay.config(room: "postType/post:9"))
+        #expect(r["second_user_close"] as? Int == 4003, "collaborator cap: \(r)")
+        #expect(r["big_update_close"] as? Int == 4009, "update size cap: \(r)")
+        #expect(r["document_close"] as? Int == 4010, "document size cap: \(r)")
+        relay.stop()
+    }
 }

@@ -133,7 +133,29 @@ async function iplimit() {
   third.close();
 }
 
-const scenarios = { edit, readonly, read, awareness, expired, roomlimit, iplimit };
+async function sizelimits() {
+  // relayd runs with --yjs-max-collaborators-per-room 1 --yjs-max-update-bytes 2000 --yjs-max-document-bytes 3000.
+  const a = client(cfg.room, { user: 'a' });
+  await synced(a);
+  const b = client(cfg.room, { user: 'b' });
+  await until(() => b.closes.length > 0, 3000);
+  out.second_user_close = b.closes[0];
+  b.provider.destroy();
+  a.doc.getText('t').insert(0, 'x'.repeat(5000));
+  await until(() => a.closes.length > 0, 3000);
+  out.big_update_close = a.closes[0];
+  a.provider.destroy();
+  const c = client(cfg.room + '-doc', { user: 'c' });
+  await synced(c);
+  c.doc.getText('t').insert(0, 'y'.repeat(1500));
+  await sleep(300);
+  c.doc.getText('t').insert(0, 'z'.repeat(1500));
+  await until(() => c.closes.length > 0, 3000);
+  out.document_close = c.closes[0];
+  c.provider.destroy();
+}
+
+const scenarios = { edit, readonly, read, awareness, expired, roomlimit, iplimit, sizelimits };
 const timer = setTimeout(() => { out.timeout = true; console.log(JSON.stringify(out)); process.exit(2); }, 20000);
 scenarios[process.argv[2]]().then(() => { clearTimeout(timer); console.log(JSON.stringify(out)); process.exit(0); })
   .catch((e) => { clearTimeout(timer); out.error = String(e && e.stack || e); console.log(JSON.stringify(out)); process.exit(1); });
