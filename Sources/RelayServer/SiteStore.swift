@@ -91,6 +91,7 @@ public final class SiteStore: SiteRegistry, Sendable {
         if let directory {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             var config = Configuration()
+            config.busyMode = .timeout(10)  // relayctl may write the registry while relayd reads it
             config.prepareDatabase { db in try db.execute(sql: "PRAGMA journal_mode = WAL") }
             db = try DatabaseQueue(path: directory + "/sites.sqlite", configuration: config)
         } else {

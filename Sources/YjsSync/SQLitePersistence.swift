@@ -10,6 +10,9 @@ public final class SQLitePersistence: YjsPersistence {
     /// Opens (creating if needed) the database at `path`.
     public init(path: String) throws {
         var config = Configuration()
+        // Another process (or a store still compacting in the background) may hold the write lock
+        // for a moment: wait for it instead of failing with SQLITE_BUSY.
+        config.busyMode = .timeout(10)
         config.prepareDatabase { db in
             try db.execute(sql: "PRAGMA synchronous = FULL")
         }
