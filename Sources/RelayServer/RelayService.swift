@@ -2,7 +2,6 @@ import Foundation
 import Hummingbird
 import HummingbirdCore
 import HummingbirdTLS
-import HummingbirdWebSocket
 import NIOSSL
 import NIOPosix
 import Logging
@@ -99,16 +98,16 @@ public final class RelayService: Sendable {
             allowHeaders: [.contentType, .authorization, .init("Last-Event-ID")!],
             allowMethods: [.get, .post, .options]))
         addHTTPRoutes(to: router)
-        addWebSocketRoute(to: router)
-        addYjsRoutes(to: router)
-        let wsConfig = WebSocketServerConfiguration(
-            maxFrameSize: configuration.maxFrameBytes,
-            autoPing: .disabled,
-            closeTimeout: .seconds(5),
-            validateUTF8: true)
-        // Idle HTTP connections (including ones that stall mid-request) are closed after 60 s.
-        let http1 = HTTP1Channel.Configuration(idleTimeout: .seconds(60))
-        var server: HTTPServerBuilder = .http1WebSocketUpgrade(webSocketRouter: router, configuration: .init(http1: http1, ws: wsConfig))
+        let limits = HTTPTransportLimits(
+            handshakeTimeout: .milliseconds(Int64(configuration.handshakeTimeout * 1000)),
+            idleTimeout: .milliseconds(Int64(configuration.httpIdleTimeout * 1000)),
+            maxFrameBytes: max(configuration.maxFrameBytes, configuration.yjs.maxUpdateBytes + 64),
+            maxHeaderBytes: configuration.maxHeaderBytes,
+            closeTimeout: .milliseconds(Int64(configuration.closeHandshakeTimeout * 1000)))
+        // HTTP goes to Hummingbird's router; WebSocket upgrades to relayd's event-loop handler.
+        var server = HTTPServerBuilder { responder in
+            RelayChildChannel(responder: responder, limits: limits, route: { [self] in webSocketRoute(for: $0) })
+        }
         switch (configuration.tlsCertificatePath, configuration.tlsKeyPath) {
         case (let cert?, let key?):
             let tls = TLSConfiguration.makeServerConfiguration(
@@ -218,12 +217,12 @@ extension RelayService {
         for e in sessions.all() where !e.isSSE {
             if e.yjsRoom != nil {
                 // y-websocket clients answer WebSocket pings (protocol level), not JSON ones.
-                if nowMs - e.lastInboundMs.load(ordering: .relaxed) > idleMs * 2 {
+                if nowMs - e.activity.lastMs > idleMs * 2 {
                     engine.disconnect(e.connection, code: RelayCloseCodes.idleTimeout, reason: "idle", flushPending: true)
                 }
                 continue
             }
-            if nowMs - e.lastInboundMs.load(ordering: .relaxed) > idleMs {
+            if nowMs - e.activity.lastMs > idleMs {
                 engine.disconnect(e.connection, code: RelayCloseCodes.idleTimeout, reason: "no frames for \(Int(configuration.idleTimeout)) s", flushPending: true)
             } else {
                 _ = engine.send(Wire.ping, to: e.connection)

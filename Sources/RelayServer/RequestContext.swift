@@ -1,17 +1,14 @@
 import Hummingbird
-import HummingbirdWebSocket
 import NIOCore
 
-/// The request context of every route: Hummingbird's WebSocket context plus the peer address
+/// The request context of every HTTP route: Hummingbird's core context plus the peer address
 /// (for the per-IP connection cap).
-public struct RelayRequestContext: RequestContext, WebSocketRequestContext, RemoteAddressRequestContext {
+public struct RelayRequestContext: RequestContext, RemoteAddressRequestContext {
     public var coreContext: CoreRequestContextStorage
-    public let webSocket: WebSocketHandlerReference<Self>
     public let remoteAddress: SocketAddress?
 
     public init(source: Source) {
         coreContext = .init(source: source)
-        webSocket = .init()
         remoteAddress = source.channel.remoteAddress
     }
 

@@ -103,7 +103,7 @@ extension RelayService {
             try await writer.finish(nil)
             return
         }
-        let entry = SessionRegistry.Entry(connection: conn, isSSE: true, nowMs: Clock.nowMs)
+        let entry = SessionRegistry.Entry(connection: conn, isSSE: true, activity: ActivityStamp(nowMs: Clock.nowMs))
         sessions.add(entry)
         defer {
             sessions.remove(conn)
@@ -170,5 +170,14 @@ extension RelayService {
         var out = Array("id: \(StreamEventID.format(positions))\n".utf8)
         out.append(contentsOf: bytes[(nl + 1)...])
         return out
+    }
+}
+
+extension RelayService {
+    /// Token of an HTTP request: `?token=`, or `Authorization: Bearer`.
+    static func token(from request: Request) -> String? {
+        if let t = request.uri.queryParameters.get("token"), !t.isEmpty { return t }
+        if let auth = request.headers[.authorization], auth.hasPrefix("Bearer ") { return String(auth.dropFirst(7)) }
+        return nil
     }
 }

@@ -18,6 +18,14 @@ public struct ServerConfiguration: Sendable {
 
     /// Largest WebSocket frame (and message) accepted or sent. The wordsocket client stays under 2 MiB.
     public var maxFrameBytes = 2 << 20
+    /// Time from accept until the first request head (HTTP request or WebSocket upgrade) is complete, seconds.
+    public var handshakeTimeout: Double = 10
+    /// Largest HTTP request header block, bytes; larger requests get 400 and the connection is closed.
+    public var maxHeaderBytes = 32 * 1024
+    /// Close a keep-alive HTTP connection idle (or stalled mid-request) for this long, seconds.
+    public var httpIdleTimeout: Double = 60
+    /// After relayd sends a close frame, wait this long for the client's before dropping the TCP connection, seconds.
+    public var closeHandshakeTimeout: Double = 5
     /// Largest `POST /publish` body.
     public var maxPublishBodyBytes = 4 << 20
     /// Most publications in one `POST /publish/batch`.

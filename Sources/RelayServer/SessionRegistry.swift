@@ -8,19 +8,17 @@ final class SessionRegistry: Sendable {
     final class Entry: Sendable {
         let connection: RelayConnection
         let isSSE: Bool
-        /// Last time a frame arrived from the client (Unix seconds × 1000).
-        let lastInboundMs: Atomic<Int64>
+        /// Last time a frame arrived from the client (Unix ms); the transport stamps it.
+        let activity: ActivityStamp
         /// The y-websocket room of a `/yjs` connection (no JSON pings: y-websocket is binary only).
         let yjsRoom: String?
 
-        init(connection: RelayConnection, isSSE: Bool, nowMs: Int64, yjsRoom: String? = nil) {
+        init(connection: RelayConnection, isSSE: Bool, activity: ActivityStamp, yjsRoom: String? = nil) {
             self.connection = connection
             self.isSSE = isSSE
             self.yjsRoom = yjsRoom
-            self.lastInboundMs = Atomic(nowMs)
+            self.activity = activity
         }
-
-        func touch(nowMs: Int64) { lastInboundMs.store(nowMs, ordering: .relaxed) }
     }
 
     private let entries = Mutex<[UInt64: Entry]>([:])

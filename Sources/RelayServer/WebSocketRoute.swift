@@ -1,9 +1,7 @@
 import Foundation
-import HTTPTypes
-import Hummingbird
-import HummingbirdWebSocket
 import NIOCore
-import NIOWebSocket
+import NIOHTTP1
+import Synchronization
 import RelayCore
 import RelayCrypto
 
@@ -12,126 +10,49 @@ extension RelayService {
     /// then travel as a second offered subprotocol `token.<JWT>` instead of in the URL.
     public static let subprotocol = "relay"
 
-    func addWebSocketRoute(to router: Router<RelayRequestContext>) {
-        router.ws("/ws", shouldUpgrade: { request, _ in
-            var headers = HTTPFields()
-            if Self.offeredSubprotocols(request).contains(Self.subprotocol) {
-                headers[.secWebSocketProtocol] = Self.subprotocol
-            }
+    /// The WebSocket routes: `/ws` (wordsocket JSON and binary frames) and `/yjs/{room}` (y-websocket).
+    func webSocketRoute(for request: WebSocketRequest) -> WebSocketRoute? {
+        var headers = HTTPHeaders()
+        if request.offeredSubprotocols.contains(Self.subprotocol) {
+            headers.add(name: "Sec-WebSocket-Protocol", value: Self.subprotocol)
+        }
+        if request.path == "/ws" {
             // Refusals (4001/4003/4029) are close codes after the upgrade, as the contract requires.
-            return .upgrade(headers)
-        }, onUpgrade: { inbound, outbound, context in
-            await self.runWebSocket(inbound: inbound, outbound: outbound, request: context.request, ip: context.requestContext.remoteIP)
-        })
-    }
-
-    static func offeredSubprotocols(_ request: Request) -> [String] {
-        request.headers[values: .secWebSocketProtocol].flatMap { $0.split(separator: ",") }
-            .map { $0.trimmingCharacters(in: .whitespaces) }
-    }
-
-    /// Token from `?token=`, or a `token.<JWT>` subprotocol.
-    static func token(from request: Request) -> String? {
-        if let t = request.uri.queryParameters.get("token"), !t.isEmpty { return t }
-        for p in offeredSubprotocols(request) where p.hasPrefix("token.") { return String(p.dropFirst(6)) }
-        if let auth = request.headers[.authorization], auth.hasPrefix("Bearer ") { return String(auth.dropFirst(7)) }
+            return WebSocketRoute(responseHeaders: headers, maxMessageBytes: configuration.maxFrameBytes,
+                                  makeEndpoint: { RelaySocketEndpoint(relay: self) })
+        }
+        if request.path.hasPrefix("/yjs/") && request.path.count > 5 {
+            let raw = String(request.path.dropFirst(5))
+            let room = raw.removingPercentEncoding ?? raw
+            return WebSocketRoute(responseHeaders: headers,
+                                  maxMessageBytes: max(configuration.maxFrameBytes, configuration.yjs.maxUpdateBytes + 64),
+                                  makeEndpoint: { YjsEndpoint(relay: self, room: room) })
+        }
         return nil
     }
 
-    static func close(_ outbound: WebSocketOutboundWriter, _ code: CloseCode, _ reason: String) async {
-        try? await outbound.close(WebSocketErrorCode(codeNumber: Int(code.rawValue)), reason: reason)
+    /// Token from `?token=`, a `token.<JWT>` subprotocol, or `Authorization: Bearer`.
+    static func token(from request: WebSocketRequest) -> String? {
+        if let t = request.query["token"], !t.isEmpty { return t }
+        for p in request.offeredSubprotocols where p.hasPrefix("token.") { return String(p.dropFirst(6)) }
+        if let auth = request.headers["Authorization"].first, auth.hasPrefix("Bearer ") { return String(auth.dropFirst(7)) }
+        return nil
     }
 
-    func runWebSocket(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, request: Request, ip: String) async {
+    /// Admission shared by every WebSocket route: shutdown, the process cap and
+    /// the per-IP cap. Returns false (after closing the session) when refused.
+    func admitWebSocket(_ session: WebSocketSession) -> Bool {
         guard !shuttingDown.load(ordering: .relaxed) else {
-            await Self.close(outbound, .shuttingDown, "server shutting down; retry_after_ms=\(Int.random(in: configuration.shutdownRetryAfterMs))")
-            return
+            session.close(code: .shuttingDown, reason: "server shutting down; retry_after_ms=\(Int.random(in: configuration.shutdownRetryAfterMs))")
+            return false
         }
-        if let refusal = sessions.admit(ip: ip, maxTotal: configuration.maxConnections, maxPerIP: configuration.maxConnectionsPerIP) {
-            await Self.close(outbound, RelayCloseCodes.serverFull, refusal.reason)
-            return
+        if let refusal = sessions.admit(ip: session.request.remoteIP, maxTotal: configuration.maxConnections,
+                                        maxPerIP: configuration.maxConnectionsPerIP) {
+            session.close(code: RelayCloseCodes.serverFull, reason: refusal.reason)
+            return false
         }
-        defer { sessions.leave(ip: ip) }
-        var messages = inbound.messages(maxSize: configuration.maxFrameBytes).makeAsyncIterator()
-
-        // Token: URL, subprotocol, or an `auth` first frame within 10 s.
-        var token = Self.token(from: request)
-        if token == nil {
-            let timer = Task {
-                try await Task.sleep(for: .seconds(10))
-                await Self.close(outbound, RelayCloseCodes.authTimeout, "no token: send {\"type\":\"auth\",\"token\":…} first")
-            }
-            defer { timer.cancel() }
-            guard case .text(let text)? = try? await messages.next(),
-                  case .auth(let t)? = ClientMessage.parse(Array(text.utf8)) else {
-                await Self.close(outbound, .invalidToken, "no token: send {\"type\":\"auth\",\"token\":…} first")
-                return
-            }
-            token = t
-        }
-        let grant: ConnectionGrant
-        switch tokens.grant(for: token!, sse: false) {
-        case .success(let g): grant = g
-        case .failure(let refusal):
-            await Self.close(outbound, refusal.code, refusal.reason)
-            return
-        }
-        let conn: RelayConnection
-        switch engine.connect(grant) {
-        case .success(let c): conn = c
-        case .failure(let refusal):
-            await Self.close(outbound, refusal.code, refusal.reason)
-            return
-        }
-        let entry = SessionRegistry.Entry(connection: conn, isSSE: false, nowMs: Clock.nowMs)
-        sessions.add(entry)
-        defer { sessions.remove(conn) }
-
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask { await self.writeLoop(conn, outbound) }
-            do {
-                while let message = try await messages.next() {
-                    entry.touch(nowMs: Clock.nowMs)
-                    if conn.isClosed { break }
-                    switch message {
-                    case .text(let text): await handleText(Array(text.utf8), conn: conn)
-                    case .binary(let buffer): await handleBinary(Array(buffer.readableBytesView), conn: conn)
-                    }
-                }
-                engine.disconnect(conn, code: .normal, reason: "client closed")
-            } catch {
-                let (code, reason) = Self.closeCode(for: error)
-                engine.disconnect(conn, code: code, reason: reason)
-            }
-            await group.waitForAll()
-        }
+        return true
     }
-
-    /// The close for an error the WebSocket layer raised while reading (RFC 6455 codes, no internal names).
-    static func closeCode(for error: any Error) -> (CloseCode, String) {
-        let text = String(describing: error)
-        if text.contains("messageTooLarge") { return (.messageTooBig, "message too big") }
-        if text.contains("dataInconsistentWithMessage") { return (CloseCode(1007), "invalid UTF-8") }
-        if text.contains("protocolError") { return (CloseCode(1002), "protocol error") }
-        return (CloseCode(1002), "protocol error")
-    }
-
-    /// The only writer of the socket: drains the engine's outbox.
-    func writeLoop(_ conn: RelayConnection, _ outbound: WebSocketOutboundWriter) async {
-        for await item in conn.items {
-            switch item {
-            case .frame(let f):
-                let frame = WebSocketFrame(fin: true, opcode: f.kind == .binary ? .binary : .text, data: ByteBuffer(bytes: f.bytes))
-                do { try await outbound.write(.custom(frame)) } catch {
-                    engine.disconnect(conn, code: .normal, reason: "write failed")
-                }
-            case .close(let code, let reason):
-                await Self.close(outbound, code, reason)
-                return
-            }
-        }
-    }
-
     func handleBinary(_ bytes: [UInt8], conn: RelayConnection) async {
         guard let (channel, payload) = Wire.parseBinaryFrame(bytes) else {
             engine.disconnect(conn, code: .policyViolation, reason: "malformed binary frame", flushPending: true)
@@ -181,6 +102,81 @@ extension RelayService {
             }
         case .pong, .ping:
             break
+        }
+    }
+}
+
+/// `/ws`: one wordsocket connection. Calls arrive one at a time from the session's inbox.
+final class RelaySocketEndpoint: WebSocketEndpoint, @unchecked Sendable {
+    let relay: RelayService
+    // Touched only by the serial inbox calls.
+    private var connection: RelayConnection?
+    private var admitted = false
+    /// True while the connection waits for an `auth` first frame (the timer and the inbox race for it).
+    private let awaitingAuth = Atomic<Bool>(false)
+
+    init(relay: RelayService) { self.relay = relay }
+
+    func opened(_ session: WebSocketSession) async {
+        guard relay.admitWebSocket(session) else { return }
+        admitted = true
+        if let token = RelayService.token(from: session.request) {
+            authenticate(token, session)
+            return
+        }
+        // No token in the URL, subprotocol or header: an `auth` first frame within 10 s.
+        awaitingAuth.store(true, ordering: .relaxed)
+        session.schedule(in: .seconds(10)) { [self] in
+            if awaitingAuth.compareExchange(expected: true, desired: false, ordering: .relaxed).exchanged {
+                session.close(code: RelayCloseCodes.authTimeout, reason: "no token: send {\"type\":\"auth\",\"token\":…} first")
+            }
+        }
+    }
+
+    private func authenticate(_ token: String, _ session: WebSocketSession) {
+        let grant: ConnectionGrant
+        switch relay.tokens.grant(for: token, sse: false) {
+        case .success(let g): grant = g
+        case .failure(let refusal):
+            session.close(code: refusal.code, reason: refusal.reason)
+            return
+        }
+        switch relay.engine.connect(grant, onWake: { session.wake() }) {
+        case .success(let conn):
+            connection = conn
+            relay.sessions.add(SessionRegistry.Entry(connection: conn, isSSE: false, activity: session.activity))
+            session.attach(conn)
+        case .failure(let refusal):
+            session.close(code: refusal.code, reason: refusal.reason)
+        }
+    }
+
+    func received(_ message: WebSocketMessage, _ session: WebSocketSession) async {
+        if awaitingAuth.compareExchange(expected: true, desired: false, ordering: .relaxed).exchanged {
+            guard case .text(let bytes) = message, case .auth(let token)? = ClientMessage.parse(bytes) else {
+                session.close(code: .invalidToken, reason: "no token: send {\"type\":\"auth\",\"token\":…} first")
+                return
+            }
+            authenticate(token, session)
+            return
+        }
+        guard let conn = connection, !conn.isClosed else { return }
+        switch message {
+        case .text(let bytes): await relay.handleText(bytes, conn: conn)
+        case .binary(let bytes): await relay.handleBinary(bytes, conn: conn)
+        }
+    }
+
+    func closed(_ session: WebSocketSession) async {
+        awaitingAuth.store(false, ordering: .relaxed)
+        if let conn = connection {
+            relay.engine.disconnect(conn, code: .normal, reason: "client closed")
+            relay.sessions.remove(conn)
+            connection = nil
+        }
+        if admitted {
+            relay.sessions.leave(ip: session.request.remoteIP)
+            admitted = false
         }
     }
 }

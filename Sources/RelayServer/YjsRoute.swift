@@ -1,6 +1,4 @@
 import Foundation
-import Hummingbird
-import HummingbirdWebSocket
 import NIOCore
 import NIOPosix
 import NIOWebSocket
@@ -96,20 +94,6 @@ extension RelayService {
         return DocumentStore(persistence: persistence, options: options)
     }
 
-    /// `GET /yjs/{room}` (the room may contain `/`, e.g. `postType/post:123`): one y-websocket room per connection.
-    func addYjsRoutes(to router: Router<RelayRequestContext>) {
-        router.ws("/yjs/**", shouldUpgrade: { request, _ in
-            var headers = HTTPFields()
-            if Self.offeredSubprotocols(request).contains(Self.subprotocol) { headers[.secWebSocketProtocol] = Self.subprotocol }
-            return .upgrade(headers)
-        }, onUpgrade: { inbound, outbound, context in
-            let path = context.request.uri.path
-            let raw = path.hasPrefix("/yjs/") ? String(path.dropFirst(5)) : ""
-            let room = raw.removingPercentEncoding ?? raw
-            await self.runYjs(room: room, inbound: inbound, outbound: outbound, request: context.request, ip: context.requestContext.remoteIP)
-        })
-    }
-
     /// The room's storage key and ACL channel: `site:{site_id}:yjs:{room}` (a full name for this site is accepted as is).
     static func yjsChannel(room: String, siteID: String) -> String? {
         if room.hasPrefix("site:") {
@@ -122,94 +106,6 @@ extension RelayService {
     /// RelayCore's prefix rule (bare prefixes get the site prefix), applied to the room's channel.
     static func allowed(_ channel: String, by prefixes: [String], siteID: String) -> Bool {
         prefixes.contains { channel.hasPrefix(ChannelName.expandPrefix($0, siteID: siteID)) }
-    }
-
-    func runYjs(room: String, inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, request: Request, ip: String) async {
-        guard !shuttingDown.load(ordering: .relaxed) else {
-            await Self.close(outbound, .shuttingDown, "server shutting down; retry_after_ms=\(Int.random(in: configuration.shutdownRetryAfterMs))")
-            return
-        }
-        if let refusal = sessions.admit(ip: ip, maxTotal: configuration.maxConnections, maxPerIP: configuration.maxConnectionsPerIP) {
-            await Self.close(outbound, RelayCloseCodes.serverFull, refusal.reason)
-            return
-        }
-        defer { sessions.leave(ip: ip) }
-        let token = request.uri.queryParameters.get("auth") ?? Self.token(from: request)
-        guard let token else { await Self.close(outbound, YjsCloseCodes.tokenExpired, "token required (?auth=)"); return }
-        let grant: ConnectionGrant
-        switch tokens.grant(for: token, sse: false) {
-        case .success(let g): grant = g
-        case .failure(let r):
-            await Self.close(outbound, r.code == .siteNotFound ? YjsCloseCodes.forbidden : YjsCloseCodes.tokenExpired, r.reason)
-            return
-        }
-        guard let channel = Self.yjsChannel(room: room, siteID: grant.siteID) else {
-            await Self.close(outbound, YjsCloseCodes.forbidden, "invalid room name")
-            return
-        }
-        guard Self.allowed(channel, by: grant.subscribePrefixes, siteID: grant.siteID) else {
-            await Self.close(outbound, YjsCloseCodes.forbidden, "token does not grant this room")
-            return
-        }
-        let readOnly = !Self.allowed(channel, by: grant.publishPrefixes, siteID: grant.siteID)
-        let conn: RelayConnection
-        switch engine.connect(grant) {
-        case .success(let c): conn = c
-        case .failure(let r):
-            await Self.close(outbound, r.code, r.reason)
-            return
-        }
-        switch yjsRooms.join(channel, .init(connection: conn, userID: grant.userID),
-                             maxConnections: configuration.yjs.maxConnectionsPerRoom,
-                             maxCollaborators: configuration.yjs.maxCollaboratorsPerRoom) {
-        case .joined: break
-        case .roomFull:
-            engine.disconnect(conn, code: YjsCloseCodes.roomConnectionLimit, reason: "room connection limit")
-            await Self.close(outbound, YjsCloseCodes.roomConnectionLimit, "room connection limit (\(configuration.yjs.maxConnectionsPerRoom))")
-            return
-        case .tooManyCollaborators:
-            engine.disconnect(conn, code: YjsCloseCodes.collaboratorLimit, reason: "collaborator limit")
-            await Self.close(outbound, YjsCloseCodes.collaboratorLimit, "room collaborator limit (\(configuration.yjs.maxCollaboratorsPerRoom))")
-            return
-        }
-        let entry = SessionRegistry.Entry(connection: conn, isSSE: false, nowMs: Clock.nowMs, yjsRoom: channel)
-        sessions.add(entry)
-        // Like the y-websocket server: our sync step 1, then the awareness of everyone present.
-        do {
-            let store = yjsStore
-            for f in try await yjsIO.runIfActive({ try store.openingFrames(room: channel) }) {
-                _ = engine.send(OutboundFrame(kind: .binary, bytes: f), to: conn)
-            }
-        } catch {
-            engine.disconnect(conn, code: .internalError, reason: "room could not be loaded")
-        }
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask { await self.writeLoop(conn, outbound) }
-            do {
-                for try await message in inbound.messages(maxSize: max(configuration.maxFrameBytes, configuration.yjs.maxUpdateBytes + 64)) {
-                    entry.touch(nowMs: Clock.nowMs)
-                    if conn.isClosed { break }
-                    guard case .binary(let buffer) = message else { continue }  // y-websocket is binary only
-                    let bytes = Array(buffer.readableBytesView)
-                    if bytes.count > configuration.yjs.maxUpdateBytes {
-                        engine.disconnect(conn, code: YjsCloseCodes.updateTooLarge, reason: "update larger than \(configuration.yjs.maxUpdateBytes) bytes", flushPending: true)
-                        break
-                    }
-                    await handleYjsFrame(bytes, room: channel, conn: conn, readOnly: readOnly)
-                }
-                engine.disconnect(conn, code: .normal, reason: "client closed")
-            } catch {
-                let (code, reason) = Self.closeCode(for: error)
-                engine.disconnect(conn, code: code, reason: reason)
-            }
-            await group.waitForAll()
-        }
-        sessions.remove(conn)
-        yjsRooms.leave(channel, conn)
-        let store = yjsStore, id = conn.id
-        if let frames = try? await yjsIO.runIfActive({ try store.close(room: channel, connection: id) }) {
-            broadcastYjs(frames, room: channel)
-        }
     }
 
     /// Store calls may wait for an fsync (SQLite, `synchronous=FULL`), so they run on a
@@ -256,5 +152,113 @@ extension RelayService {
             }
         }
         _ = yjsStore.evictIdleRooms()
+    }
+}
+
+/// `/yjs/{room}`: one y-websocket peer. Calls arrive one at a time from the session's inbox.
+final class YjsEndpoint: WebSocketEndpoint, @unchecked Sendable {
+    let relay: RelayService
+    let room: String
+    // Touched only by the serial inbox calls.
+    private var connection: RelayConnection?
+    private var channel = ""
+    private var readOnly = true
+    private var admitted = false
+    private var joined = false
+
+    init(relay: RelayService, room: String) {
+        self.relay = relay
+        self.room = room
+    }
+
+    func opened(_ session: WebSocketSession) async {
+        guard relay.admitWebSocket(session) else { return }
+        admitted = true
+        let request = session.request
+        guard let token = request.query["auth"] ?? RelayService.token(from: request) else {
+            session.close(code: YjsCloseCodes.tokenExpired, reason: "token required (?auth=)")
+            return
+        }
+        let grant: ConnectionGrant
+        switch relay.tokens.grant(for: token, sse: false) {
+        case .success(let g): grant = g
+        case .failure(let r):
+            session.close(code: r.code == .siteNotFound ? YjsCloseCodes.forbidden : YjsCloseCodes.tokenExpired, reason: r.reason)
+            return
+        }
+        guard let channel = RelayService.yjsChannel(room: room, siteID: grant.siteID) else {
+            session.close(code: YjsCloseCodes.forbidden, reason: "invalid room name")
+            return
+        }
+        guard RelayService.allowed(channel, by: grant.subscribePrefixes, siteID: grant.siteID) else {
+            session.close(code: YjsCloseCodes.forbidden, reason: "token does not grant this room")
+            return
+        }
+        self.channel = channel
+        readOnly = !RelayService.allowed(channel, by: grant.publishPrefixes, siteID: grant.siteID)
+        let conn: RelayConnection
+        switch relay.engine.connect(grant, onWake: { session.wake() }) {
+        case .success(let c): conn = c
+        case .failure(let r):
+            session.close(code: r.code, reason: r.reason)
+            return
+        }
+        let yjs = relay.configuration.yjs
+        switch relay.yjsRooms.join(channel, .init(connection: conn, userID: grant.userID),
+                                   maxConnections: yjs.maxConnectionsPerRoom, maxCollaborators: yjs.maxCollaboratorsPerRoom) {
+        case .joined: break
+        case .roomFull:
+            relay.engine.disconnect(conn, code: YjsCloseCodes.roomConnectionLimit, reason: "room connection limit")
+            session.close(code: YjsCloseCodes.roomConnectionLimit, reason: "room connection limit (\(yjs.maxConnectionsPerRoom))")
+            return
+        case .tooManyCollaborators:
+            relay.engine.disconnect(conn, code: YjsCloseCodes.collaboratorLimit, reason: "collaborator limit")
+            session.close(code: YjsCloseCodes.collaboratorLimit, reason: "room collaborator limit (\(yjs.maxCollaboratorsPerRoom))")
+            return
+        }
+        joined = true
+        connection = conn
+        relay.sessions.add(SessionRegistry.Entry(connection: conn, isSSE: false, activity: session.activity, yjsRoom: channel))
+        session.attach(conn)
+        // Like the y-websocket server: our sync step 1, then the awareness of everyone present.
+        do {
+            let store = relay.yjsStore
+            for f in try await relay.yjsIO.runIfActive({ try store.openingFrames(room: channel) }) {
+                _ = relay.engine.send(OutboundFrame(kind: .binary, bytes: f), to: conn)
+            }
+        } catch {
+            relay.engine.disconnect(conn, code: .internalError, reason: "room could not be loaded", flushPending: true)
+        }
+    }
+
+    func received(_ message: WebSocketMessage, _ session: WebSocketSession) async {
+        guard let conn = connection, !conn.isClosed else { return }
+        guard case .binary(let bytes) = message else { return }  // y-websocket is binary only
+        let limit = relay.configuration.yjs.maxUpdateBytes
+        if bytes.count > limit {
+            relay.engine.disconnect(conn, code: YjsCloseCodes.updateTooLarge, reason: "update larger than \(limit) bytes", flushPending: true)
+            return
+        }
+        await relay.handleYjsFrame(bytes, room: channel, conn: conn, readOnly: readOnly)
+    }
+
+    func closed(_ session: WebSocketSession) async {
+        if let conn = connection {
+            relay.engine.disconnect(conn, code: .normal, reason: "client closed")
+            relay.sessions.remove(conn)
+            connection = nil
+            if joined {
+                joined = false
+                relay.yjsRooms.leave(channel, conn)
+                let store = relay.yjsStore, id = conn.id, channel = self.channel
+                if let frames = try? await relay.yjsIO.runIfActive({ try store.close(room: channel, connection: id) }) {
+                    relay.broadcastYjs(frames, room: channel)
+                }
+            }
+        }
+        if admitted {
+            relay.sessions.leave(ip: session.request.remoteIP)
+            admitted = false
+        }
     }
 }

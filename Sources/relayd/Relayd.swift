@@ -29,6 +29,10 @@ struct Relayd: AsyncParsableCommand {
     @Option(name: .customLong("tls-key"), help: "PEM private key. Env: RELAY_TLS_KEY") var tlsKey: String?
     @Option(name: .customLong("dev-site"), help: "Create a dev site when there is none (true/false). Env: RELAY_DEV_SITE [default: true]") var devSite: Bool?
     @Option(name: .customLong("max-frame-bytes"), help: "Largest WebSocket frame/message. Env: RELAY_MAX_FRAME_BYTES [default: 2097152]") var maxFrameBytes: Int?
+    @Option(name: .customLong("max-header-bytes"), help: "Largest HTTP request header block; larger gets 400 and a close. Env: RELAY_MAX_HEADER_BYTES [default: 32768]") var maxHeaderBytes: Int?
+    @Option(name: .customLong("handshake-timeout"), help: "Seconds from accept to a complete request head or WebSocket upgrade. Env: RELAY_HANDSHAKE_TIMEOUT [default: 10]") var handshakeTimeout: Double?
+    @Option(name: .customLong("http-idle-timeout"), help: "Close idle keep-alive HTTP connections after this many seconds. Env: RELAY_HTTP_IDLE_TIMEOUT [default: 60]") var httpIdleTimeout: Double?
+    @Option(name: .customLong("close-timeout"), help: "Seconds to wait for the client's close frame after relayd's. Env: RELAY_CLOSE_TIMEOUT [default: 5]") var closeTimeout: Double?
     @Option(name: .customLong("max-publish-body-bytes"), help: "Largest POST /publish body. Env: RELAY_MAX_PUBLISH_BODY_BYTES [default: 4194304]") var maxPublishBodyBytes: Int?
     @Option(name: .customLong("max-batch"), help: "Most publications per /publish/batch. Env: RELAY_MAX_BATCH [default: 100]") var maxBatch: Int?
     @Option(name: .customLong("max-connections"), help: "Process-wide connection cap (WebSocket + SSE). Env: RELAY_MAX_CONNECTIONS [default: 18000]") var maxConnections: Int?
@@ -73,6 +77,10 @@ struct Relayd: AsyncParsableCommand {
         c.tlsKeyPath = pick(tlsKey, "tls-key", { $0 })
         c.createDevSite = pick(devSite, "dev-site", { Bool($0) }) ?? c.createDevSite
         c.maxFrameBytes = pick(maxFrameBytes, "max-frame-bytes", { Int($0) }) ?? c.maxFrameBytes
+        c.maxHeaderBytes = pick(maxHeaderBytes, "max-header-bytes", { Int($0) }) ?? c.maxHeaderBytes
+        c.handshakeTimeout = pick(handshakeTimeout, "handshake-timeout", { Double($0) }) ?? c.handshakeTimeout
+        c.httpIdleTimeout = pick(httpIdleTimeout, "http-idle-timeout", { Double($0) }) ?? c.httpIdleTimeout
+        c.closeHandshakeTimeout = pick(closeTimeout, "close-timeout", { Double($0) }) ?? c.closeHandshakeTimeout
         c.maxPublishBodyBytes = pick(maxPublishBodyBytes, "max-publish-body-bytes", { Int($0) }) ?? c.maxPublishBodyBytes
         c.maxBatchSize = pick(maxBatch, "max-batch", { Int($0) }) ?? c.maxBatchSize
         c.maxConnections = pick(maxConnections, "max-connections", { Int($0) }) ?? c.maxConnections

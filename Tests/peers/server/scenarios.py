@@ -1017,8 +1017,9 @@ def big_header():
             d = s.recv(200)
             if d:
                 out["status_line"] = d.split(b"\r\n", 1)[0].decode("latin-1")
-            else:
-                out["closed"] = True
+                while d:  # the server must close after the error response
+                    d = s.recv(4096)
+            out["closed"] = True
         except (so.timeout, TimeoutError):
             out["timeout"] = True
         except (ConnectionResetError, BrokenPipeError):
@@ -1029,7 +1030,33 @@ def big_header():
     return r
 
 
+def slow_handshake():
+    """Connections that never finish their request head: seconds until the server closes each."""
+    import socket as so
+    r = {}
+    for name, data in (("silent", b""), ("partial_headers", b"GET /ws HTTP/1.1\r\nHost: x\r\n")):
+        s = so.create_connection(("127.0.0.1", CFG["port"]), timeout=CFG.get("wait", 10))
+        t0 = time.monotonic()
+        out = {"closed": False}
+        try:
+            if data:
+                s.sendall(data)
+            d = s.recv(200)
+            while d:
+                d = s.recv(200)
+            out["closed"] = True
+        except (so.timeout, TimeoutError):
+            pass
+        except (ConnectionResetError, BrokenPipeError):
+            out["closed"] = True
+        out["after_s"] = round(time.monotonic() - t0, 2)
+        s.close()
+        r[name] = out
+    return r
+
+
 SCENARIOS = {
+    "slow_handshake": slow_handshake,
     "basic": basic, "refusals": refusals, "publish_errors": publish_errors, "publish_more": publish_more,
     "client_features": client_features, "recovery": recovery, "sse": sse, "liveness": liveness,
     "slow_consumer": slow_consumer, "frame_limits": frame_limits, "shutdown": shutdown,

@@ -1,0 +1,176 @@
+import HTTPTypes
+import Hummingbird
+import HummingbirdCore
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOHTTPTypes
+import NIOHTTPTypesHTTP1
+import NIOWebSocket
+
+/// How a WebSocket upgrade request is served.
+struct WebSocketRoute: Sendable {
+    /// Extra response headers (the selected subprotocol).
+    var responseHeaders: HTTPHeaders
+    /// Largest reassembled message on this route.
+    var maxMessageBytes: Int
+    /// The per-connection application object.
+    var makeEndpoint: @Sendable () -> any WebSocketEndpoint
+}
+
+/// Limits of the HTTP/1 side of the server.
+struct HTTPTransportLimits: Sendable {
+    /// Time from accept until the first request head is complete (a WebSocket
+    /// upgrade or a plain request); slower connections are closed.
+    var handshakeTimeout: TimeAmount = .seconds(10)
+    /// Idle keep-alive connections are closed after this long.
+    var idleTimeout: Duration = .seconds(60)
+    /// Largest WebSocket frame the decoder accepts (larger: close 1009).
+    var maxFrameBytes: Int = 1 << 20
+    /// Largest request header block; larger requests get 400 and are closed.
+    var maxHeaderBytes: Int = 16 * 1024
+    /// Time to wait for the client's close frame after ours.
+    var closeTimeout: TimeAmount = .seconds(5)
+}
+
+/// The server's child channel: HTTP/1.1 for Hummingbird's router, and
+/// WebSocket upgrades served by `WebSocketConnectionHandler` on the event
+/// loop (no task per connection, one flush per batch of frames).
+struct RelayChildChannel: ServerChildChannel, HTTPChannelHandler {
+    enum UpgradeResult: Sendable {
+        case webSocket
+        case notUpgraded(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>)
+        case failedUpgrade(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>)
+    }
+
+    struct Value: ServerChildChannelValue {
+        let upgradeResult: EventLoopFuture<UpgradeResult>
+        let channel: any Channel
+    }
+
+    let responder: HTTPChannelHandler.Responder
+    let limits: HTTPTransportLimits
+    let route: @Sendable (WebSocketRequest) -> WebSocketRoute?
+
+    init(responder: @escaping HTTPChannelHandler.Responder, limits: HTTPTransportLimits,
+         route: @escaping @Sendable (WebSocketRequest) -> WebSocketRoute?) {
+        self.responder = Self.redirectingLateUpgrades(responder)
+        self.limits = limits
+        self.route = route
+    }
+
+    func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
+        channel.eventLoop.makeCompletedFuture {
+            let upgradeAttempted = NIOLoopBoundBox(false, eventLoop: channel.eventLoop)
+            let limits = self.limits, route = self.route
+            let upgrader = NIOTypedWebSocketServerUpgrader<UpgradeResult>(
+                maxFrameSize: limits.maxFrameBytes,
+                enableAutomaticErrorHandling: true,
+                shouldUpgrade: { channel, head in
+                    upgradeAttempted.value = true
+                    let headers = route(WebSocketRequest(head: head, remoteAddress: channel.remoteAddress))?.responseHeaders
+                    return channel.eventLoop.makeSucceededFuture(headers)
+                },
+                upgradePipelineHandler: { channel, head in
+                    channel.eventLoop.makeCompletedFuture {
+                        let request = WebSocketRequest(head: head, remoteAddress: channel.remoteAddress)
+                        guard let r = route(request) else { throw ChannelError.inappropriateOperationForState }
+                        let handler = WebSocketConnectionHandler(maxMessageBytes: r.maxMessageBytes, closeTimeout: limits.closeTimeout)
+                        try channel.pipeline.syncOperations.addHandler(handler)
+                        let session = WebSocketSession(request: request, eventLoop: channel.eventLoop, handler: handler,
+                                                       endpoint: r.makeEndpoint(),
+                                                       maxInboxBytes: max(4 * r.maxMessageBytes, 1 << 20))
+                        handler.bind(session)
+                        return UpgradeResult.webSocket
+                    }
+                })
+
+            let serverUpgrade = NIOTypedHTTPServerUpgradeConfiguration(
+                upgraders: [upgrader],
+                notUpgradingCompletionHandler: { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(HTTP1ToHTTPServerCodec(secure: false))
+                        try channel.pipeline.syncOperations.addHandler(
+                            HTTPConnectionStateHandler(idleTimeout: limits.idleTimeout, logger: logger))
+                        let asyncChannel = try NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>(
+                            wrappingChannelSynchronously: channel,
+                            configuration: .init(isOutboundHalfClosureEnabled: true))
+                        return upgradeAttempted.value ? UpgradeResult.failedUpgrade(asyncChannel) : .notUpgraded(asyncChannel)
+                    }
+                })
+            var configuration = NIOUpgradableHTTPServerPipelineConfiguration<UpgradeResult>(upgradeConfiguration: serverUpgrade)
+            configuration.enablePipelining = false  // NIOAsyncChannel serializes requests
+            // NIO's protocol error handler answers malformed requests and oversized headers with 400 and closes.
+            configuration.enableErrorHandling = true
+            configuration.enableResponseHeaderValidation = false  // HTTPTypes validates
+            configuration.decoderConfiguration.maxHeaderListSize = limits.maxHeaderBytes
+            configuration.decoderConfiguration.maxHeaderFieldSize = limits.maxHeaderBytes
+            let negotiated = try channel.pipeline.syncOperations.configureUpgradableHTTPServerPipeline(configuration: configuration)
+            let errorHandler = try channel.pipeline.syncOperations.handler(type: HTTPServerProtocolErrorHandler.self)
+            try channel.pipeline.syncOperations.addHandler(CloseOnParseError(), position: .after(errorHandler))
+
+            // Handshake timer: the first request head must arrive in time.
+            let timer = channel.eventLoop.scheduleTask(in: limits.handshakeTimeout) {
+                channel.close(promise: nil)
+            }
+            negotiated.whenComplete { _ in timer.cancel() }
+            return Value(upgradeResult: negotiated, channel: channel)
+        }
+    }
+
+    func handle(value: Value, logger: Logger) async {
+        do {
+            switch try await value.upgradeResult.get() {
+            case .webSocket:
+                // The handler and its session own the connection from here.
+                return
+            case .notUpgraded(let http1):
+                await handleHTTP(asyncChannel: http1, logger: logger)
+            case .failedUpgrade(let http1):
+                try await http1.executeThenClose { _, outbound in
+                    try await outbound.write(contentsOf: [
+                        .head(HTTPResponse(status: .badRequest, headerFields: [.connection: "close", .contentLength: "0"])),
+                        .end(nil),
+                    ])
+                }
+            }
+        } catch {
+            // A malformed or oversized request head (already answered with 400 by NIO's
+            // protocol error handler), or a connection that ended first: close it.
+            logger.trace("connection ended before a request: \(error)")
+            value.channel.close(promise: nil)
+        }
+    }
+
+    /// NIO upgrades only on a connection's first request; a later upgrade
+    /// request on a keep-alive connection is sent to a new connection (307 + close).
+    static func redirectingLateUpgrades(_ responder: @escaping HTTPChannelHandler.Responder) -> HTTPChannelHandler.Responder {
+        struct RedirectedUpgrade: Error {}
+        return { request, writer, channel in
+            guard request.headers[.upgrade]?.lowercased() == "websocket" else {
+                try await responder(request, writer, channel)
+                return
+            }
+            var location = request.uri.path
+            if let q = request.uri.query { location += "?" + q }
+            try await writer.writeResponse(HTTPResponse(status: .temporaryRedirect,
+                                                        headerFields: [.connection: "close", .location: location]))
+            throw RedirectedUpgrade()
+        }
+    }
+}
+
+/// Closes the connection after NIO's protocol error handler has answered a
+/// malformed or oversized request head with 400 (nothing else would close it
+/// while the upgrade handler holds the first request).
+final class CloseOnParseError: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = NIOAny
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if error is HTTPParserError {
+            context.close(promise: nil)
+            return
+        }
+        context.fireErrorCaught(error)
+    }
+}

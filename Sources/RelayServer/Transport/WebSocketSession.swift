@@ -1,0 +1,180 @@
+import Foundation
+import DequeModule
+import NIOCore
+import NIOHTTP1
+import RelayCore
+import Synchronization
+
+/// What an endpoint sees of the upgrade request.
+public struct WebSocketRequest: Sendable {
+    /// The path, percent-encoded as sent (`/yjs/post%3A1`).
+    public let path: String
+    /// Query parameters, percent-decoded.
+    public let query: [String: String]
+    public let headers: HTTPHeaders
+    /// The peer's IP address as text ("unknown" when not an IP socket).
+    public let remoteIP: String
+
+    init(head: HTTPRequestHead, remoteAddress: SocketAddress?) {
+        let uri = head.uri
+        if let q = uri.firstIndex(of: "?") {
+            path = String(uri[..<q])
+            var query: [String: String] = [:]
+            for pair in uri[uri.index(after: q)...].split(separator: "&") {
+                let kv = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+                let key = Self.decode(kv[0])
+                if query[key] == nil { query[key] = kv.count > 1 ? Self.decode(kv[1]) : "" }
+            }
+            self.query = query
+        } else {
+            path = uri
+            query = [:]
+        }
+        headers = head.headers
+        remoteIP = remoteAddress?.ipAddress ?? "unknown"
+    }
+
+    private static func decode(_ s: Substring) -> String {
+        let plus = s.replacingOccurrences(of: "+", with: " ")
+        return plus.removingPercentEncoding ?? plus
+    }
+
+    /// Offered subprotocols (`Sec-WebSocket-Protocol`, comma-separated, possibly repeated).
+    public var offeredSubprotocols: [String] {
+        headers["Sec-WebSocket-Protocol"].flatMap { $0.split(separator: ",") }.map { $0.trimmingCharacters(in: .whitespaces) }
+    }
+}
+
+/// The application side of one WebSocket connection. The session calls these
+/// one at a time, in order, from a task it starts when there is work (an idle
+/// connection holds no task), so implementations may keep per-connection state
+/// without locks.
+protocol WebSocketEndpoint: AnyObject, Sendable {
+    /// The upgrade completed.
+    func opened(_ session: WebSocketSession) async
+    /// A complete message arrived.
+    func received(_ message: WebSocketMessage, _ session: WebSocketSession) async
+    /// The TCP connection is gone; nothing follows.
+    func closed(_ session: WebSocketSession) async
+}
+
+/// The bridge between a connection's event-loop handler and its endpoint:
+/// a serial inbox for the endpoint's calls, the engine's wake-up, and close.
+/// Thread-safe; every NIO call hops to the channel's event loop.
+public final class WebSocketSession: Sendable {
+    public let request: WebSocketRequest
+    let eventLoop: any EventLoop
+    let handler: NIOLoopBound<WebSocketConnectionHandler>
+    let endpoint: any WebSocketEndpoint
+    /// Last frame of any kind from the client (Unix ms), for idle detection.
+    let activity: ActivityStamp
+
+    enum Job {
+        case opened
+        case message(WebSocketMessage)
+        case closed
+    }
+
+    struct Inbox {
+        var jobs: Deque<Job> = []
+        var bytes = 0
+        var running = false
+        var readPaused = false
+    }
+    private let inbox = Mutex(Inbox())
+    /// Queued inbound bytes above which the handler stops reading from the socket.
+    let maxInboxBytes: Int
+
+    init(request: WebSocketRequest, eventLoop: any EventLoop, handler: WebSocketConnectionHandler,
+         endpoint: any WebSocketEndpoint, maxInboxBytes: Int) {
+        self.request = request
+        self.eventLoop = eventLoop
+        self.handler = NIOLoopBound(handler, eventLoop: eventLoop)
+        self.endpoint = endpoint
+        self.maxInboxBytes = maxInboxBytes
+        self.activity = ActivityStamp(nowMs: Clock.nowMs)
+    }
+
+    // MARK: Engine side (any thread)
+
+    /// Starts writing `connection`'s outbox to the socket. The engine's wake-up
+    /// (see `RelayEngine.connect(_:onWake:)`) must call `wake()`.
+    func attach(_ connection: RelayConnection) {
+        let handler = self.handler
+        eventLoop.execute { handler.value.attach(connection) }
+    }
+
+    /// The connection's outbox has items: drain it on the event loop.
+    @inline(__always)
+    func wake() {
+        let handler = self.handler
+        eventLoop.execute { handler.value.drainOutbox() }
+    }
+
+    /// Sends a close frame (before any engine connection exists) and closes.
+    func close(code: CloseCode, reason: String) {
+        let handler = self.handler
+        eventLoop.execute { handler.value.sendClose(code: code.rawValue, reason: reason) }
+    }
+
+    /// Runs `body` on the event loop after `delay` unless the connection is gone.
+    func schedule(in delay: TimeAmount, _ body: @escaping @Sendable () -> Void) {
+        eventLoop.scheduleTask(in: delay, body)
+    }
+
+    // MARK: Handler side (event loop)
+
+    /// Queues a job; starts the runner when idle. Returns false when the inbox
+    /// is over its byte budget (the handler then pauses reading).
+    func enqueue(_ job: Job) -> Bool {
+        let size: Int
+        if case .message(let m) = job { size = m.byteCount } else { size = 0 }
+        let (start, overBudget): (Bool, Bool) = inbox.withLock { s in
+            s.jobs.append(job)
+            s.bytes += size
+            let over = s.bytes > maxInboxBytes
+            if over { s.readPaused = true }
+            if s.running { return (false, over) }
+            s.running = true
+            return (true, over)
+        }
+        if start { Task { await self.runJobs() } }
+        return !overBudget
+    }
+
+    private func runJobs() async {
+        while true {
+            let next: (Job, Bool)? = inbox.withLock { s in
+                guard let job = s.jobs.popFirst() else {
+                    s.running = false
+                    return nil
+                }
+                if case .message(let m) = job { s.bytes -= m.byteCount }
+                var resume = false
+                if s.readPaused && s.bytes <= maxInboxBytes / 2 {
+                    s.readPaused = false
+                    resume = true
+                }
+                return (job, resume)
+            }
+            guard let (job, resume) = next else { return }
+            if resume {
+                let handler = self.handler
+                eventLoop.execute { handler.value.resumeReading() }
+            }
+            switch job {
+            case .opened: await endpoint.opened(self)
+            case .message(let m): await endpoint.received(m, self)
+            case .closed: await endpoint.closed(self)
+            }
+        }
+    }
+}
+
+/// A last-activity time shared by a transport and the keepalive timer.
+final class ActivityStamp: Sendable {
+    private let ms: Atomic<Int64>
+    init(nowMs: Int64) { ms = Atomic(nowMs) }
+    func touch(nowMs: Int64 = Clock.nowMs) { ms.store(nowMs, ordering: .relaxed) }
+    var lastMs: Int64 { ms.load(ordering: .relaxed) }
+}
