@@ -57,6 +57,12 @@ enum Peers {
     }()
 
     static var pythonEnabled: Bool { required || python != nil }
+    /// php-cli with openssl and hash (the WordPress side of the contract).
+    static let php: String? = {
+        guard let exe = which("php") else { return nil }
+        return quickCheck(exe, ["-r", "exit(function_exists('openssl_encrypt') && function_exists('hash_hkdf') ? 0 : 1);"]) ? exe : nil
+    }()
+    static var phpEnabled: Bool { required || php != nil }
     static var nodeEnabled: Bool { required || node != nil }
 
     static func quickCheck(_ exe: String, _ args: [String], env extra: [String: String] = [:]) -> Bool {

@@ -825,6 +825,26 @@ struct RelaydIntegrationTests {
         }
     }
 
+    @Test("WordPress in PHP: PHP-minted token, PHP-sealed envelope, PHP-signed publish arrive byte-exact and open in PHP",
+          .enabled(if: Peers.pythonEnabled, "needs a Python with websockets: set RELAY_PYTHON"),
+          .enabled(if: Peers.phpEnabled, "needs php-cli"), .timeLimit(.minutes(1)))
+    func wordpressPHPFlow() async throws {
+        let relay = try await Relayd.start()
+        defer { relay.stop() }
+        let r = try await relay.python("wordpress_php")
+        #expect(r["subscribed"][0].parsed["type"].string == "subscribed", "\(r["subscribed"])")
+        #expect(r["publish"]["status"].int == 200, "\(r["publish"])")
+        let body = try #require(r["publish"]["body_sent"].string)
+        #expect(body.contains("\\/"), "PHP's json_encode escapes slashes, so byte-exactness is tested: \(body)")
+        let frame = try #require(r["received_raw"].string, "no message arrived")
+        #expect(r["data_byte_exact"].bool == true, "relayed data differs from PHP's envelope: \(frame)")
+        let plain = r["opened"]["plain"]
+        #expect(plain["event"].string == "order.updated", "PHP could not open what it sealed after the relay: \(r["opened"])")
+        #expect(plain["data"]["order"].int == 1042 && plain["data"]["status"].string == "completed")
+        #expect(plain["data"]["note"].string == "café / \"paid\"")
+        #expect(plain["data"]["items"].count == 4 && plain["data"]["items"][1].double == 2.5)
+    }
+
     // MARK: 9. Second independent client (Node `ws`)
 
     @Test("Node ws client: basic flow, binary echo, client publish, refusals", .enabled(if: Peers.nodeEnabled, "needs node with the ws package on NODE_PATH"),

@@ -13,7 +13,7 @@ import time
 
 from relaypeer import (CFG, SSE, RawWS, add_site, admin, apublish, b64u, collect, compact, connect_and_subscribe, envelope,
                        http, jbody, mint, next_frame, next_json, publish, publish_raw, run, sha256_hex, show, subscribe, until,
-                       v1_headers, v2_headers, wait_close, ws_open)
+                       v1_headers, v2_headers, wait_close, ws_open, BASE)
 from websockets.exceptions import ConnectionClosed
 
 SITE = CFG.get("site", {})
@@ -1055,7 +1055,46 @@ def slow_handshake():
     return r
 
 
+def php(mode, **kw):
+    """Runs the WordPress-side PHP peer (Tests/peers/server/wordpress.php)."""
+    import subprocess
+    here = os.path.dirname(os.path.abspath(__file__))
+    out = subprocess.run([os.environ.get("RELAY_PHP", "php"), os.path.join(here, "wordpress.php")],
+                         input=json.dumps(dict(mode=mode, **kw)).encode(), capture_output=True, timeout=20)
+    if out.returncode != 0:
+        raise RuntimeError("php: " + out.stderr.decode(errors="replace"))
+    return json.loads(out.stdout)
+
+
+async def wordpress_php():
+    """The plugin's PHP side end to end: a PHP-minted token, a PHP-sealed envelope
+    published with PHP's HMAC signature, received by a browser-like client and opened by PHP."""
+    r = {}
+    sid = SITE["site_id"]
+    cred = dict(site_key=SITE["site_key"])
+    tok = php("mint", jwt_secret=SITE["jwt_secret"], user_id="42", read=[f"site:{sid}:"], **cred)["token"]
+    ws = await ws_open(tok)
+    r["subscribed"] = await subscribe(ws, ["events"])
+    seed = "AUTH_KEY-salt\u00e9" + "SECURE_AUTH_KEY-salt"
+    data = {"order": 1042, "status": "completed", "note": "caf\u00e9 / \"paid\"", "items": [1, 2.5, None, True]}
+    pub = await asyncio.to_thread(php, "publish", url=BASE, publish_secret=SITE["publish_secret"], seed=seed,
+                                  channel="events", event="order.updated", data=data, **cred)
+    r["publish"] = pub
+    raw, msg, _ = await until(ws, is_msg)
+    r["received_raw"] = raw
+    if msg is not None:
+        # The data member exactly as the relay sent it, cut from the raw frame text.
+        start = raw.index('"data":') + len('"data":')
+        env_text = pub["envelope_json"]
+        r["data_byte_exact"] = raw[start:start + len(env_text)] == env_text
+        r["opened"] = await asyncio.to_thread(php, "open", seed=seed, envelope_json=json.dumps(msg["data"]), **cred)
+    r["sent_plain"] = {"event": "order.updated", "data": data}
+    await ws.close()
+    return r
+
+
 SCENARIOS = {
+    "wordpress_php": wordpress_php,
     "slow_handshake": slow_handshake,
     "basic": basic, "refusals": refusals, "publish_errors": publish_errors, "publish_more": publish_more,
     "client_features": client_features, "recovery": recovery, "sse": sse, "liveness": liveness,
