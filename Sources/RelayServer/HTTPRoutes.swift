@@ -89,67 +89,108 @@ extension RelayService {
         }
     }
 
+    /// What a verified `POST /publish[/batch]` asks for, or the reply that ends it.
+    enum PublishPlan {
+        case reply(HTTPResponse.Status, JSONValue)
+        case single(siteID: String, PublishBody)
+        /// Items in order; nil for an item that is not a publication.
+        case batch(siteID: String, [PublishBody?])
+    }
+
+    static func errorJSON(_ code: String, _ message: String) -> JSONValue {
+        .object([("error", .string(code)), ("message", .string(message))])
+    }
+
+    /// Verifies the signature, finds the site and parses the body (no engine call yet).
+    func planPublish(_ signed: SignedRequest, batch: Bool) -> PublishPlan {
+        let publisher: VerifiedPublisher
+        do throws(PublishSignatureError) {
+            publisher = try publishVerifier.verify(signed, nowMs: Clock.nowMs)
+        } catch {
+            metrics.httpPublishRejections.increment(code: error.code)
+            return .reply(Self.status(for: error), Self.errorJSON(error.code, Self.message(for: error)))
+        }
+        guard let site = sites.site(key: publisher.siteKey) else {
+            return .reply(.notFound, Self.errorJSON("site_not_found", "site not found"))
+        }
+        let body = signed.body
+        guard batch else {
+            guard let p = PublishBody.parse(body) else {
+                return .reply(.badRequest, Self.errorJSON("invalid_body", "expected {\"channel\",\"event\",\"data\"}"))
+            }
+            return .single(siteID: site.siteID, p)
+        }
+        // `{"publications":[…]}` or a bare array, signed as one body; each item's `data` passes byte for byte.
+        let ranges: [Range<Int>]
+        do { ranges = try JSONParser.arrayElementRanges(body, member: "publications") } catch {
+            return .reply(.badRequest, Self.errorJSON("invalid_body", "expected an array of publications: \(error)"))
+        }
+        guard ranges.count <= configuration.maxBatchSize else {
+            return .reply(.contentTooLarge, Self.errorJSON("batch_too_large", "at most \(configuration.maxBatchSize) publications per batch"))
+        }
+        return .batch(siteID: site.siteID, ranges.map { PublishBody.parse(Array(body[$0])) })
+    }
+
+    /// The reply to one publish (or one batch item: `status` is then unused).
+    func publishOutcome(_ result: Result<PublishReceipt, PublishError>) -> (status: HTTPResponse.Status, json: JSONValue) {
+        switch result {
+        case .success(let receipt):
+            if !receipt.duplicate { publishedMessages.wrappingAdd(1, ordering: .relaxed) }
+            metrics.httpPublishes.increment()
+            return (.ok, Self.receiptJSON(receipt))
+        case .failure(let e):
+            metrics.httpPublishRejections.increment(code: e.code)
+            return (HTTPResponse.Status(code: e.httpStatus), Self.errorJSON(e.code, "publish refused"))
+        }
+    }
+
+    static let invalidBatchItem = errorJSON("invalid_body", "expected channel, event and data")
+
+    /// `POST /publish` and `/publish/batch` through Hummingbird (broker-aware engine calls).
     func handlePublish(_ request: Request, batch: Bool) async -> Response {
         guard let body = await readBody(request, limit: configuration.maxPublishBodyBytes) else {
             return HTTPReply.error("payload_too_large", "body larger than \(configuration.maxPublishBodyBytes) bytes", status: .contentTooLarge)
         }
-        let publisher: VerifiedPublisher
-        switch verify(request, body: body) {
-        case .accepted(let p): publisher = p
-        case .refused(let response): return response
+        switch planPublish(Self.signedRequest(request, body: body), batch: batch) {
+        case .reply(let status, let json):
+            return HTTPReply.json(json, status: status)
+        case .single(let siteID, let p):
+            let r = publishOutcome(await engine.publish(siteID: siteID, channel: p.channel, event: p.event, data: p.data,
+                                                        idempotencyKey: p.idempotencyKey))
+            return HTTPReply.json(r.json, status: r.status)
+        case .batch(let siteID, let items):
+            var results: [JSONValue] = []
+            for item in items {
+                guard let item else { results.append(Self.invalidBatchItem); continue }
+                results.append(publishOutcome(await engine.publish(siteID: siteID, channel: item.channel, event: item.event,
+                                                                   data: item.data, idempotencyKey: item.idempotencyKey)).json)
+            }
+            return HTTPReply.json(.object([("results", .array(results))]))
         }
-        guard let site = sites.site(key: publisher.siteKey) else {
-            return HTTPReply.error("site_not_found", "site not found", status: .notFound)
-        }
-        if batch { return await publishBatch(body, siteID: site.siteID) }
-        guard let p = PublishBody.parse(body) else {
-            return HTTPReply.error("invalid_body", "expected {\"channel\",\"event\",\"data\"}", status: .badRequest)
-        }
-        switch await engine.publish(siteID: site.siteID, channel: p.channel, event: p.event, data: p.data, idempotencyKey: p.idempotencyKey) {
-        case .success(let receipt):
-            if !receipt.duplicate { publishedMessages.wrappingAdd(1, ordering: .relaxed) }
-            metrics.httpPublishes.increment()
-            return HTTPReply.json(Self.receiptJSON(receipt))
-        case .failure(let e):
-            metrics.httpPublishRejections.increment(code: e.code)
-            return HTTPReply.error(e.code, "publish refused", status: HTTPResponse.Status(code: e.httpStatus))
+    }
+
+    /// The same, synchronously, for the event-loop fast path (single node: no broker to wait for).
+    func publishNow(_ signed: SignedRequest, batch: Bool) -> (status: HTTPResponse.Status, json: JSONValue) {
+        switch planPublish(signed, batch: batch) {
+        case .reply(let status, let json):
+            return (status, json)
+        case .single(let siteID, let p):
+            return publishOutcome(engine.publish(siteID: siteID, channel: p.channel, event: p.event, data: p.data,
+                                                 idempotencyKey: p.idempotencyKey))
+        case .batch(let siteID, let items):
+            var results: [JSONValue] = []
+            for item in items {
+                guard let item else { results.append(Self.invalidBatchItem); continue }
+                results.append(publishOutcome(engine.publish(siteID: siteID, channel: item.channel, event: item.event,
+                                                             data: item.data, idempotencyKey: item.idempotencyKey)).json)
+            }
+            return (.ok, .object([("results", .array(results))]))
         }
     }
 
     static func receiptJSON(_ r: PublishReceipt) -> JSONValue {
         .object([("ok", .bool(true)), ("channel", .string(r.channel)), ("offset", .number(String(r.position.offset))),
                  ("epoch", .string(r.position.epoch)), ("deliveries", .int(Int64(r.deliveries))), ("duplicate", .bool(r.duplicate))])
-    }
-
-    /// `POST /publish/batch`: `{"publications":[{channel,event,data[,idempotency_key]},…]}` or a bare array,
-    /// signed as one body. Each item's `data` is passed on byte for byte, and each item is answered in
-    /// order; one failure does not stop the others.
-    func publishBatch(_ body: [UInt8], siteID: String) async -> Response {
-        let ranges: [Range<Int>]
-        do { ranges = try JSONParser.arrayElementRanges(body, member: "publications") } catch {
-            return HTTPReply.error("invalid_body", "expected an array of publications: \(error)", status: .badRequest)
-        }
-        guard ranges.count <= configuration.maxBatchSize else {
-            return HTTPReply.error("batch_too_large", "at most \(configuration.maxBatchSize) publications per batch", status: .contentTooLarge)
-        }
-        var results: [JSONValue] = []
-        for range in ranges {
-            guard let item = PublishBody.parse(Array(body[range])) else {
-                results.append(.object([("error", .string("invalid_body")), ("message", .string("expected channel, event and data"))]))
-                continue
-            }
-            switch await engine.publish(siteID: siteID, channel: item.channel, event: item.event, data: item.data,
-                                        idempotencyKey: item.idempotencyKey) {
-            case .success(let r):
-                if !r.duplicate { publishedMessages.wrappingAdd(1, ordering: .relaxed) }
-                metrics.httpPublishes.increment()
-                results.append(Self.receiptJSON(r))
-            case .failure(let e):
-                metrics.httpPublishRejections.increment(code: e.code)
-                results.append(.object([("error", .string(e.code)), ("message", .string("publish refused"))]))
-            }
-        }
-        return HTTPReply.json(.object([("results", .array(results))]))
     }
 
     func handleStats(_ request: Request) async -> Response {

@@ -103,10 +103,18 @@ public final class RelayService: Sendable {
             idleTimeout: .milliseconds(Int64(configuration.httpIdleTimeout * 1000)),
             maxFrameBytes: max(configuration.maxFrameBytes, configuration.yjs.maxUpdateBytes + 64),
             maxHeaderBytes: configuration.maxHeaderBytes,
+            maxPublishBodyBytes: configuration.maxPublishBodyBytes,
             closeTimeout: .milliseconds(Int64(configuration.closeHandshakeTimeout * 1000)))
         // HTTP goes to Hummingbird's router; WebSocket upgrades to relayd's event-loop handler.
+        // Single node: /publish is answered on the event loop (a broker would have to be awaited).
+        var fastPublish: PublishFastPath.Publish?
+        if configuration.engine.broker == nil {
+            fastPublish = { @Sendable [self] signed, batch in publishNow(signed, batch: batch) }
+        }
+        let route: @Sendable (WebSocketRequest) -> WebSocketRoute? = { [self] request in webSocketRoute(for: request) }
+        let publishOnLoop = fastPublish
         var server = HTTPServerBuilder { responder in
-            RelayChildChannel(responder: responder, limits: limits, route: { [self] in webSocketRoute(for: $0) })
+            RelayChildChannel(responder: responder, limits: limits, route: route, fastPublish: publishOnLoop)
         }
         switch (configuration.tlsCertificatePath, configuration.tlsKeyPath) {
         case (let cert?, let key?):

@@ -845,6 +845,22 @@ struct RelaydIntegrationTests {
         #expect(plain["data"]["items"].count == 4 && plain["data"]["items"][1].double == 2.5)
     }
 
+    @Test("Pipelined keep-alive requests (publishes answered on the event loop among router requests) are answered in order",
+          .enabled(if: Peers.pythonEnabled, "needs a Python with websockets: set RELAY_PYTHON"), .timeLimit(.minutes(1)))
+    func pipelinedPublishes() async throws {
+        let relay = try await Relayd.start()
+        defer { relay.stop() }
+        let r = try await relay.python("pipelined_publish")
+        let res = r["responses"].array
+        try #require(res.count == 5, "\(r)")
+        #expect(res[0]["status"].int == 200 && res[0]["body"]["status"].string == "ok", "healthz first: \(res[0])")
+        #expect(res[1]["status"].int == 200 && res[1]["body"]["offset"].int == 1, "\(res[1])")
+        #expect(res[2]["status"].int == 200 && res[2]["body"]["offset"].int == 2, "\(res[2])")
+        #expect(res[3]["status"].int == 200 && res[3]["body"]["offset"].int == 3, "\(res[3])")
+        #expect(res[3]["cors"].string == "*", "a browser-origin publish goes through the CORS middleware: \(res[3])")
+        #expect(res[4]["status"].int == 200 && res[4]["body"]["ready"].bool == true, "\(res[4])")
+    }
+
     // MARK: 9. Second independent client (Node `ws`)
 
     @Test("Node ws client: basic flow, binary echo, client publish, refusals", .enabled(if: Peers.nodeEnabled, "needs node with the ws package on NODE_PATH"),

@@ -29,6 +29,8 @@ struct HTTPTransportLimits: Sendable {
     var maxFrameBytes: Int = 1 << 20
     /// Largest request header block; larger requests get 400 and are closed.
     var maxHeaderBytes: Int = 16 * 1024
+    /// Largest `POST /publish` body (413 beyond it).
+    var maxPublishBodyBytes: Int = 4 << 20
     /// Time to wait for the client's close frame after ours.
     var closeTimeout: TimeAmount = .seconds(5)
 }
@@ -51,18 +53,22 @@ struct RelayChildChannel: ServerChildChannel, HTTPChannelHandler {
     let responder: HTTPChannelHandler.Responder
     let limits: HTTPTransportLimits
     let route: @Sendable (WebSocketRequest) -> WebSocketRoute?
+    /// `POST /publish[/batch]` on the event loop; nil sends them through the router.
+    let fastPublish: PublishFastPath.Publish?
 
     init(responder: @escaping HTTPChannelHandler.Responder, limits: HTTPTransportLimits,
-         route: @escaping @Sendable (WebSocketRequest) -> WebSocketRoute?) {
+         route: @escaping @Sendable (WebSocketRequest) -> WebSocketRoute?,
+         fastPublish: PublishFastPath.Publish? = nil) {
         self.responder = Self.redirectingLateUpgrades(responder)
         self.limits = limits
         self.route = route
+        self.fastPublish = fastPublish
     }
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         channel.eventLoop.makeCompletedFuture {
             let upgradeAttempted = NIOLoopBoundBox(false, eventLoop: channel.eventLoop)
-            let limits = self.limits, route = self.route
+            let limits = self.limits, route = self.route, fastPublish = self.fastPublish
             let upgrader = NIOTypedWebSocketServerUpgrader<UpgradeResult>(
                 maxFrameSize: limits.maxFrameBytes,
                 enableAutomaticErrorHandling: true,
@@ -92,6 +98,10 @@ struct RelayChildChannel: ServerChildChannel, HTTPChannelHandler {
                         try channel.pipeline.syncOperations.addHandler(HTTP1ToHTTPServerCodec(secure: false))
                         try channel.pipeline.syncOperations.addHandler(
                             HTTPConnectionStateHandler(idleTimeout: limits.idleTimeout, logger: logger))
+                        if let fastPublish {
+                            try channel.pipeline.syncOperations.addHandler(
+                                PublishFastPath(maxBodyBytes: limits.maxPublishBodyBytes, publish: fastPublish))
+                        }
                         let asyncChannel = try NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>(
                             wrappingChannelSynchronously: channel,
                             configuration: .init(isOutboundHalfClosureEnabled: true))

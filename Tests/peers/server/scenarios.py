@@ -1093,7 +1093,47 @@ async def wordpress_php():
     return r
 
 
+def pipelined_publish():
+    """One keep-alive connection, requests written back to back: GET /healthz, two publishes,
+    a publish with an Origin header, GET /readyz. Returns the responses in arrival order."""
+    import socket as so
+    def req(method, path, body=b"", extra=None):
+        h = {"Host": "x", "Content-Length": str(len(body))}
+        if body:
+            h.update(v1_headers(SITE, body))
+        h.update(extra or {})
+        return (f"{method} {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in h.items()) + "\r\n").encode() + body
+    b1 = envelope("events", "e1", '{"n":1}')
+    b2 = envelope("events", "e2", '{"n":2}')
+    b3 = envelope("events", "e3", '{"n":3}')
+    wire = req("GET", "/healthz") + req("POST", "/publish", b1) + req("POST", "/publish", b2) \
+        + req("POST", "/publish", b3, {"Origin": "http://example.test"}) + req("GET", "/readyz")
+    s = so.create_connection(("127.0.0.1", CFG["port"]), timeout=5)
+    s.sendall(wire)
+    data = b""
+    responses = []
+    deadline = time.monotonic() + 5
+    while len(responses) < 5 and time.monotonic() < deadline:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+        while b"\r\n\r\n" in data:
+            head, rest = data.split(b"\r\n\r\n", 1)
+            lines = head.decode("latin-1").split("\r\n")
+            hdrs = {l.split(":", 1)[0].strip().lower(): l.split(":", 1)[1].strip() for l in lines[1:] if ":" in l}
+            n = int(hdrs.get("content-length", "0"))
+            if len(rest) < n:
+                break
+            responses.append({"status": int(lines[0].split()[1]), "body": json.loads(rest[:n] or b"null"),
+                              "cors": hdrs.get("access-control-allow-origin")})
+            data = rest[n:]
+    s.close()
+    return {"responses": responses}
+
+
 SCENARIOS = {
+    "pipelined_publish": pipelined_publish,
     "wordpress_php": wordpress_php,
     "slow_handshake": slow_handshake,
     "basic": basic, "refusals": refusals, "publish_errors": publish_errors, "publish_more": publish_more,
