@@ -133,6 +133,8 @@ let package = Package(
             "RelayServer", "RelayCrypto", "RelayCore",
             .product(name: "HummingbirdTesting", package: "hummingbird"),
             .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
+            .product(name: "NIOEmbedded", package: "swift-nio"),
+            .product(name: "NIOWebSocket", package: "swift-nio"),
         ]),
         .testTarget(name: "CLITests", dependencies: ["RelayCrypto"]),
         .testTarget(name: "RelayLoadTests", dependencies: ["RelayLoad", "RelayCrypto"]),

@@ -55,6 +55,8 @@ struct RelayChildChannel: ServerChildChannel, HTTPChannelHandler {
     let route: @Sendable (WebSocketRequest) -> WebSocketRoute?
     /// `POST /publish[/batch]` on the event loop; nil sends them through the router.
     let fastPublish: PublishFastPath.Publish?
+    /// Shared by every connection: one encoding per frame per event loop.
+    let frameEncoder = ServerFrameEncoder()
 
     init(responder: @escaping HTTPChannelHandler.Responder, limits: HTTPTransportLimits,
          route: @escaping @Sendable (WebSocketRequest) -> WebSocketRoute?,
@@ -68,7 +70,7 @@ struct RelayChildChannel: ServerChildChannel, HTTPChannelHandler {
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         channel.eventLoop.makeCompletedFuture {
             let upgradeAttempted = NIOLoopBoundBox(false, eventLoop: channel.eventLoop)
-            let limits = self.limits, route = self.route, fastPublish = self.fastPublish
+            let limits = self.limits, route = self.route, fastPublish = self.fastPublish, frameEncoder = self.frameEncoder
             let upgrader = NIOTypedWebSocketServerUpgrader<UpgradeResult>(
                 maxFrameSize: limits.maxFrameBytes,
                 enableAutomaticErrorHandling: true,
@@ -81,7 +83,10 @@ struct RelayChildChannel: ServerChildChannel, HTTPChannelHandler {
                     channel.eventLoop.makeCompletedFuture {
                         let request = WebSocketRequest(head: head, remoteAddress: channel.remoteAddress)
                         guard let r = route(request) else { throw ChannelError.inappropriateOperationForState }
-                        let handler = WebSocketConnectionHandler(maxMessageBytes: r.maxMessageBytes, closeTimeout: limits.closeTimeout)
+                        let raw = RawFrameWriter()
+                        try channel.pipeline.syncOperations.addHandler(raw, position: .first)
+                        let handler = WebSocketConnectionHandler(maxMessageBytes: r.maxMessageBytes, closeTimeout: limits.closeTimeout,
+                                                                 raw: raw, encoder: frameEncoder)
                         try channel.pipeline.syncOperations.addHandler(handler)
                         let session = WebSocketSession(request: request, eventLoop: channel.eventLoop, handler: handler,
                                                        endpoint: r.makeEndpoint(),

@@ -31,9 +31,14 @@ final class WebSocketConnectionHandler: ChannelDuplexHandler, RemovableChannelHa
     private var readPending = false
     private var closed = false
 
-    init(maxMessageBytes: Int, closeTimeout: TimeAmount) {
+    private let raw: RawFrameWriter
+    private let encoder: ServerFrameEncoder
+
+    init(maxMessageBytes: Int, closeTimeout: TimeAmount, raw: RawFrameWriter, encoder: ServerFrameEncoder) {
         assembler = WebSocketMessageAssembler(maxMessageBytes: maxMessageBytes)
         self.closeTimeout = closeTimeout
+        self.raw = raw
+        self.encoder = encoder
     }
 
     /// Set once, right after the handler is added and before any read.
@@ -161,12 +166,7 @@ final class WebSocketConnectionHandler: ChannelDuplexHandler, RemovableChannelHa
             for item in items {
                 switch item {
                 case .frame(let f):
-                    var buffer = context.channel.allocator.buffer(capacity: f.bytes.count + 10)
-                    // Room in front for the frame header, so the encoder writes one buffer.
-                    buffer.moveWriterIndex(forwardBy: 10)
-                    buffer.moveReaderIndex(forwardBy: 10)
-                    buffer.writeBytes(f.bytes)
-                    context.write(wrapOutboundOut(WebSocketFrame(fin: true, opcode: f.kind == .binary ? .binary : .text, data: buffer)), promise: nil)
+                    raw.write(encoder.encode(f, allocator: context.channel.allocator))
                     wrote = true
                 case .close(let code, let reason):
                     if wrote { context.flush() }
