@@ -170,7 +170,12 @@ struct MaintenanceService: Service {
 
     func run() async throws {
         let cfg = relay.configuration
-        var lastPing = Clock.nowMs, lastSSEBeat = Clock.nowMs, lastUsageFlush = Clock.nowMs
+        var lastSSEBeat = Clock.nowMs, lastUsageFlush = Clock.nowMs
+        // Keepalive is spread over the ping interval: each tick pings one slice of the
+        // connections (by id), so every connection is pinged once per interval without a
+        // burst of 10,000 pings (and pongs) at once.
+        let slices = max(1, Int((cfg.pingInterval / cfg.maintenanceInterval).rounded()))
+        var tick = 0
         await withGracefulShutdownHandler {
             while !Task.isShuttingDownGracefully && !Task.isCancelled {
                 try? await Task.sleep(for: .milliseconds(Int64(cfg.maintenanceInterval * 1000)))
@@ -178,10 +183,8 @@ struct MaintenanceService: Service {
                 _ = relay.engine.closeExpired()
                 relay.yjsMaintenance()
                 let now = Clock.nowMs
-                if Double(now - lastPing) >= cfg.pingInterval * 1000 {
-                    lastPing = now
-                    relay.pingAndReapIdle(nowMs: now)
-                }
+                relay.pingAndReapIdle(nowMs: now, slice: tick % slices, of: slices)
+                tick &+= 1
                 if Double(now - lastSSEBeat) >= cfg.sseHeartbeatInterval * 1000 {
                     lastSSEBeat = now
                     for e in relay.sessions.all() where e.isSSE { _ = relay.engine.send(Wire.sseKeepalive, to: e.connection) }
@@ -219,10 +222,11 @@ public struct ShutdownDrainService: Service {
 }
 
 extension RelayService {
-    /// Sends `{"type":"ping"}` to every WebSocket and closes the ones silent for longer than `idleTimeout`.
-    func pingAndReapIdle(nowMs: Int64) {
+    /// Sends `{"type":"ping"}` to the WebSockets of one slice (connection id mod `slices`)
+    /// and closes the ones silent for longer than `idleTimeout`.
+    func pingAndReapIdle(nowMs: Int64, slice: Int = 0, of slices: Int = 1) {
         let idleMs = Int64(configuration.idleTimeout * 1000)
-        for e in sessions.all() where !e.isSSE {
+        for e in sessions.all() where !e.isSSE && Int(e.connection.id % UInt64(slices)) == slice {
             if e.yjsRoom != nil {
                 // y-websocket clients answer WebSocket pings (protocol level), not JSON ones.
                 if nowMs - e.activity.lastMs > idleMs * 2 {

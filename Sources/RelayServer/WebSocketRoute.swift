@@ -167,6 +167,15 @@ final class RelaySocketEndpoint: WebSocketEndpoint, @unchecked Sendable {
         }
     }
 
+    /// `pong` (and `ping`) frames only prove liveness, which the handler has recorded.
+    func handledOnEventLoop(_ message: WebSocketMessage) -> Bool {
+        guard case .text(let bytes) = message, bytes.count <= 64, !awaitingAuth.load(ordering: .relaxed) else { return false }
+        switch ClientMessage.parse(bytes) {
+        case .pong?, .ping?: return true
+        default: return false
+        }
+    }
+
     func closed(_ session: WebSocketSession) async {
         awaitingAuth.store(false, ordering: .relaxed)
         if let conn = connection {

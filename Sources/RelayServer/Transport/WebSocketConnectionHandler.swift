@@ -107,8 +107,8 @@ final class WebSocketConnectionHandler: ChannelDuplexHandler, RemovableChannelHa
                 context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: body)))
                     .whenComplete { _ in context.close(promise: nil) }
             default:
-                if let message = try assembler.append(opcode: frame.opcode, fin: frame.fin, payload: payload),
-                   let session, !session.enqueue(.message(message)) {
+                if let message = try assembler.append(opcode: frame.opcode, fin: frame.fin, payload: payload), let session,
+                   !session.endpoint.handledOnEventLoop(message), !session.enqueue(.message(message)) {
                     readPaused = true
                 }
             }

@@ -56,6 +56,13 @@ protocol WebSocketEndpoint: AnyObject, Sendable {
     func received(_ message: WebSocketMessage, _ session: WebSocketSession) async
     /// The TCP connection is gone; nothing follows.
     func closed(_ session: WebSocketSession) async
+    /// Called on the event loop before a message is queued: true when the message
+    /// needs no further handling (a keepalive answer), so no task is started for it.
+    func handledOnEventLoop(_ message: WebSocketMessage) -> Bool
+}
+
+extension WebSocketEndpoint {
+    func handledOnEventLoop(_ message: WebSocketMessage) -> Bool { false }
 }
 
 /// The bridge between a connection's event-loop handler and its endpoint:
