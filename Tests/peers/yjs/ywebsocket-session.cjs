@@ -77,7 +77,9 @@ async function readonly() {
 
 async function read() {
   const c = client(cfg.room, { user: 'reader' });
-  out.synced = await synced(c);
+  // Used right after a restart on a loaded machine: allow for reconnect backoff.
+  out.synced = await synced(c, 10000);
+  out.closes = c.closes;
   await until(() => c.text().length > 0, 3000);
   out.text = c.text();
   c.provider.destroy();
