@@ -100,42 +100,27 @@ ${r.fetchReps} fetches for (a) and over ${r.rounds} rounds of ${r.phaseSeconds} 
   \`node /usr/share/nodejs/y-websocket/bin/server.js\` (y-websocket 1.4.5), env HOST/PORT, GC on.
   All on 127.0.0.1; per-message deflate off on the clients.
 ${closed.length ? '- **Connections closed by a server during (b)**: ' + closed.join('; ') + '\n' : ''}
-### What limits relayd here (profiling runs, 2026-11-29 06:30-06:45 UTC, same machine)
+### What limited relayd, and what changed (2026-11-29)
 
-Evidence from \`Benchmarks/yjs/rooms/profile.sh\` (\`perf record -g\` of the server during (b)'s
-closed-loop phase), \`perf sched latency\` and \`bench.js --timeline\`; not re-measured by every run.
+Profiles from \`Benchmarks/yjs/rooms/profile.sh\` (\`perf record -g\` of the server during (b)'s
+closed-loop phase); not re-measured by every run.
 
-- **(b) throughput is bound by one write syscall per delivered frame, in both servers.** relayd:
-  ~63% of its CPU samples under NIO's \`NIOAsyncChannelHandler._didYield\` → write + flush of one
-  WebSocket frame, ~44% inside \`writev\` (kernel TCP send of a ~25-byte frame). The Yjs work is
-  small: \`handleYjsFrame\` ~5% (\`DocumentStore.applyUpdate\` 1.8%, \`foldPending\` 0.8%,
-  \`broadcastYjs\` 2.6%). Reference (node): ~58% of its samples in \`writev\`. Hence relayd's CPU
-  per delivered update is close to the reference's (row above), and 2× on (b) is out of reach
-  without writing several queued frames per flush/\`writev\` on a connection (relayd's
-  \`writeLoop\` awaits \`outbound.write\` per frame). Server change, not made here.
-- **relayd's tail latency under saturation is worse than the reference's.** During a closed-loop
-  phase with deliveries 300-650 ms late, \`perf sched latency\` showed at most 32 ms scheduling
-  delay for relayd's threads (the machine's run queue is not the cause). Counting, for each update
-  late (> 100 ms) somewhere, at how many of the 19 receivers it was late: relayd mostly at exactly
-  10 (1,076 of 3,671 updates) or all 19 (961); reference at all 19 (1,070 of 1,201). relayd's stalls hit
-  about half of the connections at a time, consistent with one of its two NIO event loops
-  (\`NIO-SGLTN-1-#1/#2\`, each serving about half the sockets) falling behind its queued
-  one-frame writes. Not proven beyond that.
-- At 10 updates/s per client relayd's p99 moves between rounds (about 5 ms to over 1 s): some rounds
-  have stalls where every client receives a run of consecutive updates 0.1-1.8 s late (both
-  relayd modes; the reference had no delivery over 100 ms in that phase in the 06:38 run, but one
-  of its closed-loop rounds in the same run collapsed to 11,063/s, so the machine was disturbed
-  then). Not reproduced while watched: 2 × 25 s at 10/s under \`perf sched record\` gave p99
-  5.3/5.8 ms, max 26 ms, relayd threads' max scheduling delay 8 ms (event loops) and 40 ms
-  (cooperative pool); a 30 s run at 25/s per client had 19 of 285,000 deliveries over 100 ms.
-  Cause not established.
-- Run-to-run spread: a second full run at 06:44 UTC (\`run.sh --no-write\`, load average 5.9
-  instead of 6-10) gave, relayd (memory) vs reference: (a) 4.9 vs 16.8 ms (3.42×); (b) at 10/s
-  p50 0.81 vs 0.71 ms, p99 6.25 vs 5.26 ms (no stalls that time); saturated 79,155 vs 40,293
-  updates/s (1.96×), p99 305 vs 92 ms, server CPU 9.7 vs 11.0 µs per delivery (1.14×) at 76% vs
-  53% of a core; relayd (sqlite) saturated 40,044/s; (c) 0.87 vs 6.40 MB per room. relayd's
-  throughput lead comes mostly from using more CPU (several threads on the 2 cores) rather than from cheaper
-  deliveries: reference CPU per delivered update ÷ relayd's was 0.85-1.26 in the three full runs (06:26, 06:38, 06:44 UTC).
+- **Before (06:30-06:45 UTC runs):** about 63% of relayd's CPU samples were under NIO's
+  \`NIOAsyncChannelHandler._didYield\`, i.e. Hummingbird's async WebSocket writer writing and
+  flushing **one frame at a time** from a per-connection writer task (about 44% inside \`writev\`).
+  The Yjs work itself was small (\`handleYjsFrame\` about 5%). Saturated throughput was 1.44-1.96×
+  the reference, and relayd's p99 under saturation was worse than the reference's (305-611 ms
+  against 92-108 ms).
+- **Change (08:00-08:30 UTC):** WebSocket connections are served by relayd's own event-loop
+  handler (\`Sources/RelayServer/Transport\`): the engine's wake-up drains a connection's whole
+  outbox on its event loop and flushes once, so frames queued while the loop was busy go out in
+  one \`writev\`; frames are encoded once per event loop and shared by every connection it writes
+  them to. The 08:50 UTC run above: saturated 3.28× the reference at 4.3 against 12.9 µs of
+  server CPU per delivered update, p99 under saturation 15.8 against 36.8 ms.
+- **Still worse:** at the unsaturated rate (10 updates/s per client) relayd's p99 (about 6 ms)
+  is above the reference's (about 2 ms): each inbound y-protocols message goes from the event
+  loop to the connection's serial inbox (a task) and then to the store's thread pool before
+  the broadcast, two thread hops the node server does not have.
 - relayd answers step 1 with 276,979 bytes (it coalesces structs) against Yjs's 311,035; both
   decode to the trace's endContent.
 
