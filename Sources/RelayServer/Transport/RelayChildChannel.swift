@@ -70,19 +70,23 @@ struct RelayChildChannel: ServerChildChannel, HTTPChannelHandler {
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         channel.eventLoop.makeCompletedFuture {
             let upgradeAttempted = NIOLoopBoundBox(false, eventLoop: channel.eventLoop)
+            // The request as parsed by shouldUpgrade, reused by the pipeline handler.
+            let accepted = NIOLoopBoundBox<(WebSocketRequest, WebSocketRoute)?>(nil, eventLoop: channel.eventLoop)
             let limits = self.limits, route = self.route, fastPublish = self.fastPublish, frameEncoder = self.frameEncoder
             let upgrader = NIOTypedWebSocketServerUpgrader<UpgradeResult>(
                 maxFrameSize: limits.maxFrameBytes,
                 enableAutomaticErrorHandling: true,
                 shouldUpgrade: { channel, head in
                     upgradeAttempted.value = true
-                    let headers = route(WebSocketRequest(head: head, remoteAddress: channel.remoteAddress))?.responseHeaders
-                    return channel.eventLoop.makeSucceededFuture(headers)
+                    let request = WebSocketRequest(head: head, remoteAddress: channel.remoteAddress)
+                    let r = route(request)
+                    accepted.value = r.map { (request, $0) }
+                    return channel.eventLoop.makeSucceededFuture(r?.responseHeaders)
                 },
                 upgradePipelineHandler: { channel, head in
                     channel.eventLoop.makeCompletedFuture {
-                        let request = WebSocketRequest(head: head, remoteAddress: channel.remoteAddress)
-                        guard let r = route(request) else { throw ChannelError.inappropriateOperationForState }
+                        guard let (request, r) = accepted.value else { throw ChannelError.inappropriateOperationForState }
+                        accepted.value = nil
                         let raw = RawFrameWriter()
                         try channel.pipeline.syncOperations.addHandler(raw, position: .first)
                         let handler = WebSocketConnectionHandler(maxMessageBytes: r.maxMessageBytes, closeTimeout: limits.closeTimeout,

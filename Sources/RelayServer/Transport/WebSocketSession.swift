@@ -16,27 +16,54 @@ public struct WebSocketRequest: Sendable {
     public let remoteIP: String
 
     init(head: HTTPRequestHead, remoteAddress: SocketAddress?) {
-        let uri = head.uri
-        if let q = uri.firstIndex(of: "?") {
-            path = String(uri[..<q])
+        let uri = Array(head.uri.utf8)
+        if let q = uri.firstIndex(of: UInt8(ascii: "?")) {
+            path = String(decoding: uri[..<q], as: UTF8.self)
             var query: [String: String] = [:]
-            for pair in uri[uri.index(after: q)...].split(separator: "&") {
-                let kv = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-                let key = Self.decode(kv[0])
-                if query[key] == nil { query[key] = kv.count > 1 ? Self.decode(kv[1]) : "" }
+            for pair in uri[(q + 1)...].split(separator: UInt8(ascii: "&")) {
+                let eq = pair.firstIndex(of: UInt8(ascii: "="))
+                let key = Self.formDecode(pair[..<(eq ?? pair.endIndex)])
+                if query[key] == nil { query[key] = eq.map { Self.formDecode(pair[($0 + 1)...]) } ?? "" }
             }
             self.query = query
         } else {
-            path = uri
+            path = head.uri
             query = [:]
         }
         headers = head.headers
         remoteIP = remoteAddress?.ipAddress ?? "unknown"
     }
 
-    private static func decode(_ s: Substring) -> String {
-        let plus = s.replacingOccurrences(of: "+", with: " ")
-        return plus.removingPercentEncoding ?? plus
+    /// `application/x-www-form-urlencoded` decoding (`+` is a space, `%XX` a byte), on bytes;
+    /// a malformed escape is kept as is, invalid UTF-8 is repaired.
+    static func formDecode(_ bytes: ArraySlice<UInt8>) -> String {
+        if !bytes.contains(where: { $0 == UInt8(ascii: "%") || $0 == UInt8(ascii: "+") }) {
+            return String(decoding: bytes, as: UTF8.self)
+        }
+        func hex(_ c: UInt8) -> UInt8? {
+            switch c {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): return c - UInt8(ascii: "0")
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): return c - UInt8(ascii: "a") + 10
+            case UInt8(ascii: "A")...UInt8(ascii: "F"): return c - UInt8(ascii: "A") + 10
+            default: return nil
+            }
+        }
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.count)
+        var i = bytes.startIndex
+        while i < bytes.endIndex {
+            let c = bytes[i]
+            if c == UInt8(ascii: "+") {
+                out.append(UInt8(ascii: " "))
+            } else if c == UInt8(ascii: "%"), i + 2 < bytes.endIndex, let h = hex(bytes[i + 1]), let l = hex(bytes[i + 2]) {
+                out.append(h << 4 | l)
+                i += 2
+            } else {
+                out.append(c)
+            }
+            i += 1
+        }
+        return String(decoding: out, as: UTF8.self)
     }
 
     /// Offered subprotocols (`Sec-WebSocket-Protocol`, comma-separated, possibly repeated).
