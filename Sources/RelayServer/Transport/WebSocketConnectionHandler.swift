@@ -60,6 +60,10 @@ final class WebSocketConnectionHandler: ChannelDuplexHandler, RemovableChannelHa
             closed = true
             _ = session?.enqueue(.closed)
         }
+        // Break the cycles handler → session → handler and handler → connection → wake-up → session;
+        // the session lives on until its last job has run.
+        session = nil
+        connection = nil
         context.fireChannelInactive()
     }
 
