@@ -33,9 +33,13 @@ enum IO {
         FileHandle.standardOutput.write(Data(bytes))
     }
 
-    static func line(_ s: String) { print(s) }
+    /// One output line, flushed at once: `subscribe`/`tail` output is read line by line through pipes.
+    static func line(_ s: String) {
+        print(s)
+        fflush(nil)  // all output streams; `stdout` itself is not concurrency-safe to name in Swift 6
+    }
 
-    static func json(_ value: JSONValue) { print(value.jsonString) }
+    static func json(_ value: JSONValue) { line(value.jsonString) }
 
     static func decodeKey(base64 s: String) throws -> SecureBytes {
         let trimmed = s.trimmingCharacters(in: .whitespacesAndNewlines)
