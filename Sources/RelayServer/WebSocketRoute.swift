@@ -53,45 +53,101 @@ extension RelayService {
         }
         return true
     }
+    // A client frame's engine call comes in two flavours: `async` (broker-aware, from the
+    // connection's inbox task) and synchronous (single node, on the event loop). Parsing and
+    // the replies are shared.
+
     func handleBinary(_ bytes: [UInt8], conn: RelayConnection) async {
+        guard let (channel, payload) = parseBinary(bytes, conn) else { return }
+        reportBinaryPublish(await engine.publishBinary(from: conn, channel: channel, payload: payload), channel: channel, conn)
+    }
+
+    func handleBinaryNow(_ bytes: [UInt8], conn: RelayConnection) {
+        guard let (channel, payload) = parseBinary(bytes, conn) else { return }
+        reportBinaryPublish(engine.publishBinary(from: conn, channel: channel, payload: payload), channel: channel, conn)
+    }
+
+    func handleText(_ bytes: [UInt8], conn: RelayConnection) async {
+        guard let message = parseClientFrame(bytes, conn) else { return }
+        switch message {
+        case .subscribe(let channels, let positions):
+            reportSubscribe(await engine.subscribe(conn, channels: channels, positions: positions), conn)
+        case .publish(let channel, let event, let data, let key):
+            reportPublish(await engine.publish(from: conn, channel: channel, event: event, data: data, idempotencyKey: key), channel: channel, conn)
+        case .presence(let channel, let state):
+            reportPresence(await engine.setPresence(conn, channel: channel, state: state), channel: channel, conn)
+        default:
+            handleLocalFrame(message, conn)
+        }
+    }
+
+    func handleTextNow(_ bytes: [UInt8], conn: RelayConnection) {
+        guard let message = parseClientFrame(bytes, conn) else { return }
+        switch message {
+        case .subscribe(let channels, let positions):
+            reportSubscribe(engine.subscribe(conn, channels: channels, positions: positions), conn)
+        case .publish(let channel, let event, let data, let key):
+            reportPublish(engine.publish(from: conn, channel: channel, event: event, data: data, idempotencyKey: key), channel: channel, conn)
+        case .presence(let channel, let state):
+            reportPresence(engine.setPresence(conn, channel: channel, state: state), channel: channel, conn)
+        default:
+            handleLocalFrame(message, conn)
+        }
+    }
+
+    private func parseBinary(_ bytes: [UInt8], _ conn: RelayConnection) -> (String, [UInt8])? {
         guard let (channel, payload) = Wire.parseBinaryFrame(bytes) else {
             engine.disconnect(conn, code: .policyViolation, reason: "malformed binary frame", flushPending: true)
-            return
+            return nil
         }
-        switch await engine.publishBinary(from: conn, channel: channel, payload: Array(payload)) {
+        return (channel, Array(payload))
+    }
+
+    private func parseClientFrame(_ bytes: [UInt8], _ conn: RelayConnection) -> ClientMessage? {
+        guard let message = ClientMessage.parse(bytes) else {
+            engine.disconnect(conn, code: .policyViolation, reason: "malformed frame", flushPending: true)
+            return nil
+        }
+        return message
+    }
+
+    private func reportBinaryPublish(_ result: Result<PublishReceipt, PublishError>, channel: String, _ conn: RelayConnection) {
+        switch result {
         case .success: publishedMessages.wrappingAdd(1, ordering: .relaxed)
         case .failure(let e): _ = engine.send(Wire.error(code: e.code, message: "binary publish refused", channel: channel), to: conn)
         }
     }
 
-    func handleText(_ bytes: [UInt8], conn: RelayConnection) async {
-        guard let message = ClientMessage.parse(bytes) else {
-            engine.disconnect(conn, code: .policyViolation, reason: "malformed frame", flushPending: true)
-            return
-        }
-        switch message {
-        case .subscribe(let channels, let positions):
-            let result = await engine.subscribe(conn, channels: channels, positions: positions)
-            for e in result.entries {
-                switch e.outcome {
-                case .forbidden:
-                    _ = engine.send(Wire.error(code: "forbidden", message: "channel outside the token's prefixes", channel: e.channel), to: conn)
-                case .invalidChannel:
-                    _ = engine.send(Wire.error(code: "invalid_channel", message: "invalid channel name", channel: e.channel), to: conn)
-                default: break
-                }
+    private func reportSubscribe(_ result: SubscribeResult, _ conn: RelayConnection) {
+        for e in result.entries {
+            switch e.outcome {
+            case .forbidden:
+                _ = engine.send(Wire.error(code: "forbidden", message: "channel outside the token's prefixes", channel: e.channel), to: conn)
+            case .invalidChannel:
+                _ = engine.send(Wire.error(code: "invalid_channel", message: "invalid channel name", channel: e.channel), to: conn)
+            default: break
             }
+        }
+    }
+
+    private func reportPublish(_ result: Result<PublishReceipt, PublishError>, channel: String, _ conn: RelayConnection) {
+        switch result {
+        case .success: publishedMessages.wrappingAdd(1, ordering: .relaxed)
+        case .failure(let e): _ = engine.send(Wire.error(code: e.code, message: "publish refused", channel: channel), to: conn)
+        }
+    }
+
+    private func reportPresence(_ result: Result<PresenceOutcome, PresenceError>, channel: String, _ conn: RelayConnection) {
+        if case .failure(let e) = result {
+            _ = engine.send(Wire.error(code: e.code, message: "presence refused", channel: channel), to: conn)
+        }
+    }
+
+    /// Frames that need no broker: unsubscribe, in-band `auth`, keepalive.
+    private func handleLocalFrame(_ message: ClientMessage, _ conn: RelayConnection) {
+        switch message {
         case .unsubscribe(let channels):
             _ = engine.unsubscribe(conn, channels: channels)
-        case .publish(let channel, let event, let data, let key):
-            switch await engine.publish(from: conn, channel: channel, event: event, data: data, idempotencyKey: key) {
-            case .success: publishedMessages.wrappingAdd(1, ordering: .relaxed)
-            case .failure(let e): _ = engine.send(Wire.error(code: e.code, message: "publish refused", channel: channel), to: conn)
-            }
-        case .presence(let channel, let state):
-            if case .failure(let e) = await engine.setPresence(conn, channel: channel, state: state) {
-                _ = engine.send(Wire.error(code: e.code, message: "presence refused", channel: channel), to: conn)
-            }
         case .auth(let token):
             guard case .success(let grant) = tokens.grant(for: token, sse: false), grant.siteID == conn.siteID,
                   case .success = engine.refreshGrant(conn, grant) else {
@@ -100,24 +156,58 @@ extension RelayService {
                 engine.disconnect(conn, code: .invalidToken, reason: "token refused", flushPending: true)
                 return
             }
-        case .pong, .ping:
+        default:
             break
         }
     }
 }
 
-/// `/ws`: one wordsocket connection. Calls arrive one at a time from the session's inbox.
+/// `/ws`: one wordsocket connection. In single-node mode every call runs on the
+/// connection's event loop (the engine calls are synchronous); with a broker they come
+/// one at a time from the session's inbox task. Either way, one at a time and in order.
 final class RelaySocketEndpoint: WebSocketEndpoint, @unchecked Sendable {
     let relay: RelayService
-    // Touched only by the serial inbox calls.
+    /// No broker to await: handle everything on the event loop, no task per message.
+    private let onEventLoop: Bool
+    // Touched only by the serialized calls.
     private var connection: RelayConnection?
     private var admitted = false
     /// True while the connection waits for an `auth` first frame (the timer and the inbox race for it).
     private let awaitingAuth = Atomic<Bool>(false)
 
-    init(relay: RelayService) { self.relay = relay }
+    init(relay: RelayService) {
+        self.relay = relay
+        onEventLoop = relay.configuration.engine.broker == nil
+    }
 
-    func opened(_ session: WebSocketSession) async {
+    func handleOnEventLoop(_ job: WebSocketSession.Job, _ session: WebSocketSession) -> Bool {
+        guard onEventLoop else { return false }
+        switch job {
+        case .opened: open(session)
+        case .message(let message):
+            guard let conn = accept(message, session) else { break }
+            switch message {
+            case .text(let bytes): relay.handleTextNow(bytes, conn: conn)
+            case .binary(let bytes): relay.handleBinaryNow(bytes, conn: conn)
+            }
+        case .closed: close(session)
+        }
+        return true
+    }
+
+    func opened(_ session: WebSocketSession) async { open(session) }
+
+    func received(_ message: WebSocketMessage, _ session: WebSocketSession) async {
+        guard let conn = accept(message, session) else { return }
+        switch message {
+        case .text(let bytes): await relay.handleText(bytes, conn: conn)
+        case .binary(let bytes): await relay.handleBinary(bytes, conn: conn)
+        }
+    }
+
+    func closed(_ session: WebSocketSession) async { close(session) }
+
+    private func open(_ session: WebSocketSession) {
         guard relay.admitWebSocket(session) else { return }
         admitted = true
         if let token = RelayService.token(from: session.request) {
@@ -151,20 +241,19 @@ final class RelaySocketEndpoint: WebSocketEndpoint, @unchecked Sendable {
         }
     }
 
-    func received(_ message: WebSocketMessage, _ session: WebSocketSession) async {
+    /// The connection a message is for, or nil when it was consumed (the `auth` first
+    /// frame) or must be ignored (not connected, or closing).
+    private func accept(_ message: WebSocketMessage, _ session: WebSocketSession) -> RelayConnection? {
         if awaitingAuth.compareExchange(expected: true, desired: false, ordering: .relaxed).exchanged {
             guard case .text(let bytes) = message, case .auth(let token)? = ClientMessage.parse(bytes) else {
                 session.close(code: .invalidToken, reason: "no token: send {\"type\":\"auth\",\"token\":…} first")
-                return
+                return nil
             }
             authenticate(token, session)
-            return
+            return nil
         }
-        guard let conn = connection, !conn.isClosed else { return }
-        switch message {
-        case .text(let bytes): await relay.handleText(bytes, conn: conn)
-        case .binary(let bytes): await relay.handleBinary(bytes, conn: conn)
-        }
+        guard let conn = connection, !conn.isClosed else { return nil }
+        return conn
     }
 
     /// `pong` (and `ping`) frames only prove liveness, which the handler has recorded.
@@ -176,7 +265,7 @@ final class RelaySocketEndpoint: WebSocketEndpoint, @unchecked Sendable {
         }
     }
 
-    func closed(_ session: WebSocketSession) async {
+    private func close(_ session: WebSocketSession) {
         awaitingAuth.store(false, ordering: .relaxed)
         if let conn = connection {
             relay.engine.disconnect(conn, code: .normal, reason: "client closed")

@@ -56,8 +56,9 @@ struct CLI {
         #expect(claims["user_id"]?.stringValue == "7")
         #expect(claims["exp"]!.int64Value! - claims["iat"]!.int64Value! == 60)
         // EdDSA with the generated pair.
-        let ed = try CLI.run(["token", "mint", "--ed25519-key", k["ed25519_private_key"]!.stringValue!, "--claims", #"{"sub":"x"}"#])
-        let edv = try CLI.run(["token", "verify", "--ed25519-public-key", k["ed25519_public_key"]!.stringValue!, ed.stdout.trimmingCharacters(in: .whitespacesAndNewlines)])
+        // `--option=value`: a base64url key may start with "-", which a separate argument would not survive.
+        let ed = try CLI.run(["token", "mint", "--ed25519-key=" + k["ed25519_private_key"]!.stringValue!, "--claims", #"{"sub":"x"}"#])
+        let edv = try CLI.run(["token", "verify", "--ed25519-public-key=" + k["ed25519_public_key"]!.stringValue!, ed.stdout.trimmingCharacters(in: .whitespacesAndNewlines)])
         #expect(edv.status == 0)
         // Wrong key: non-zero exit, one line on stderr, nothing on stdout.
         let bad = try CLI.run(["token", "verify", "--secret", "wrong", minted.stdout.trimmingCharacters(in: .whitespacesAndNewlines)])

@@ -86,10 +86,14 @@ protocol WebSocketEndpoint: AnyObject, Sendable {
     /// Called on the event loop before a message is queued: true when the message
     /// needs no further handling (a keepalive answer), so no task is started for it.
     func handledOnEventLoop(_ message: WebSocketMessage) -> Bool
+    /// Called on the event loop, in place of the async call, when nothing is queued or
+    /// running for this connection: true when the endpoint handled the job right there.
+    func handleOnEventLoop(_ job: WebSocketSession.Job, _ session: WebSocketSession) -> Bool
 }
 
 extension WebSocketEndpoint {
     func handledOnEventLoop(_ message: WebSocketMessage) -> Bool { false }
+    func handleOnEventLoop(_ job: WebSocketSession.Job, _ session: WebSocketSession) -> Bool { false }
 }
 
 /// The bridge between a connection's event-loop handler and its endpoint:
@@ -161,6 +165,11 @@ public final class WebSocketSession: Sendable {
     /// Queues a job; starts the runner when idle. Returns false when the inbox
     /// is over its byte budget (the handler then pauses reading).
     func enqueue(_ job: Job) -> Bool {
+        // Only the event loop enqueues, so "idle" cannot change before the endpoint runs
+        // the job inline; order is kept because nothing earlier is pending.
+        if inbox.withLock({ !$0.running && $0.jobs.isEmpty }) && endpoint.handleOnEventLoop(job, self) {
+            return true
+        }
         let size: Int
         if case .message(let m) = job { size = m.byteCount } else { size = 0 }
         let (start, overBudget): (Bool, Bool) = inbox.withLock { s in
