@@ -213,7 +213,10 @@ final class Relayd: @unchecked Sendable {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
             if !process.isRunning { return false }
-            if let r = httpGet(port: port, path: "/healthz"), r.status == 200 { return true }
+            if args.contains("--tls-cert") {
+                // HTTPS: the plain-HTTP probe cannot answer; relayd prints this line once bound.
+                if stdout.contains("relayd listening on https://") { return true }
+            } else if let r = httpGet(port: port, path: "/healthz"), r.status == 200 { return true }
             try? await Task.sleep(for: .milliseconds(50))
         }
         return false

@@ -861,6 +861,27 @@ struct RelaydIntegrationTests {
         #expect(res[4]["status"].int == 200 && res[4]["body"]["ready"].bool == true, "\(res[4])")
     }
 
+    @Test("TLS: HTTPS health and publish, WSS subscribe and delivery, certificate verified by the client",
+          .enabled(if: Peers.pythonEnabled, "needs a Python with websockets: set RELAY_PYTHON"),
+          .enabled(if: Peers.which("openssl") != nil || Peers.required, "needs the openssl CLI"), .timeLimit(.minutes(1)))
+    func tlsEndToEnd() async throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("relayd-tls-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let cert = dir.appendingPathComponent("cert.pem").path, key = dir.appendingPathComponent("key.pem").path
+        let gen = try await runProcess(try #require(Peers.which("openssl")), [
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "1",
+            "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"], timeout: 30)
+        try #require(gen.status == 0, "openssl: \(gen.stderr)")
+        let relay = try await Relayd.start(["--tls-cert", cert, "--tls-key", key], dataDir: dir.appendingPathComponent("data"))
+        defer { relay.stop() }
+        let r = try await relay.python("tls", ["cafile": cert])
+        #expect(r["healthz"]["status"].int == 200 && r["healthz"]["body"]["status"].string == "ok", "\(r)")
+        #expect(r["subscribed"]["type"].string == "subscribed", "\(r)")
+        #expect(r["publish_status"].int == 200, "\(r)")
+        #expect(r["message_raw"].string?.contains(#""data":{"over":"tls \/ ok"}"#) == true, "\(r["message_raw"])")
+    }
+
     // MARK: 9. Second independent client (Node `ws`)
 
     @Test("Node ws client: basic flow, binary echo, client publish, refusals", .enabled(if: Peers.nodeEnabled, "needs node with the ws package on NODE_PATH"),

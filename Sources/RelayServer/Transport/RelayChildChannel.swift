@@ -87,8 +87,11 @@ struct RelayChildChannel: ServerChildChannel, HTTPChannelHandler {
                     channel.eventLoop.makeCompletedFuture {
                         guard let (request, r) = accepted.value else { throw ChannelError.inappropriateOperationForState }
                         accepted.value = nil
+                        // Right on the head side of NIO's frame encoder: encoded frames skip the encoder
+                        // but still pass everything nearer the socket (TLS).
                         let raw = RawFrameWriter()
-                        try channel.pipeline.syncOperations.addHandler(raw, position: .first)
+                        let encoder = try channel.pipeline.syncOperations.handler(type: WebSocketFrameEncoder.self)
+                        try channel.pipeline.syncOperations.addHandler(raw, position: .before(encoder))
                         let handler = WebSocketConnectionHandler(maxMessageBytes: r.maxMessageBytes, closeTimeout: limits.closeTimeout,
                                                                  raw: raw, encoder: frameEncoder)
                         try channel.pipeline.syncOperations.addHandler(handler)

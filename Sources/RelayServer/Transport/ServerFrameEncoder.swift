@@ -58,8 +58,9 @@ public final class ServerFrameEncoder: Sendable {
     }
 }
 
-/// Sits next to the pipeline's head so encoded frames skip the handlers in
-/// between (NIO's frame encoder among them); it only lends its context.
+/// Sits on the head side of NIO's frame encoder, so encoded frames skip the
+/// encoder but still pass the handlers nearer the socket (TLS); it only lends
+/// its context.
 final class RawFrameWriter: ChannelOutboundHandler, RemovableChannelHandler {
     typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer

@@ -1137,7 +1137,42 @@ def pipelined_publish():
     return {"responses": responses}
 
 
+async def tls():
+    """relayd with --tls-cert/--tls-key: GET /healthz over HTTPS, a WSS subscriber, a signed
+    publish over HTTPS delivered to it; the certificate is verified against CFG["cafile"]."""
+    import ssl
+    import urllib.request
+    from websockets.asyncio.client import connect
+    ctx = ssl.create_default_context(cafile=CFG["cafile"])
+    base = f"https://127.0.0.1:{CFG['port']}"
+    r = {}
+    deadline = time.monotonic() + 10
+    while True:  # relayd prints its address just before it binds
+        try:
+            with urllib.request.urlopen(base + "/healthz", context=ctx, timeout=5) as resp:
+                r["healthz"] = {"status": resp.status, "body": json.loads(resp.read())}
+            break
+        except (ConnectionRefusedError, urllib.error.URLError) as e:
+            if time.monotonic() > deadline:
+                r["healthz_error"] = str(e)
+                return r
+            await asyncio.sleep(0.1)
+    tok = mint(SITE)[0]
+    async with connect(f"wss://127.0.0.1:{CFG['port']}/ws?token={tok}", ssl=ctx) as ws:
+        await ws.send(compact({"type": "subscribe", "channels": ["events"]}))
+        r["subscribed"] = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        body = envelope("events", "tls.event", '{"over":"tls \\/ ok"}')
+        def post():
+            req = urllib.request.Request(base + "/publish", data=body, method="POST", headers=v1_headers(SITE, body))
+            with urllib.request.urlopen(req, context=ctx, timeout=5) as resp:
+                return resp.status, json.loads(resp.read())
+        r["publish_status"], r["publish"] = await asyncio.to_thread(post)
+        r["message_raw"] = await asyncio.wait_for(ws.recv(), 5)
+    return r
+
+
 SCENARIOS = {
+    "tls": tls,
     "pipelined_publish": pipelined_publish,
     "wordpress_php": wordpress_php,
     "slow_handshake": slow_handshake,
