@@ -226,7 +226,7 @@ extension RelayService {
     /// and closes the ones silent for longer than `idleTimeout`.
     func pingAndReapIdle(nowMs: Int64, slice: Int = 0, of slices: Int = 1) {
         let idleMs = Int64(configuration.idleTimeout * 1000)
-        for e in sessions.all() where !e.isSSE && Int(e.connection.id % UInt64(slices)) == slice {
+        for e in sessions.webSockets(slice: slice, of: slices) {
             if e.yjsRoom != nil {
                 // y-websocket clients answer WebSocket pings (protocol level), not JSON ones.
                 if nowMs - e.activity.lastMs > idleMs * 2 {

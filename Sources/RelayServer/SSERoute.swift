@@ -174,10 +174,9 @@ extension RelayService {
 }
 
 extension RelayService {
-    /// Token of an HTTP request: `?token=`, or `Authorization: Bearer`.
+    /// Token of an SSE request: `?token=`, or `Authorization: Bearer`.
     static func token(from request: Request) -> String? {
-        if let t = request.uri.queryParameters.get("token"), !t.isEmpty { return t }
-        if let auth = request.headers[.authorization], auth.hasPrefix("Bearer ") { return String(auth.dropFirst(7)) }
-        return nil
+        token(query: request.uri.queryParameters.get("token").map { String($0) }, subprotocols: [],
+              authorization: request.headers[.authorization])
     }
 }

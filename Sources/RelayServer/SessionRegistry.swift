@@ -87,6 +87,11 @@ final class SessionRegistry: Sendable {
     func remove(_ connection: RelayConnection) { _ = entries.withLock { $0.removeValue(forKey: connection.id) } }
 
     func all() -> [Entry] { entries.withLock { Array($0.values) } }
+
+    /// The WebSocket entries whose connection id falls in `slice` of `slices` (for the keepalive tick).
+    func webSockets(slice: Int, of slices: Int) -> [Entry] {
+        entries.withLock { m in m.values.filter { !$0.isSSE && Int($0.connection.id % UInt64(slices)) == slice } }
+    }
 }
 
 enum Clock {

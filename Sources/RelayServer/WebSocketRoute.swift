@@ -31,11 +31,17 @@ extension RelayService {
         return nil
     }
 
-    /// Token from `?token=`, a `token.<JWT>` subprotocol, or `Authorization: Bearer`.
+    /// Token of an upgrade request: `?token=`, a `token.<JWT>` subprotocol, or `Authorization: Bearer`.
     static func token(from request: WebSocketRequest) -> String? {
-        if let t = request.query["token"], !t.isEmpty { return t }
-        for p in request.offeredSubprotocols where p.hasPrefix("token.") { return String(p.dropFirst(6)) }
-        if let auth = request.headers["Authorization"].first, auth.hasPrefix("Bearer ") { return String(auth.dropFirst(7)) }
+        token(query: request.query["token"], subprotocols: request.offeredSubprotocols,
+              authorization: request.headers["Authorization"].first)
+    }
+
+    /// The one rule for where a client's token may travel, in this order of preference.
+    static func token(query: String?, subprotocols: [String], authorization: String?) -> String? {
+        if let t = query, !t.isEmpty { return t }
+        for p in subprotocols where p.hasPrefix("token.") { return String(p.dropFirst(6)) }
+        if let auth = authorization, auth.hasPrefix("Bearer ") { return String(auth.dropFirst(7)) }
         return nil
     }
 

@@ -882,6 +882,20 @@ struct RelaydIntegrationTests {
         #expect(r["message_raw"].string?.contains(#""data":{"over":"tls \/ ok"}"#) == true, "\(r["message_raw"])")
     }
 
+    @Test("--close-timeout drops a client that never answers relayd's close; --http-idle-timeout closes an idle keep-alive connection",
+          .enabled(if: Peers.pythonEnabled, "needs a Python with websockets: set RELAY_PYTHON"), .timeLimit(.minutes(1)))
+    func closeAndIdleTimeouts() async throws {
+        let relay = try await Relayd.start(["--close-timeout", "1", "--http-idle-timeout", "2"])
+        defer { relay.stop() }
+        let r = try await relay.python("close_and_idle_timeouts")
+        #expect(r["close_code"].int == 1008, "\(r)")
+        let closeAfter = try #require(r["close_eof_after_s"].double, "never dropped: \(r)")
+        #expect(closeAfter >= 0.8 && closeAfter < 3, "dropped after \(closeAfter) s, expected about 1 s")
+        #expect(r["idle_first_status"].int == 200, "\(r)")
+        let idleAfter = try #require(r["idle_eof_after_s"].double, "never closed: \(r)")
+        #expect(idleAfter >= 1.5 && idleAfter < 4.5, "closed after \(idleAfter) s, expected about 2 s")
+    }
+
     // MARK: 9. Second independent client (Node `ws`)
 
     @Test("Node ws client: basic flow, binary echo, client publish, refusals", .enabled(if: Peers.nodeEnabled, "needs node with the ws package on NODE_PATH"),

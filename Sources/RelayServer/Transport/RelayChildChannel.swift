@@ -18,21 +18,21 @@ struct WebSocketRoute: Sendable {
     var makeEndpoint: @Sendable () -> any WebSocketEndpoint
 }
 
-/// Limits of the HTTP/1 side of the server.
+/// Limits of the HTTP/1 side of the server (from `ServerConfiguration`, which holds the defaults).
 struct HTTPTransportLimits: Sendable {
     /// Time from accept until the first request head is complete (a WebSocket
     /// upgrade or a plain request); slower connections are closed.
-    var handshakeTimeout: TimeAmount = .seconds(10)
+    var handshakeTimeout: TimeAmount
     /// Idle keep-alive connections are closed after this long.
-    var idleTimeout: Duration = .seconds(60)
+    var idleTimeout: Duration
     /// Largest WebSocket frame the decoder accepts (larger: close 1009).
-    var maxFrameBytes: Int = 1 << 20
+    var maxFrameBytes: Int
     /// Largest request header block; larger requests get 400 and are closed.
-    var maxHeaderBytes: Int = 16 * 1024
+    var maxHeaderBytes: Int
     /// Largest `POST /publish` body (413 beyond it).
-    var maxPublishBodyBytes: Int = 4 << 20
+    var maxPublishBodyBytes: Int
     /// Time to wait for the client's close frame after ours.
-    var closeTimeout: TimeAmount = .seconds(5)
+    var closeTimeout: TimeAmount
 }
 
 /// The server's child channel: HTTP/1.1 for Hummingbird's router, and

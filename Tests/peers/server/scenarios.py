@@ -8,6 +8,7 @@ import asyncio
 import json
 import os
 import signal
+import struct
 import threading
 import time
 
@@ -1171,7 +1172,41 @@ async def tls():
     return r
 
 
+def close_and_idle_timeouts():
+    """--close-timeout: after relayd's close frame, a client that never answers is dropped;
+    --http-idle-timeout: an idle keep-alive HTTP connection is closed. Seconds until EOF for each."""
+    import socket as so
+    r = {}
+    ws = RawWS("/ws?token=" + mint(SITE)[0], timeout=10)
+    ws.send_frame(0x2, b"\x00")  # malformed binary frame: relayd closes with 1008
+    fin, op, payload = ws.read_frame()
+    r["close_code"] = struct.unpack("!H", payload[:2])[0] if op == 0x8 and len(payload) >= 2 else None
+    t0 = time.monotonic()
+    try:
+        while ws.s.recv(4096):
+            pass
+        r["close_eof_after_s"] = round(time.monotonic() - t0, 2)
+    except (so.timeout, TimeoutError):
+        r["close_eof_after_s"] = None
+    except ConnectionResetError:
+        r["close_eof_after_s"] = round(time.monotonic() - t0, 2)
+    s = so.create_connection(("127.0.0.1", CFG["port"]), timeout=10)
+    s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    first = s.recv(4096)
+    r["idle_first_status"] = int(first.split(b" ", 2)[1]) if first else None
+    t0 = time.monotonic()
+    try:
+        while s.recv(4096):
+            pass
+        r["idle_eof_after_s"] = round(time.monotonic() - t0, 2)
+    except (so.timeout, TimeoutError):
+        r["idle_eof_after_s"] = None
+    s.close()
+    return r
+
+
 SCENARIOS = {
+    "close_and_idle_timeouts": close_and_idle_timeouts,
     "tls": tls,
     "pipelined_publish": pipelined_publish,
     "wordpress_php": wordpress_php,
