@@ -70,7 +70,9 @@ case 'mint':
     break;
 case 'publish':
     $key = encryption_key($in['seed'], $in['site_key']);
-    $env = seal($in['event'], $in['data'], $key);
+    // Seal until the base64 holds a '/', which json_encode sends as '\/': then a relay that
+    // re-serialized `data` would be caught (a '/' appears in ~95% of seals; the IV is random).
+    do { $env = seal($in['event'], $in['data'], $key); } while (strpos($env['p'], '/') === false);
     $out = publish($in['url'], $in['site_key'], $in['publish_secret'], $in['channel'], $env);
     $out['envelope_json'] = json_encode($env);
     break;
