@@ -42,14 +42,16 @@ let package = Package(
         ),
 
         // Libraries.
+        // The one JSON scanner and writer (RFC 8259, one strictness); no dependencies.
+        .target(name: "RelayJSON"),
         .target(
             name: "RelayCrypto",
-            dependencies: ["COpenSSL", "CSodium"]
+            dependencies: ["RelayJSON", "COpenSSL", "CSodium"]
         ),
         .target(
             name: "RelayCore",
             dependencies: [
-                "RelayCrypto",
+                "RelayJSON", "RelayCrypto",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "DequeModule", package: "swift-collections"),
@@ -58,13 +60,14 @@ let package = Package(
         .target(
             name: "YjsSync",
             dependencies: [
+                "RelayJSON",
                 .product(name: "GRDB", package: "GRDB.swift"),
             ]
         ),
         .target(
             name: "RelayServer",
             dependencies: [
-                "RelayCrypto", "RelayCore", "YjsSync",
+                "RelayJSON", "RelayCrypto", "RelayCore", "YjsSync",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -87,7 +90,7 @@ let package = Package(
         .target(
             name: "RelayClient",
             dependencies: [
-                "RelayCrypto",
+                "RelayJSON", "RelayCrypto",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),
@@ -98,7 +101,7 @@ let package = Package(
         .target(
             name: "RelayLoad",
             dependencies: [
-                "RelayCrypto", "RelayClient",
+                "RelayJSON", "RelayCrypto", "RelayClient",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -120,24 +123,25 @@ let package = Package(
         .executableTarget(
             name: "relayctl",
             dependencies: [
-                "RelayCrypto", "RelayCore", "YjsSync", "RelayServer", "RelayClient", "RelayLoad",
+                "RelayJSON", "RelayCrypto", "RelayCore", "YjsSync", "RelayServer", "RelayClient", "RelayLoad",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
 
         // Tests (Swift Testing).
-        .testTarget(name: "RelayCryptoTests", dependencies: ["RelayCrypto"]),
-        .testTarget(name: "RelayCoreTests", dependencies: ["RelayCore"]),
-        .testTarget(name: "YjsSyncTests", dependencies: ["YjsSync"]),
+        .testTarget(name: "RelayJSONTests", dependencies: ["RelayJSON"]),
+        .testTarget(name: "RelayCryptoTests", dependencies: ["RelayJSON", "RelayCrypto"]),
+        .testTarget(name: "RelayCoreTests", dependencies: ["RelayJSON", "RelayCore"]),
+        .testTarget(name: "YjsSyncTests", dependencies: ["YjsSync", "RelayJSON"]),
         .testTarget(name: "RelayServerTests", dependencies: [
-            "RelayServer", "RelayCrypto", "RelayCore",
+            "RelayServer", "RelayJSON", "RelayCrypto", "RelayCore",
             .product(name: "HummingbirdTesting", package: "hummingbird"),
             .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
             .product(name: "NIOEmbedded", package: "swift-nio"),
             .product(name: "NIOWebSocket", package: "swift-nio"),
         ]),
-        .testTarget(name: "CLITests", dependencies: ["RelayCrypto"]),
-        .testTarget(name: "RelayLoadTests", dependencies: ["RelayLoad", "RelayCrypto"]),
+        .testTarget(name: "CLITests", dependencies: ["RelayJSON", "RelayCrypto"]),
+        .testTarget(name: "RelayLoadTests", dependencies: ["RelayLoad", "RelayJSON", "RelayCrypto"]),
     ],
     swiftLanguageModes: [.v6]
 )

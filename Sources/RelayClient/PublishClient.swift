@@ -1,3 +1,4 @@
+import RelayJSON
 import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking

@@ -1,3 +1,4 @@
+import RelayJSON
 import DequeModule
 import Logging
 import Metrics
@@ -136,7 +137,7 @@ public final class RelayEngine: Sendable {
     public func refreshGrant(_ conn: RelayConnection, _ grant: ConnectionGrant) -> Result<GrantRefresh, ConnectRefusal> {
         let now = clock.now()
         guard grant.siteID == conn.siteID, Double(grant.expiresAt) > now else {
-            return .failure(ConnectRefusal(code: .invalidToken, reason: "token invalid or expired"))
+            return .failure(ConnectRefusal(code: .invalidToken, reason: "invalid token: expired or malformed grant"))
         }
         guard let site = registry.site(id: grant.siteID), !site.revoked else {
             return .failure(ConnectRefusal(code: .siteNotFound, reason: "site not found"))
@@ -155,7 +156,7 @@ public final class RelayEngine: Sendable {
             return (dropped, droppedPresence)
         }
         guard let (dropped, droppedPresence) = taken else {
-            return .failure(ConnectRefusal(code: .invalidToken, reason: "connection closed"))
+            return .failure(ConnectRefusal(code: .invalidToken, reason: "invalid token: connection closed"))
         }
         for ch in dropped { removeSubscriber(conn, from: ch) }
         for ch in droppedPresence { removePresence(conn, from: ch) }

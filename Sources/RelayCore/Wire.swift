@@ -1,3 +1,4 @@
+import RelayJSON
 // Wordsocket wire encodings (contract §5 and §6). Transport-independent:
 // the engine encodes each publication once per wire format and hands the same
 // immutable bytes to every subscriber.
@@ -262,12 +263,7 @@ public enum Wire {
     public static let sseKeepalive = OutboundFrame(kind: .sse, bytes: Array(": ping\n\n".utf8))
 
     static func appendStringArray(_ items: [String], to out: inout [UInt8]) {
-        out.append(UInt8(ascii: "["))
-        for (i, s) in items.enumerated() {
-            if i > 0 { out.append(UInt8(ascii: ",")) }
-            JSON.appendString(s, to: &out)
-        }
-        out.append(UInt8(ascii: "]"))
+        JSON.appendStringArray(items, to: &out)
     }
 }
 
@@ -302,6 +298,12 @@ public enum ClientMessage: Sendable, Equatable {
     /// Parses a text frame. `nil` for anything malformed or unknown (close 1008
     /// or answer with an error frame, at the transport's choice).
     public static func parse(_ text: [UInt8]) -> ClientMessage? {
+        try? decode(text)
+    }
+
+    /// Parses a text frame under the project's JSON rules; unknown members are
+    /// validated and ignored. Throws for malformed JSON or an unknown `type`.
+    public static func decode(_ text: [UInt8]) throws(JSONError) -> ClientMessage {
         var reader = JSONReader(text)
         var type: String?
         var channels: [String]?
@@ -313,58 +315,57 @@ public enum ClientMessage: Sendable, Equatable {
         var token: String?
         var idem: String?
         var positions: [String: StreamPosition] = [:]
-        let ok = reader.readObject { key, r in
+        try reader.readObject { (key, r: inout JSONReader) throws(JSONError) in
             switch key {
-            case "type": type = r.readString(); return type != nil
-            case "channels": channels = r.readStringArray(); return channels != nil
-            case "channel": channel = r.readString(); return channel != nil
-            case "event": event = r.readString(); return event != nil
-            case "data": data = r.readRawValue(); return data != nil
-            case "token": token = r.readString(); return token != nil
-            case "idempotency_key": idem = r.readString(); return idem != nil
+            case "type": type = try r.readString()
+            case "channels": channels = try r.readStringArray()
+            case "channel": channel = try r.readString()
+            case "event": event = try r.readString()
+            case "data": data = try r.readRawValue(depth: 1)
+            case "token": token = try r.readString()
+            case "idempotency_key": idem = try r.readString()
             case "state":
-                if r.readNull() { stateIsNull = true; return true }
-                state = r.readRawValue(); return state != nil
+                if r.readNull() { stateIsNull = true } else { state = try r.readRawValue(depth: 1) }
             case "positions":
-                return r.readObject { name, pr in
+                try r.readObject(depth: 1) { (name, pr: inout JSONReader) throws(JSONError) in
                     var offset: UInt64?
                     var epoch: String?
-                    let ok = pr.readObject { k, vr in
+                    try pr.readObject(depth: 2) { (k, vr: inout JSONReader) throws(JSONError) in
                         switch k {
-                        case "offset": offset = vr.readUInt64(); return offset != nil
-                        case "epoch": epoch = vr.readString(); return epoch != nil
-                        default: return vr.readRawValue() != nil
+                        case "offset": offset = try vr.readUInt64()
+                        case "epoch": epoch = try vr.readString()
+                        default: _ = try vr.readRawValue(depth: 3)
                         }
                     }
                     if let offset, let epoch { positions[name] = StreamPosition(offset: offset, epoch: epoch) }
-                    return ok
                 }
             default:
-                return r.readRawValue() != nil
+                _ = try r.readRawValue(depth: 1)
             }
         }
-        reader.skipWhitespace()
-        guard ok, reader.atEnd, let type else { return nil }
+        try reader.expectEnd()
+        func missing(_ what: String) -> JSONError { JSONError(offset: 0, reason: "missing \"\(what)\"") }
+        guard let type else { throw missing("type") }
         switch type {
         case "subscribe":
-            guard let channels else { return nil }
+            guard let channels else { throw missing("channels") }
             return .subscribe(channels: channels, positions: positions)
         case "unsubscribe":
-            guard let channels else { return nil }
+            guard let channels else { throw missing("channels") }
             return .unsubscribe(channels: channels)
         case "message":
-            guard let channel, let event, let data else { return nil }
+            guard let channel, let event, let data else { throw missing("channel, event and data") }
             return .publish(channel: channel, event: event, data: Array(text[data]), idempotencyKey: idem)
         case "presence":
-            guard let channel else { return nil }
+            guard let channel else { throw missing("channel") }
             if stateIsNull || state == nil { return .presence(channel: channel, state: nil) }
             return .presence(channel: channel, state: Array(text[state!]))
         case "auth":
-            guard let token else { return nil }
+            guard let token else { throw missing("token") }
             return .auth(token: token)
         case "pong": return .pong
         case "ping": return .ping
-        default: return nil
+        default: throw JSONError(offset: 0, reason: "unknown frame type")
         }
     }
 }
@@ -384,23 +385,32 @@ public struct PublishBody: Sendable, Equatable {
         self.idempotencyKey = idempotencyKey
     }
 
+    /// Parses a publish body; `nil` when it breaks the JSON rules or lacks a member.
     public static func parse(_ body: [UInt8]) -> PublishBody? {
+        try? decode(body)
+    }
+
+    /// Parses a publish body (a whole text, or one element of a batch: the
+    /// same rules either way).
+    public static func decode(_ body: [UInt8]) throws(JSONError) -> PublishBody {
         var reader = JSONReader(body)
         var channel: String?
         var event: String?
         var data: Range<Int>?
         var idem: String?
-        let ok = reader.readObject { key, r in
+        try reader.readObject { (key, r: inout JSONReader) throws(JSONError) in
             switch key {
-            case "channel": channel = r.readString(); return channel != nil
-            case "event": event = r.readString(); return event != nil
-            case "data": data = r.readRawValue(); return data != nil
-            case "idempotency_key": idem = r.readString(); return idem != nil
-            default: return r.readRawValue() != nil
+            case "channel": channel = try r.readString()
+            case "event": event = try r.readString()
+            case "data": data = try r.readRawValue(depth: 1)
+            case "idempotency_key": idem = try r.readString()
+            default: _ = try r.readRawValue(depth: 1)
             }
         }
-        reader.skipWhitespace()
-        guard ok, reader.atEnd, let channel, let event, let data else { return nil }
+        try reader.expectEnd()
+        guard let channel, let event, let data else {
+            throw JSONError(offset: 0, reason: "a publication needs \"channel\", \"event\" and \"data\"")
+        }
         return PublishBody(channel: channel, event: event, data: Array(body[data]), idempotencyKey: idem)
     }
 }

@@ -56,3 +56,8 @@ public enum Hex {
         }
     }
 }
+
+extension ContiguousBytes {
+    /// The bytes as an array (for the JSON reader, which reads arrays).
+    var byteArray: [UInt8] { withUnsafeBytes { Array($0) } }
+}

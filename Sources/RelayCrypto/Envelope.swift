@@ -1,3 +1,4 @@
+import RelayJSON
 /// Errors from sealing and opening payload envelopes.
 public enum EnvelopeError: Error, Equatable, Sendable {
     /// Not an envelope of the expected shape or version.
@@ -41,7 +42,7 @@ public enum EnvelopeV1 {
     /// Opens envelope JSON bytes, returning the plaintext.
     public static func open<E: ContiguousBytes>(_ envelope: E, key: SecureBytes) throws(EnvelopeError) -> [UInt8] {
         let value: JSONValue
-        do { value = try JSONParser.parse(envelope) } catch { throw .malformed(error.description) }
+        do throws(JSONError) { value = try JSONParser.parse(envelope.byteArray) } catch { throw .malformed(error.description) }
         return try open(value, key: key)
     }
 
@@ -133,7 +134,7 @@ public enum EnvelopeV2 {
     /// The key id an envelope names, to pick a key before opening.
     public static func keyID<E: ContiguousBytes>(of envelope: E) throws(EnvelopeError) -> String {
         let value: JSONValue
-        do { value = try JSONParser.parse(envelope) } catch { throw .malformed(error.description) }
+        do throws(JSONError) { value = try JSONParser.parse(envelope.byteArray) } catch { throw .malformed(error.description) }
         guard let kid = value["kid"]?.stringValue else { throw .malformed("missing string \"kid\"") }
         return kid
     }
@@ -143,7 +144,7 @@ public enum EnvelopeV2 {
         _ envelope: E, channel: String, keys: (String) -> SecureBytes?
     ) throws(EnvelopeError) -> [UInt8] {
         let value: JSONValue
-        do { value = try JSONParser.parse(envelope) } catch { throw .malformed(error.description) }
+        do throws(JSONError) { value = try JSONParser.parse(envelope.byteArray) } catch { throw .malformed(error.description) }
         return try open(value, channel: channel, keys: keys)
     }
 

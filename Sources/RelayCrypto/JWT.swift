@@ -1,3 +1,4 @@
+import RelayJSON
 /// JWT signature algorithms the relay supports. The verifier's key decides
 /// which one is accepted; the token header must name exactly that one.
 public enum JWTAlgorithm: String, Sendable, Equatable {

@@ -1,3 +1,4 @@
+import RelayJSON
 import RelayCore
 import RelayCrypto
 
@@ -26,9 +27,9 @@ public struct TokenAuthority: Sendable {
 
     /// Verifies `token` and maps it to a grant for `format`.
     public func grant(for token: String, sse: Bool) -> Result<ConnectionGrant, Refusal> {
-        guard token.utf8.count <= options.maxTokenBytes else { return .failure(Refusal(code: .invalidToken, reason: "token too large")) }
+        guard token.utf8.count <= options.maxTokenBytes else { return .failure(Refusal(code: .invalidToken, reason: "invalid token: too large")) }
         guard let siteID = Self.unverifiedSiteID(token) else {
-            return .failure(Refusal(code: .invalidToken, reason: "token has no site_id"))
+            return .failure(Refusal(code: .invalidToken, reason: "invalid token: no site_id"))
         }
         guard let site = registry.site(id: siteID) else {
             return .failure(Refusal(code: .siteNotFound, reason: "site not found"))
@@ -43,16 +44,23 @@ public struct TokenAuthority: Sendable {
         for v in verifiers {
             do {
                 let claims = try v.verify(token, now: now())
-                guard claims.siteID == site.siteID else { return .failure(Refusal(code: .invalidToken, reason: "site_id mismatch")) }
+                guard claims.siteID == site.siteID else { return .failure(Refusal(code: .invalidToken, reason: "invalid token: site_id mismatch")) }
                 return .success(Self.grant(from: claims, site: site, sse: sse))
             } catch .algorithmMismatch(let a) {
                 lastError = .algorithmMismatch(a)
                 continue
             } catch {
-                return .failure(Refusal(code: .invalidToken, reason: "token refused: \(error)"))
+                return .failure(Self.refusal(error))
             }
         }
-        return .failure(Refusal(code: .invalidToken, reason: "token refused: \(lastError)"))
+        return .failure(Self.refusal(lastError))
+    }
+
+    /// 4001 with a reason that starts with `token expired` or `invalid token`
+    /// (Docs/protocol.md, close codes), so a client can tell expiry apart.
+    static func refusal(_ error: JWTError) -> Refusal {
+        if error == .expired { return Refusal(code: .invalidToken, reason: "token expired") }
+        return Refusal(code: .invalidToken, reason: "invalid token: \(error)")
     }
 
     /// The contract's defaults: both prefix lists default to `site:{site_id}:`; `v` defaults to 1.

@@ -155,11 +155,14 @@ extension RelayService {
         case .unsubscribe(let channels):
             _ = engine.unsubscribe(conn, channels: channels)
         case .auth(let token):
-            guard case .success(let grant) = tokens.grant(for: token, sse: false), grant.siteID == conn.siteID,
+            let checked = tokens.grant(for: token, sse: false)
+            guard case .success(let grant) = checked, grant.siteID == conn.siteID,
                   case .success = engine.refreshGrant(conn, grant) else {
                 // The wordsocket client treats this error as a 4001 close; close with 4001 too.
+                var reason = "invalid token: refresh refused"
+                if case .failure(let r) = checked { reason = r.reason }
                 _ = engine.send(Wire.error(code: "unauthorized", message: "token refused"), to: conn)
-                engine.disconnect(conn, code: .invalidToken, reason: "token refused", flushPending: true)
+                engine.disconnect(conn, code: .invalidToken, reason: reason, flushPending: true)
                 return
             }
         default:
@@ -252,7 +255,7 @@ final class RelaySocketEndpoint: WebSocketEndpoint, @unchecked Sendable {
     private func accept(_ message: WebSocketMessage, _ session: WebSocketSession) -> RelayConnection? {
         if awaitingAuth.compareExchange(expected: true, desired: false, ordering: .relaxed).exchanged {
             guard case .text(let bytes) = message, case .auth(let token)? = ClientMessage.parse(bytes) else {
-                session.close(code: .invalidToken, reason: "no token: send {\"type\":\"auth\",\"token\":…} first")
+                session.close(code: .invalidToken, reason: "token required: send {\"type\":\"auth\",\"token\":…} first")
                 return nil
             }
             authenticate(token, session)

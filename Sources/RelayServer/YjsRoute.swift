@@ -11,13 +11,13 @@ import YjsSync
 public struct YjsConfiguration: Sendable {
     /// Keep documents in SQLite (`<data-dir>/yjs.sqlite`); false = memory only.
     public var persistent = true
-    /// Largest single update accepted (Gutenberg's polling cap is 1 MiB); larger closes with 4009.
+    /// Largest single update accepted (Gutenberg's polling cap is 1 MiB); larger closes with 4011.
     public var maxUpdateBytes = 1 << 20
     /// Largest document a room may hold; an update that would exceed it closes with 4010.
     public var maxDocumentBytes = 64 << 20
-    /// Connections per room; more are closed with 4002 (`connection-limit-exceeded`).
+    /// Connections per room; more are closed with 4012 (`connection-limit-exceeded`).
     public var maxConnectionsPerRoom = 100
-    /// Distinct users per room; more are closed with 4003 (`collaborator-limit-exceeded`).
+    /// Distinct users per room; more are closed with 4014 (`connection-limit-exceeded`).
     public var maxCollaboratorsPerRoom = 50
     /// Rooms idle this long (no connections, no awareness) leave memory (they stay on disk).
     public var idleEviction: Double = 300
@@ -27,21 +27,22 @@ public struct YjsConfiguration: Sendable {
     public init() {}
 }
 
-/// Close codes of `/yjs/{room}`, chosen to match what y-websocket-based
-/// WordPress providers map to the editor's `ConnectionErrorCode`s.
+/// Close codes of `/yjs/{room}` (one table with `/ws`: `protocol/vectors/close-codes.json`).
 public enum YjsCloseCodes {
-    /// Token missing, invalid or expired → `connection-expired` / `authentication-failed`.
-    public static let tokenExpired = CloseCode(4001)
-    /// Room connection cap → `connection-limit-exceeded`.
-    public static let roomConnectionLimit = CloseCode(4002)
-    /// Room collaborator cap → `collaborator-limit-exceeded`.
-    public static let collaboratorLimit = CloseCode(4003)
-    /// Site unknown or archived, or the token does not grant the room.
-    public static let forbidden = CloseCode(4004)
-    /// One update over `maxUpdateBytes` → `document-size-limit-exceeded`.
-    public static let updateTooLarge = CloseCode(4009)
+    /// Token missing, invalid or expired (the reason says which) → `connection-expired` / `authentication-failed`.
+    public static let tokenInvalid = CloseCode(4001)
+    /// Site unknown, archived or removed.
+    public static let siteNotFound = CloseCode(4003)
+    /// Invalid room name, or the token does not grant the room.
+    public static let roomForbidden = CloseCode(4004)
     /// The document would exceed `maxDocumentBytes` → `document-size-limit-exceeded`.
     public static let documentTooLarge = CloseCode(4010)
+    /// One update over `maxUpdateBytes` → `document-size-limit-exceeded`.
+    public static let updateTooLarge = CloseCode(4011)
+    /// Room connection cap → `connection-limit-exceeded`.
+    public static let roomConnectionLimit = CloseCode(4012)
+    /// Room collaborator cap → `connection-limit-exceeded`.
+    public static let collaboratorLimit = CloseCode(4014)
 }
 
 /// The peers of every open room on this node.
@@ -176,22 +177,22 @@ final class YjsEndpoint: WebSocketEndpoint, @unchecked Sendable {
         admitted = true
         let request = session.request
         guard let token = request.query["auth"] ?? RelayService.token(from: request) else {
-            session.close(code: YjsCloseCodes.tokenExpired, reason: "token required (?auth=)")
+            session.close(code: YjsCloseCodes.tokenInvalid, reason: "token required (?auth=)")
             return
         }
         let grant: ConnectionGrant
         switch relay.tokens.grant(for: token, sse: false) {
         case .success(let g): grant = g
         case .failure(let r):
-            session.close(code: r.code == .siteNotFound ? YjsCloseCodes.forbidden : YjsCloseCodes.tokenExpired, reason: r.reason)
+            session.close(code: r.code, reason: r.reason)
             return
         }
         guard let channel = RelayService.yjsChannel(room: room, siteID: grant.siteID) else {
-            session.close(code: YjsCloseCodes.forbidden, reason: "invalid room name")
+            session.close(code: YjsCloseCodes.roomForbidden, reason: "invalid room name")
             return
         }
         guard RelayService.allowed(channel, by: grant.subscribePrefixes, siteID: grant.siteID) else {
-            session.close(code: YjsCloseCodes.forbidden, reason: "token does not grant this room")
+            session.close(code: YjsCloseCodes.roomForbidden, reason: "token does not grant this room")
             return
         }
         self.channel = channel

@@ -1,3 +1,4 @@
+import RelayJSON
 // y-protocols / y-websocket messages: sync, awareness, auth, query-awareness.
 
 /// A y-protocols sync sub-message.
@@ -107,7 +108,7 @@ public struct AwarenessUpdate: Sendable, Equatable {
             let clock = try d.readVarUInt()
             let p = d.position
             let state = try d.readVarString()
-            guard JSONSyntax.isValid(state) else { throw YjsDecodingError.malformed("awareness state is not JSON", offset: p) }
+            guard JSON.isValid(state) else { throw YjsDecodingError.malformed("awareness state is not JSON", offset: p) }
             entries.append(AwarenessEntry(clientID: id, clock: clock, state: state))
         }
         if !d.isAtEnd { throw YjsDecodingError.trailingBytes(offset: d.position) }

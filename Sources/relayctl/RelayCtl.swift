@@ -1,3 +1,4 @@
+import RelayJSON
 import ArgumentParser
 import Foundation
 import RelayCrypto

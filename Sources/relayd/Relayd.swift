@@ -52,10 +52,10 @@ struct Relayd: AsyncParsableCommand {
     @Option(name: .customLong("site-max-message-bytes"), help: "Default per-site message size limit. Env: RELAY_SITE_MAX_MESSAGE_BYTES [default: 1048576]") var siteMaxMessageBytes: Int?
     @Option(name: .customLong("site-monthly-quota"), help: "Default monthly message quota (0 = none). Env: RELAY_SITE_MONTHLY_QUOTA [default: 0]") var siteMonthlyQuota: Int?
     @Option(name: .customLong("yjs-persistence"), help: "Yjs documents: sqlite (in the data dir) or memory. Env: RELAY_YJS_PERSISTENCE [default: sqlite]") var yjsPersistence: String?
-    @Option(name: .customLong("yjs-max-update-bytes"), help: "Largest Yjs update (close 4009). Env: RELAY_YJS_MAX_UPDATE_BYTES [default: 1048576]") var yjsMaxUpdateBytes: Int?
+    @Option(name: .customLong("yjs-max-update-bytes"), help: "Largest Yjs update (close 4011). Env: RELAY_YJS_MAX_UPDATE_BYTES [default: 1048576]") var yjsMaxUpdateBytes: Int?
     @Option(name: .customLong("yjs-max-document-bytes"), help: "Largest Yjs document (close 4010). Env: RELAY_YJS_MAX_DOCUMENT_BYTES [default: 67108864]") var yjsMaxDocumentBytes: Int?
-    @Option(name: .customLong("yjs-max-connections-per-room"), help: "Connections per Yjs room (close 4002). Env: RELAY_YJS_MAX_CONNECTIONS_PER_ROOM [default: 100]") var yjsMaxConnectionsPerRoom: Int?
-    @Option(name: .customLong("yjs-max-collaborators-per-room"), help: "Distinct users per Yjs room (close 4003). Env: RELAY_YJS_MAX_COLLABORATORS_PER_ROOM [default: 50]") var yjsMaxCollaboratorsPerRoom: Int?
+    @Option(name: .customLong("yjs-max-connections-per-room"), help: "Connections per Yjs room (close 4012). Env: RELAY_YJS_MAX_CONNECTIONS_PER_ROOM [default: 100]") var yjsMaxConnectionsPerRoom: Int?
+    @Option(name: .customLong("yjs-max-collaborators-per-room"), help: "Distinct users per Yjs room (close 4014). Env: RELAY_YJS_MAX_COLLABORATORS_PER_ROOM [default: 50]") var yjsMaxCollaboratorsPerRoom: Int?
     @Option(name: .customLong("log-level"), help: "trace|debug|info|notice|warning|error. Env: RELAY_LOG_LEVEL [default: info]") var logLevel: String?
 
     func run() async throws {

@@ -1,3 +1,4 @@
+import RelayJSON
 import Testing
 @testable import RelayCore
 
@@ -150,5 +151,29 @@ import Testing
         #expect(UTCMonth.index(unixSeconds: 1_700_000_000) == 2023 * 12 + 10) // 2023-11-14
         #expect(UTCMonth.index(unixSeconds: 951_868_800) == 2000 * 12 + 2)     // 2000-03-01 00:00
         #expect(UTCMonth.index(unixSeconds: 951_868_799) == 2000 * 12 + 1)     // 2000-02-29 23:59:59
+    }
+
+    /// One publication, one verdict: a body alone (`POST /publish`) and the same
+    /// body inside `/publish/batch` obey the same JSON rules.
+    @Test func singleAndBatchAgree() throws {
+        let cases: [(String, Bool)] = [
+            (#"{"channel":"c","event":"e","data":{"a":"\uD83D\uDE00"}}"#, true),
+            (#"{"channel":"c","event":"e","data":{"a":"\uD800"}}"#, false),
+            (#"{"channel":"c","event":"e","data":{"a":1,"a":2}}"#, false),
+            (#"{"channel":"c","event":"e","event":"f","data":1}"#, false),
+            (#"{"channel":"c","event":"e","data":\#(String(repeating: "[", count: 64))\#(String(repeating: "]", count: 64))}"#, false),
+            (#"{"channel":"c","event":"e","data":\#(String(repeating: "[", count: 63))\#(String(repeating: "]", count: 63))}"#, true),
+            (#"{"channel":"c","event":"e"}"#, false),
+        ]
+        for (body, valid) in cases {
+            let single = PublishBody.parse(Array(body.utf8)) != nil
+            let batchBody = Array(#"{"publications":["#.utf8) + Array(body.utf8) + Array("]}".utf8)
+            var batch = false
+            if let ranges = try? JSONParser.arrayElementRanges(batchBody, member: "publications") {
+                batch = ranges.allSatisfy { PublishBody.parse(Array(batchBody[$0])) != nil }
+            }
+            #expect(single == valid, "single: \(body)")
+            #expect(batch == valid, "batch: \(body)")
+        }
     }
 }

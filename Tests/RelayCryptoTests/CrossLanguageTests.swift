@@ -1,3 +1,4 @@
+import RelayJSON
 import Foundation
 import Testing
 @testable import RelayCrypto

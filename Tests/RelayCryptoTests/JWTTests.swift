@@ -1,3 +1,4 @@
+import RelayJSON
 import Testing
 @testable import RelayCrypto
 

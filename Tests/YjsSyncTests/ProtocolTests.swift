@@ -1,3 +1,4 @@
+import RelayJSON
 import Testing
 @testable import YjsSync
 
@@ -37,11 +38,11 @@ import Testing
 
     @Test func awarenessStatesMustBeJSON() throws {
         for good in ["null", "{}", " {\"a\":[1,-2.5e3,true,false,null,\"\\u00e9\\n\"]} ", "\"x\"", "0"] {
-            #expect(JSONSyntax.isValid(good), "\(good)")
+            #expect(JSON.isValid(good), "\(good)")
         }
         for bad in ["", "{", "{\"a\":}", "[1,]", "01", "1.", "\"\u{1}\"", "nul", "{} {}", "'a'", "\"\\x\"",
                     String(repeating: "[", count: 200) + String(repeating: "]", count: 200)] {
-            #expect(!JSONSyntax.isValid(bad), "\(bad)")
+            #expect(!JSON.isValid(bad), "\(bad)")
         }
         var e = Lib0Encoder()
         e.writeVarUInt(1); e.writeVarUInt(5); e.writeVarUInt(1); e.writeVarString("{not json")

@@ -1,3 +1,4 @@
+import RelayJSON
 import HTTPTypes
 import NIOCore
 import NIOHTTPTypes
