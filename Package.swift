@@ -44,6 +44,8 @@ let package = Package(
         // Libraries.
         // The one JSON scanner and writer (RFC 8259, one strictness); no dependencies.
         .target(name: "RelayJSON"),
+        // The public protocol: frames, error codes, close codes of every endpoint.
+        .target(name: "RelayProtocol", dependencies: ["RelayJSON"]),
         .target(
             name: "RelayCrypto",
             dependencies: ["RelayJSON", "COpenSSL", "CSodium"]
@@ -51,7 +53,7 @@ let package = Package(
         .target(
             name: "RelayCore",
             dependencies: [
-                "RelayJSON", "RelayCrypto",
+                "RelayJSON", "RelayProtocol", "RelayCrypto",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "DequeModule", package: "swift-collections"),
@@ -67,7 +69,7 @@ let package = Package(
         .target(
             name: "RelayServer",
             dependencies: [
-                "RelayJSON", "RelayCrypto", "RelayCore", "YjsSync",
+                "RelayJSON", "RelayProtocol", "RelayCrypto", "RelayCore", "YjsSync",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -114,7 +116,7 @@ let package = Package(
         .executableTarget(
             name: "relayd",
             dependencies: [
-                "RelayServer", "RelayCore",
+                "RelayServer", "RelayCore", "RelayProtocol",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -123,7 +125,7 @@ let package = Package(
         .executableTarget(
             name: "relayctl",
             dependencies: [
-                "RelayJSON", "RelayCrypto", "RelayCore", "YjsSync", "RelayServer", "RelayClient", "RelayLoad",
+                "RelayJSON", "RelayProtocol", "RelayCrypto", "RelayCore", "YjsSync", "RelayServer", "RelayClient", "RelayLoad",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -131,10 +133,11 @@ let package = Package(
         // Tests (Swift Testing).
         .testTarget(name: "RelayJSONTests", dependencies: ["RelayJSON"]),
         .testTarget(name: "RelayCryptoTests", dependencies: ["RelayJSON", "RelayCrypto"]),
-        .testTarget(name: "RelayCoreTests", dependencies: ["RelayJSON", "RelayCore"]),
+        .testTarget(name: "RelayProtocolTests", dependencies: ["RelayProtocol", "RelayJSON"]),
+        .testTarget(name: "RelayCoreTests", dependencies: ["RelayJSON", "RelayProtocol", "RelayCore"]),
         .testTarget(name: "YjsSyncTests", dependencies: ["YjsSync", "RelayJSON"]),
         .testTarget(name: "RelayServerTests", dependencies: [
-            "RelayServer", "RelayJSON", "RelayCrypto", "RelayCore",
+            "RelayServer", "RelayJSON", "RelayProtocol", "RelayCrypto", "RelayCore",
             .product(name: "HummingbirdTesting", package: "hummingbird"),
             .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
             .product(name: "NIOEmbedded", package: "swift-nio"),

@@ -1,3 +1,4 @@
+import RelayProtocol
 import DequeModule
 import Synchronization
 

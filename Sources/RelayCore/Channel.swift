@@ -65,14 +65,3 @@ public struct ChannelName: Sendable, Hashable {
     }
 }
 
-/// A position in a channel's stream: the offset of the last publication seen
-/// and the stream's epoch (which changes when history is lost).
-public struct StreamPosition: Sendable, Hashable, CustomStringConvertible {
-    public var offset: UInt64
-    public var epoch: String
-    public init(offset: UInt64, epoch: String) {
-        self.offset = offset
-        self.epoch = epoch
-    }
-    public var description: String { "\(offset)@\(epoch)" }
-}

@@ -1,3 +1,4 @@
+import RelayProtocol
 import DequeModule
 import Synchronization
 
@@ -27,6 +28,8 @@ public final class RelayConnection: Sendable, Hashable, CustomStringConvertible 
     public let id: UInt64
     /// Frames this connection receives.
     public let format: WireFormat
+    /// The endpoint it came through (metrics label).
+    public let endpoint: Endpoint
     /// The site this connection belongs to.
     public let siteID: String
     let nodeID: String
@@ -63,6 +66,7 @@ public final class RelayConnection: Sendable, Hashable, CustomStringConvertible 
         self.id = id
         self.nodeID = nodeID
         self.format = grant.wireFormat
+        self.endpoint = grant.endpoint
         self.siteID = grant.siteID
         outbox = Mutex(OutboxState(maxBytes: outboxLimits.maxBytes, maxFrames: outboxLimits.maxFrames, wake: wake))
         state = Mutex(State(grant: grant, limits: limits, tokens: limits.clientPublishRate.burst, tokensAt: now))

@@ -1,3 +1,4 @@
+import RelayProtocol
 import Metrics
 import Synchronization
 
@@ -16,8 +17,9 @@ final class EngineMetrics: Sendable {
     let recoveredPublications: Counter
     let quotaRejections: Counter
     let rateLimited: Counter
-    let disconnectsByCode: [UInt16: Counter]
-    let disconnectsOther: Counter
+    /// By endpoint, then close code (`relay_disconnects_total{endpoint,code,name}`).
+    let disconnectsByCode: [Endpoint: [UInt16: Counter]]
+    let disconnectsOther: [Endpoint: Counter]
 
     let connectionCount = Atomic<Int>(0)
     let subscriptionCount = Atomic<Int>(0)
@@ -29,10 +31,6 @@ final class EngineMetrics: Sendable {
         publicationCount.add(1, ordering: .relaxed)
     }
 
-    static let knownCodes: [CloseCode] = [
-        .normal, .policyViolation, .messageTooBig, .internalError, .invalidToken, .siteNotFound,
-        .slowConsumer, .tooManyChannels, .rateLimited, .connectionLimit, .shuttingDown,
-    ]
 
     init(factory: any MetricsFactory) {
         connections = Gauge(label: "relay_connections", factory: factory)
@@ -49,16 +47,24 @@ final class EngineMetrics: Sendable {
         recoveredPublications = Counter(label: "relay_recovered_publications_total", factory: factory)
         quotaRejections = Counter(label: "relay_quota_rejections_total", factory: factory)
         rateLimited = Counter(label: "relay_client_rate_limited_total", factory: factory)
-        var byCode: [UInt16: Counter] = [:]
-        for code in Self.knownCodes {
-            byCode[code.rawValue] = Counter(label: "relay_disconnects_total", dimensions: [("code", code.description)], factory: factory)
+        var byCode: [Endpoint: [UInt16: Counter]] = [:]
+        var other: [Endpoint: Counter] = [:]
+        for endpoint in Endpoint.allCases {
+            for info in CloseCode.table where info.endpoints.contains(endpoint) || endpoint == .embedded || endpoint == .sse {
+                byCode[endpoint, default: [:]][info.code.rawValue] = Counter(
+                    label: "relay_disconnects_total",
+                    dimensions: [("endpoint", endpoint.rawValue), ("code", info.code.description), ("name", info.name)],
+                    factory: factory)
+            }
+            other[endpoint] = Counter(label: "relay_disconnects_total",
+                                      dimensions: [("endpoint", endpoint.rawValue), ("code", "other"), ("name", "other")], factory: factory)
         }
         disconnectsByCode = byCode
-        disconnectsOther = Counter(label: "relay_disconnects_total", dimensions: [("code", "other")], factory: factory)
+        disconnectsOther = other
     }
 
-    func disconnected(_ code: CloseCode) {
-        (disconnectsByCode[code.rawValue] ?? disconnectsOther).increment()
+    func disconnected(_ code: CloseCode, endpoint: Endpoint) {
+        (disconnectsByCode[endpoint]?[code.rawValue] ?? disconnectsOther[endpoint])?.increment()
     }
 
     func addConnections(_ d: Int) { connections.record(connectionCount.add(d, ordering: .relaxed).newValue) }

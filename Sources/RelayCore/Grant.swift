@@ -1,3 +1,4 @@
+import RelayProtocol
 /// What a verified token allows one connection. The server maps verified JWT
 /// claims (contract §12.2) to this; RelayCore never parses tokens.
 public struct ConnectionGrant: Sendable, Equatable {
@@ -15,6 +16,8 @@ public struct ConnectionGrant: Sendable, Equatable {
     public var protocolVersion: Int
     /// Frames this connection receives: `.webSocket`, or `WireFormat.sse(protocolVersion:)` for SSE.
     public var wireFormat: WireFormat
+    /// The endpoint the connection came through (metrics); `.embedded` by default.
+    public var endpoint: Endpoint = .embedded
 
     public init(siteID: String, userID: String, subscribePrefixes: [String], publishPrefixes: [String],
                 expiresAt: Int64, protocolVersion: Int = 2, wireFormat: WireFormat = .webSocket) {

@@ -1,3 +1,4 @@
+import RelayProtocol
 import DequeModule
 
 // Broker mode: publishes go through `EngineConfiguration.broker`, which

@@ -1,3 +1,4 @@
+import RelayProtocol
 import RelayJSON
 import DequeModule
 import Logging
@@ -858,7 +859,7 @@ public final class RelayEngine: Sendable {
         let found = connectionShard(conn.id).map.withLock { $0.removeValue(forKey: conn.id) != nil }
         guard found else { return }
         metrics.addConnections(-1)
-        metrics.disconnected(code)
+        metrics.disconnected(code, endpoint: conn.endpoint)
         let now = clock.now()
         siteCounters.withLock { counters in
             counters[conn.siteID, default: SiteCounter()].active -= 1

@@ -1,3 +1,5 @@
+import RelayProtocol
+
 /// Why `connect` or `refreshGrant` refused: close the transport with `code`.
 public struct ConnectRefusal: Error, Sendable, Equatable {
     public var code: CloseCode
@@ -112,21 +114,21 @@ public enum PublishError: Error, Sendable, Equatable {
         }
     }
 
-    /// Error code string for `{"error":…}` bodies and WebSocket error frames.
-    public var code: String {
+    /// Error code for `{"error":…}` bodies and WebSocket error frames.
+    public var code: ErrorCode {
         switch self {
-        case .siteNotFound: return "site_not_found"
-        case .invalidChannel: return "invalid_channel"
-        case .forbidden: return "forbidden"
-        case .reservedChannel: return "reserved_channel"
-        case .invalidJSON: return "invalid_json"
-        case .invalidEvent: return "invalid_event"
-        case .invalidIdempotencyKey: return "invalid_idempotency_key"
-        case .messageTooLarge: return "message_too_large"
-        case .quotaExceeded: return "quota_exceeded"
-        case .rateLimited: return "rate_limited"
-        case .connectionClosed: return "connection_closed"
-        case .brokerUnavailable: return "unavailable"
+        case .siteNotFound: return .siteNotFound
+        case .invalidChannel: return .invalidChannel
+        case .forbidden: return .forbidden
+        case .reservedChannel: return .reservedChannel
+        case .invalidJSON: return .invalidJSON
+        case .invalidEvent: return .invalidEvent
+        case .invalidIdempotencyKey: return .invalidIdempotencyKey
+        case .messageTooLarge: return .messageTooLarge
+        case .quotaExceeded: return .quotaExceeded
+        case .rateLimited: return .rateLimited
+        case .connectionClosed: return .connectionClosed
+        case .brokerUnavailable: return .unavailable
         }
     }
 }
@@ -153,16 +155,16 @@ public enum PresenceError: Error, Sendable, Equatable {
     /// Broker mode: the broker failed, or the synchronous variant was called.
     case unavailable
 
-    public var code: String {
+    public var code: ErrorCode {
         switch self {
-        case .invalidChannel: return "invalid_channel"
-        case .forbidden: return "forbidden"
-        case .invalidState: return "invalid_state"
-        case .stateTooLarge: return "state_too_large"
-        case .memberLimitReached: return "member_limit_reached"
-        case .tooManyChannels: return "too_many_channels"
-        case .connectionClosed: return "connection_closed"
-        case .unavailable: return "unavailable"
+        case .invalidChannel: return .invalidChannel
+        case .forbidden: return .forbidden
+        case .invalidState: return .invalidState
+        case .stateTooLarge: return .stateTooLarge
+        case .memberLimitReached: return .memberLimitReached
+        case .tooManyChannels: return .tooManyChannels
+        case .connectionClosed: return .connectionClosed
+        case .unavailable: return .unavailable
         }
     }
 }

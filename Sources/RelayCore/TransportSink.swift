@@ -1,3 +1,4 @@
+import RelayProtocol
 import Synchronization
 
 /// Push-style transport seam for one connection, for transports that would

@@ -16,19 +16,6 @@ public enum PublishSignatureError: Error, Equatable, Sendable {
     case replayed
     /// The replay cache is full; the request is refused rather than risk a replay.
     case replayCacheFull
-
-    /// The wordsocket-style error code for HTTP answers.
-    public var code: String {
-        switch self {
-        case .malformed: return "malformed_request"
-        case .unknownKey: return "unknown_site_key"
-        case .stale: return "stale_timestamp"
-        case .fromTheFuture: return "future_timestamp"
-        case .badSignature: return "invalid_signature"
-        case .replayed: return "replayed_request"
-        case .replayCacheFull: return "replay_cache_full"
-        }
-    }
 }
 
 /// A publish secret with its key id. During rotation a site holds the new

@@ -14,17 +14,17 @@ extension RelayService {
         } }
         router.post("/api/sites/add") { request, _ in await self.admin(request) { body in self.addSite(body) } }
         router.post("/api/sites/rotate") { request, _ in await self.admin(request) { body in
-            guard let key = body["site_key"]?.stringValue else { return HTTPReply.error("invalid_body", "site_key required", status: .badRequest) }
+            guard let key = body["site_key"]?.stringValue else { return HTTPReply.error(.invalidBody, "site_key required", status: .badRequest) }
             do {
                 let r = try self.sites.rotate(siteKey: key, graceSeconds: body["grace_seconds"]?.int64Value ?? self.configuration.rotationGraceSeconds,
                                               rotateJWTSecret: body["rotate_jwt_secret"]?.boolValue ?? false)
                 return HTTPReply.json(Self.credentialsJSON(r))
-            } catch { return HTTPReply.error("not_found", "site not found", status: .notFound) }
+            } catch { return HTTPReply.error(.notFound, "site not found", status: .notFound) }
         } }
         router.post("/api/sites/remove") { request, _ in await self.admin(request) { body in
-            guard let key = body["site_key"]?.stringValue else { return HTTPReply.error("invalid_body", "site_key required", status: .badRequest) }
+            guard let key = body["site_key"]?.stringValue else { return HTTPReply.error(.invalidBody, "site_key required", status: .badRequest) }
             do { try self.sites.remove(siteKey: key); return HTTPReply.json(.object([("ok", .bool(true))])) }
-            catch { return HTTPReply.error("not_found", "site not found", status: .notFound) }
+            catch { return HTTPReply.error(.notFound, "site not found", status: .notFound) }
         } }
     }
 
@@ -35,15 +35,15 @@ extension RelayService {
 
     func admin(_ request: Request, _ body: (JSONValue) -> Response) async -> Response {
         guard let key = bearer(request), ConstantTime.equals(key, adminKey) else {
-            return HTTPReply.error("invalid_api_key", "missing or wrong admin API key", status: .unauthorized)
+            return HTTPReply.error(.invalidAPIKey, "missing or wrong admin API key", status: .unauthorized)
         }
         guard let bytes = await readBody(request, limit: 64 * 1024) else {
-            return HTTPReply.error("payload_too_large", "body too large", status: .contentTooLarge)
+            return HTTPReply.error(.payloadTooLarge, "body too large", status: .contentTooLarge)
         }
         let json: JSONValue
         if bytes.allSatisfy({ $0 == 0x20 || $0 == 0x0a || $0 == 0x0d || $0 == 0x09 }) { json = .object([]) }
         else {
-            guard let parsed = try? JSONParser.parse(bytes) else { return HTTPReply.error("invalid_body", "body is not JSON", status: .badRequest) }
+            guard let parsed = try? JSONParser.parse(bytes) else { return HTTPReply.error(.invalidBody, "body is not JSON", status: .badRequest) }
             json = parsed
         }
         return body(json)
@@ -71,7 +71,7 @@ extension RelayService {
     /// archived (or existing) URL returns the same site key with fresh secrets.
     func register(_ body: JSONValue) -> Response {
         guard let url = body["site_url"]?.stringValue, !url.isEmpty else {
-            return HTTPReply.error("invalid_body", "site_url required", status: .badRequest)
+            return HTTPReply.error(.invalidBody, "site_url required", status: .badRequest)
         }
         let name = body["site_name"]?.stringValue
         do {
@@ -88,7 +88,7 @@ extension RelayService {
             try sites.add(record)
             return HTTPReply.json(Self.credentialsJSON(record))
         } catch {
-            return HTTPReply.error("internal_error", "could not store the site", status: .internalServerError)
+            return HTTPReply.error(.internalError, "could not store the site", status: .internalServerError)
         }
     }
 
@@ -101,7 +101,7 @@ extension RelayService {
         if let j = body["jwt_secret"] { record.jwtSecret = j.stringValue }
         if let pk = body["ed25519_public_key"]?.stringValue {
             guard let raw = Base64.decode(pk, .url) ?? Base64.decode(pk, .standard), raw.count == 32 else {
-                return HTTPReply.error("invalid_body", "ed25519_public_key must be 32 bytes base64", status: .badRequest)
+                return HTTPReply.error(.invalidBody, "ed25519_public_key must be 32 bytes base64", status: .badRequest)
             }
             record.ed25519PublicKey = raw
         }
@@ -110,29 +110,29 @@ extension RelayService {
             try sites.add(record)
             return HTTPReply.json(Self.credentialsJSON(record))
         } catch SiteStoreError.duplicateKey {
-            return HTTPReply.error("duplicate", "a site with this key exists", status: .conflict)
+            return HTTPReply.error(.duplicateSite, "a site with this key exists", status: .conflict)
         } catch {
-            return HTTPReply.error("internal_error", "could not store the site", status: .internalServerError)
+            return HTTPReply.error(.internalError, "could not store the site", status: .internalServerError)
         }
     }
 
     /// Contract: optional bearer key plus `{"site_key","publish_secret"}` in the body; archives the site.
     func unregister(_ request: Request) async -> Response {
         if let key = bearer(request), !ConstantTime.equals(key, adminKey) {
-            return HTTPReply.error("invalid_api_key", "wrong admin API key", status: .unauthorized)
+            return HTTPReply.error(.invalidAPIKey, "wrong admin API key", status: .unauthorized)
         }
         guard let bytes = await readBody(request, limit: 64 * 1024), let body = try? JSONParser.parse(bytes),
               let siteKey = body["site_key"]?.stringValue, let secret = body["publish_secret"]?.stringValue else {
-            return HTTPReply.error("invalid_body", "site_key and publish_secret required", status: .badRequest)
+            return HTTPReply.error(.invalidBody, "site_key and publish_secret required", status: .badRequest)
         }
         guard let record = sites.record(key: siteKey) else {
-            return HTTPReply.error("not_found", "site not found", status: .notFound)
+            return HTTPReply.error(.notFound, "site not found", status: .notFound)
         }
         guard record.publishSecrets.contains(where: { ConstantTime.equals($0.secret, secret) }) else {
-            return HTTPReply.error("unauthorized", "publish_secret does not match", status: .forbidden)
+            return HTTPReply.error(.unauthorized, "publish_secret does not match", status: .forbidden)
         }
         do { try sites.archive(siteKey: siteKey) } catch {
-            return HTTPReply.error("internal_error", "could not archive the site", status: .internalServerError)
+            return HTTPReply.error(.internalError, "could not archive the site", status: .internalServerError)
         }
         // Connected browsers of an archived site are closed with 4003.
         for e in sessions.all() where e.connection.siteID == record.siteID {

@@ -1,3 +1,4 @@
+import RelayProtocol
 import RelayJSON
 import Foundation
 import Hummingbird
@@ -14,8 +15,8 @@ enum HTTPReply {
         return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: value.serialized())))
     }
 
-    static func error(_ code: String, _ message: String, status: HTTPResponse.Status) -> Response {
-        json(.object([("error", .string(code)), ("message", .string(message))]), status: status)
+    static func error(_ code: ErrorCode, _ message: String, status: HTTPResponse.Status) -> Response {
+        json(.object([("error", .string(code.rawValue)), ("message", .string(message))]), status: status)
     }
 
     static func text(_ bytes: [UInt8], contentType: String, status: HTTPResponse.Status = .ok) -> Response {
@@ -73,8 +74,21 @@ extension RelayService {
         do throws(PublishSignatureError) {
             return .accepted(try publishVerifier.verify(Self.signedRequest(request, body: body), nowMs: Clock.nowMs))
         } catch {
-            metrics.httpPublishRejections.increment(code: error.code)
-            return .refused(HTTPReply.error(error.code, Self.message(for: error), status: Self.status(for: error)))
+            metrics.httpPublishRejections.increment(code: Self.code(for: error))
+            return .refused(HTTPReply.error(Self.code(for: error), Self.message(for: error), status: Self.status(for: error)))
+        }
+    }
+
+    /// The protocol's error code for a refused signature.
+    static func code(for error: PublishSignatureError) -> ErrorCode {
+        switch error {
+        case .malformed: return .malformedRequest
+        case .unknownKey: return .unknownSiteKey
+        case .stale: return .staleTimestamp
+        case .fromTheFuture: return .futureTimestamp
+        case .badSignature: return .invalidSignature
+        case .replayed: return .replayedRequest
+        case .replayCacheFull: return .replayCacheFull
         }
     }
 
@@ -98,8 +112,8 @@ extension RelayService {
         case batch(siteID: String, [PublishBody?])
     }
 
-    static func errorJSON(_ code: String, _ message: String) -> JSONValue {
-        .object([("error", .string(code)), ("message", .string(message))])
+    static func errorJSON(_ code: ErrorCode, _ message: String) -> JSONValue {
+        .object([("error", .string(code.rawValue)), ("message", .string(message))])
     }
 
     /// Verifies the signature, finds the site and parses the body (no engine call yet).
@@ -108,26 +122,26 @@ extension RelayService {
         do throws(PublishSignatureError) {
             publisher = try publishVerifier.verify(signed, nowMs: Clock.nowMs)
         } catch {
-            metrics.httpPublishRejections.increment(code: error.code)
-            return .reply(Self.status(for: error), Self.errorJSON(error.code, Self.message(for: error)))
+            metrics.httpPublishRejections.increment(code: Self.code(for: error))
+            return .reply(Self.status(for: error), Self.errorJSON(Self.code(for: error), Self.message(for: error)))
         }
         guard let site = sites.site(key: publisher.siteKey) else {
-            return .reply(.notFound, Self.errorJSON("site_not_found", "site not found"))
+            return .reply(.notFound, Self.errorJSON(.siteNotFound, "site not found"))
         }
         let body = signed.body
         guard batch else {
             guard let p = PublishBody.parse(body) else {
-                return .reply(.badRequest, Self.errorJSON("invalid_body", "expected {\"channel\",\"event\",\"data\"}"))
+                return .reply(.badRequest, Self.errorJSON(.invalidBody, "expected {\"channel\",\"event\",\"data\"}"))
             }
             return .single(siteID: site.siteID, p)
         }
         // `{"publications":[…]}` or a bare array, signed as one body; each item's `data` passes byte for byte.
         let ranges: [Range<Int>]
         do { ranges = try JSONParser.arrayElementRanges(body, member: "publications") } catch {
-            return .reply(.badRequest, Self.errorJSON("invalid_body", "expected an array of publications: \(error)"))
+            return .reply(.badRequest, Self.errorJSON(.invalidBody, "expected an array of publications: \(error)"))
         }
         guard ranges.count <= configuration.maxBatchSize else {
-            return .reply(.contentTooLarge, Self.errorJSON("batch_too_large", "at most \(configuration.maxBatchSize) publications per batch"))
+            return .reply(.contentTooLarge, Self.errorJSON(.batchTooLarge, "at most \(configuration.maxBatchSize) publications per batch"))
         }
         return .batch(siteID: site.siteID, ranges.map { PublishBody.parse(Array(body[$0])) })
     }
@@ -145,12 +159,12 @@ extension RelayService {
         }
     }
 
-    static let invalidBatchItem = errorJSON("invalid_body", "expected channel, event and data")
+    static let invalidBatchItem = errorJSON(.invalidBody, "expected channel, event and data")
 
     /// `POST /publish` and `/publish/batch` through Hummingbird (broker-aware engine calls).
     func handlePublish(_ request: Request, batch: Bool) async -> Response {
         guard let body = await readBody(request, limit: configuration.maxPublishBodyBytes) else {
-            return HTTPReply.error("payload_too_large", "body larger than \(configuration.maxPublishBodyBytes) bytes", status: .contentTooLarge)
+            return HTTPReply.error(.payloadTooLarge, "body larger than \(configuration.maxPublishBodyBytes) bytes", status: .contentTooLarge)
         }
         switch planPublish(Self.signedRequest(request, body: body), batch: batch) {
         case .reply(let status, let json):
@@ -201,7 +215,7 @@ extension RelayService {
         case .refused(let r): return r
         }
         guard let site = sites.site(key: publisher.siteKey), let stats = engine.stats(siteID: site.siteID) else {
-            return HTTPReply.error("site_not_found", "site not found", status: .notFound)
+            return HTTPReply.error(.siteNotFound, "site not found", status: .notFound)
         }
         return HTTPReply.json(.object([("active_connections", .int(Int64(stats.activeConnections))),
                                        ("max_connections", .int(Int64(stats.maxConnections)))]))

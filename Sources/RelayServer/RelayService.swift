@@ -1,3 +1,4 @@
+import RelayProtocol
 import Foundation
 import Hummingbird
 import HummingbirdCore
@@ -157,8 +158,8 @@ struct ServerMetrics: Sendable {
 
     struct CounterFactory: Sendable {
         let factory: any MetricsFactory
-        func increment(code: String) {
-            Metrics.Counter(label: "relay_http_publish_rejected_total", dimensions: [("error", code)], factory: factory).increment()
+        func increment(code: ErrorCode) {
+            Metrics.Counter(label: "relay_http_publish_rejected_total", dimensions: [("error", code.rawValue)], factory: factory).increment()
         }
     }
 }
@@ -230,12 +231,12 @@ extension RelayService {
             if e.yjsRoom != nil {
                 // y-websocket clients answer WebSocket pings (protocol level), not JSON ones.
                 if nowMs - e.activity.lastMs > idleMs * 2 {
-                    engine.disconnect(e.connection, code: RelayCloseCodes.idleTimeout, reason: "idle", flushPending: true)
+                    engine.disconnect(e.connection, code: CloseCode.idle, reason: "idle", flushPending: true)
                 }
                 continue
             }
             if nowMs - e.activity.lastMs > idleMs {
-                engine.disconnect(e.connection, code: RelayCloseCodes.idleTimeout, reason: "no frames for \(Int(configuration.idleTimeout)) s", flushPending: true)
+                engine.disconnect(e.connection, code: CloseCode.idle, reason: "no frames for \(Int(configuration.idleTimeout)) s", flushPending: true)
             } else {
                 _ = engine.send(Wire.ping, to: e.connection)
             }
@@ -250,12 +251,3 @@ extension RelayService {
     }
 }
 
-/// Close codes the server adds to RelayCore's.
-public enum RelayCloseCodes {
-    /// No frame (not even `pong`) from the client within `idleTimeout`.
-    public static let idleTimeout = CloseCode(4002)
-    /// The process is at `maxConnections`.
-    public static let serverFull = CloseCode(1013)
-    /// No token arrived (query, subprotocol or first `auth` frame) in time.
-    public static let authTimeout = CloseCode(4001)
-}

@@ -1,3 +1,4 @@
+import RelayProtocol
 import RelayJSON
 import Foundation
 import Hummingbird
@@ -60,21 +61,21 @@ extension RelayService {
     /// `GET /sse?token=<JWT>&channels=a,b,c`: receive-only stream, framing chosen by the token's `v`.
     func handleSSE(_ request: Request, ip: String) -> Response {
         guard !shuttingDown.load(ordering: .relaxed) else {
-            return HTTPReply.error("shutting_down", "server shutting down", status: .serviceUnavailable)
+            return HTTPReply.error(.shuttingDown, "server shutting down", status: .serviceUnavailable)
         }
         guard let token = Self.token(from: request) else {
-            return HTTPReply.error("invalid_token", "token required", status: .unauthorized)
+            return HTTPReply.error(.invalidToken, "token required", status: .unauthorized)
         }
         let grant: ConnectionGrant
         switch tokens.grant(for: token, sse: true) {
         case .success(let g): grant = g
         case .failure(let r):
             return r.code == .siteNotFound
-                ? HTTPReply.error("site_not_found", r.reason, status: .forbidden)
-                : HTTPReply.error("invalid_token", r.reason, status: .unauthorized)
+                ? HTTPReply.error(.siteNotFound, r.reason, status: .forbidden)
+                : HTTPReply.error(.invalidToken, r.reason, status: .unauthorized)
         }
         if let stats = engine.stats(siteID: grant.siteID), stats.activeConnections >= stats.maxConnections {
-            return HTTPReply.error("connection_limit", "site connection limit reached", status: .tooManyRequests)
+            return HTTPReply.error(.connectionLimit, "site connection limit reached", status: .tooManyRequests)
         }
         let channels = (request.uri.queryParameters.get("channels") ?? "")
             .split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
@@ -90,7 +91,7 @@ extension RelayService {
 
     func streamSSE(writer: inout any ResponseBodyWriter, grant: ConnectionGrant, channels: [String], lastEventID: String?, ip: String) async throws {
         if let refusal = sessions.admit(ip: ip, maxTotal: configuration.maxConnections, maxPerIP: configuration.maxConnectionsPerIP) {
-            let code = refusal == .serverFull ? "server_full" : "too_many_connections_from_address"
+            let code = (refusal == .serverFull ? ErrorCode.serverFull : .tooManyConnectionsFromAddress).rawValue
             try await writer.write(ByteBuffer(string: "event: wps.error\ndata: {\"code\":\"\(code)\"}\n\n"))
             try await writer.finish(nil)
             return
@@ -136,9 +137,9 @@ extension RelayService {
                 }
             case .alreadySubscribed(let p): current.append((full(e.channel), p))
             case .forbidden:
-                notices += Self.sseNotice(event: "wps.error", channel: e.channel, data: .object([("code", .string("forbidden"))]), legacy: legacy)
+                notices += Self.sseNotice(event: "wps.error", channel: e.channel, data: .object([("code", .string(ErrorCode.forbidden.rawValue))]), legacy: legacy)
             case .invalidChannel:
-                notices += Self.sseNotice(event: "wps.error", channel: e.channel, data: .object([("code", .string("invalid_channel"))]), legacy: legacy)
+                notices += Self.sseNotice(event: "wps.error", channel: e.channel, data: .object([("code", .string(ErrorCode.invalidChannel.rawValue))]), legacy: legacy)
             case .notProcessed: break
             }
         }

@@ -1,3 +1,4 @@
+import RelayProtocol
 import RelayJSON
 import RelayCore
 import RelayCrypto
@@ -67,11 +68,13 @@ public struct TokenAuthority: Sendable {
     static func grant(from c: JWTClaims, site: Site, sse: Bool) -> ConnectionGrant {
         let v = c.version ?? 1
         let all = ["site:\(site.siteID):"]
-        return ConnectionGrant(siteID: site.siteID, userID: c.userID ?? c.subject ?? "0",
-                               subscribePrefixes: c.allowedChannelPrefixes ?? all,
-                               publishPrefixes: c.allowedPublishPrefixes ?? all,
-                               expiresAt: c.expiresAt ?? Int64.max, protocolVersion: v,
-                               wireFormat: sse ? .sse(protocolVersion: v) : .webSocket)
+        var grant = ConnectionGrant(siteID: site.siteID, userID: c.userID ?? c.subject ?? "0",
+                                    subscribePrefixes: c.allowedChannelPrefixes ?? all,
+                                    publishPrefixes: c.allowedPublishPrefixes ?? all,
+                                    expiresAt: c.expiresAt ?? Int64.max, protocolVersion: v,
+                                    wireFormat: sse ? .sse(protocolVersion: v) : .webSocket)
+        grant.endpoint = sse ? .sse : .ws
+        return grant
     }
 
     /// `site_id` from the payload without verifying anything (key lookup only).

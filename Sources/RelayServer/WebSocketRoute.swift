@@ -1,3 +1,4 @@
+import RelayProtocol
 import Foundation
 import NIOCore
 import NIOHTTP1
@@ -54,7 +55,7 @@ extension RelayService {
         }
         if let refusal = sessions.admit(ip: session.request.remoteIP, maxTotal: configuration.maxConnections,
                                         maxPerIP: configuration.maxConnectionsPerIP) {
-            session.close(code: RelayCloseCodes.serverFull, reason: refusal.reason)
+            session.close(code: CloseCode.tryAgainLater, reason: refusal.reason)
             return false
         }
         return true
@@ -128,9 +129,9 @@ extension RelayService {
         for e in result.entries {
             switch e.outcome {
             case .forbidden:
-                _ = engine.send(Wire.error(code: "forbidden", message: "channel outside the token's prefixes", channel: e.channel), to: conn)
+                _ = engine.send(Wire.error(code: .forbidden, message: "channel outside the token's prefixes", channel: e.channel), to: conn)
             case .invalidChannel:
-                _ = engine.send(Wire.error(code: "invalid_channel", message: "invalid channel name", channel: e.channel), to: conn)
+                _ = engine.send(Wire.error(code: .invalidChannel, message: "invalid channel name", channel: e.channel), to: conn)
             default: break
             }
         }
@@ -161,7 +162,7 @@ extension RelayService {
                 // The wordsocket client treats this error as a 4001 close; close with 4001 too.
                 var reason = "invalid token: refresh refused"
                 if case .failure(let r) = checked { reason = r.reason }
-                _ = engine.send(Wire.error(code: "unauthorized", message: "token refused"), to: conn)
+                _ = engine.send(Wire.error(code: .unauthorized, message: "token refused"), to: conn)
                 engine.disconnect(conn, code: .invalidToken, reason: reason, flushPending: true)
                 return
             }
@@ -227,7 +228,7 @@ final class RelaySocketEndpoint: WebSocketEndpoint, @unchecked Sendable {
         awaitingAuth.store(true, ordering: .relaxed)
         session.schedule(in: .seconds(10)) { [self] in
             if awaitingAuth.compareExchange(expected: true, desired: false, ordering: .relaxed).exchanged {
-                session.close(code: RelayCloseCodes.authTimeout, reason: "no token: send {\"type\":\"auth\",\"token\":…} first")
+                session.close(code: CloseCode.invalidToken, reason: "token required: send {\"type\":\"auth\",\"token\":…} first")
             }
         }
     }

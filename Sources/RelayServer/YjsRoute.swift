@@ -1,3 +1,4 @@
+import RelayProtocol
 import Foundation
 import NIOCore
 import NIOPosix
@@ -25,24 +26,6 @@ public struct YjsConfiguration: Sendable {
     public var awarenessTimeout: Double = 30
 
     public init() {}
-}
-
-/// Close codes of `/yjs/{room}` (one table with `/ws`: `protocol/vectors/close-codes.json`).
-public enum YjsCloseCodes {
-    /// Token missing, invalid or expired (the reason says which) → `connection-expired` / `authentication-failed`.
-    public static let tokenInvalid = CloseCode(4001)
-    /// Site unknown, archived or removed.
-    public static let siteNotFound = CloseCode(4003)
-    /// Invalid room name, or the token does not grant the room.
-    public static let roomForbidden = CloseCode(4004)
-    /// The document would exceed `maxDocumentBytes` → `document-size-limit-exceeded`.
-    public static let documentTooLarge = CloseCode(4010)
-    /// One update over `maxUpdateBytes` → `document-size-limit-exceeded`.
-    public static let updateTooLarge = CloseCode(4011)
-    /// Room connection cap → `connection-limit-exceeded`.
-    public static let roomConnectionLimit = CloseCode(4012)
-    /// Room collaborator cap → `connection-limit-exceeded`.
-    public static let collaboratorLimit = CloseCode(4014)
 }
 
 /// The peers of every open room on this node.
@@ -126,7 +109,7 @@ extension RelayService {
                 }
             }
         } catch DocumentStoreError.roomTooLarge(_, let limit) {
-            engine.disconnect(conn, code: YjsCloseCodes.documentTooLarge, reason: "document would exceed \(limit) bytes", flushPending: true)
+            engine.disconnect(conn, code: CloseCode.documentTooLarge, reason: "document would exceed \(limit) bytes", flushPending: true)
         } catch DocumentStoreError.invalidInput(let e) {
             engine.disconnect(conn, code: .policyViolation, reason: "malformed y-protocols message: \(e)", flushPending: true)
         } catch {
@@ -177,22 +160,24 @@ final class YjsEndpoint: WebSocketEndpoint, @unchecked Sendable {
         admitted = true
         let request = session.request
         guard let token = request.query["auth"] ?? RelayService.token(from: request) else {
-            session.close(code: YjsCloseCodes.tokenInvalid, reason: "token required (?auth=)")
+            session.close(code: CloseCode.invalidToken, reason: "token required (?auth=)")
             return
         }
         let grant: ConnectionGrant
         switch relay.tokens.grant(for: token, sse: false) {
-        case .success(let g): grant = g
+        case .success(var g):
+            g.endpoint = .yjs
+            grant = g
         case .failure(let r):
             session.close(code: r.code, reason: r.reason)
             return
         }
         guard let channel = RelayService.yjsChannel(room: room, siteID: grant.siteID) else {
-            session.close(code: YjsCloseCodes.roomForbidden, reason: "invalid room name")
+            session.close(code: CloseCode.roomForbidden, reason: "invalid room name")
             return
         }
         guard RelayService.allowed(channel, by: grant.subscribePrefixes, siteID: grant.siteID) else {
-            session.close(code: YjsCloseCodes.roomForbidden, reason: "token does not grant this room")
+            session.close(code: CloseCode.roomForbidden, reason: "token does not grant this room")
             return
         }
         self.channel = channel
@@ -209,12 +194,12 @@ final class YjsEndpoint: WebSocketEndpoint, @unchecked Sendable {
                                    maxConnections: yjs.maxConnectionsPerRoom, maxCollaborators: yjs.maxCollaboratorsPerRoom) {
         case .joined: break
         case .roomFull:
-            relay.engine.disconnect(conn, code: YjsCloseCodes.roomConnectionLimit, reason: "room connection limit")
-            session.close(code: YjsCloseCodes.roomConnectionLimit, reason: "room connection limit (\(yjs.maxConnectionsPerRoom))")
+            relay.engine.disconnect(conn, code: CloseCode.roomFull, reason: "room connection limit")
+            session.close(code: CloseCode.roomFull, reason: "room connection limit (\(yjs.maxConnectionsPerRoom))")
             return
         case .tooManyCollaborators:
-            relay.engine.disconnect(conn, code: YjsCloseCodes.collaboratorLimit, reason: "collaborator limit")
-            session.close(code: YjsCloseCodes.collaboratorLimit, reason: "room collaborator limit (\(yjs.maxCollaboratorsPerRoom))")
+            relay.engine.disconnect(conn, code: CloseCode.tooManyCollaborators, reason: "collaborator limit")
+            session.close(code: CloseCode.tooManyCollaborators, reason: "room collaborator limit (\(yjs.maxCollaboratorsPerRoom))")
             return
         }
         joined = true
@@ -237,7 +222,7 @@ final class YjsEndpoint: WebSocketEndpoint, @unchecked Sendable {
         guard case .binary(let bytes) = message else { return }  // y-websocket is binary only
         let limit = relay.configuration.yjs.maxUpdateBytes
         if bytes.count > limit {
-            relay.engine.disconnect(conn, code: YjsCloseCodes.updateTooLarge, reason: "update larger than \(limit) bytes", flushPending: true)
+            relay.engine.disconnect(conn, code: CloseCode.updateTooLarge, reason: "update larger than \(limit) bytes", flushPending: true)
             return
         }
         await relay.handleYjsFrame(bytes, room: channel, conn: conn, readOnly: readOnly)

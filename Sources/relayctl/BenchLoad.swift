@@ -1,3 +1,4 @@
+import RelayProtocol
 import ArgumentParser
 import Foundation
 import RelayCrypto

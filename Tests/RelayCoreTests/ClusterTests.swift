@@ -1,3 +1,4 @@
+import RelayProtocol
 import Synchronization
 import Testing
 @testable import RelayCore

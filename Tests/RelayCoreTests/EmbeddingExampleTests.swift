@@ -1,4 +1,5 @@
 // The transport sketch from Docs/embedding.md, compiled and exercised.
+import RelayProtocol
 import Synchronization
 import Testing
 import RelayCore
@@ -68,7 +69,7 @@ struct RelayWebSocketSession {
         case .subscribe(let channels, let positions)?:
             let result = await engine.subscribe(conn, channels: channels, positions: positions)
             for entry in result.entries where entry.outcome == .forbidden || entry.outcome == .invalidChannel {
-                engine.send(Wire.error(code: entry.outcome == .forbidden ? "forbidden" : "invalid_channel",
+                engine.send(Wire.error(code: entry.outcome == .forbidden ? .forbidden : .invalidChannel,
                                        message: "subscribe refused", channel: entry.channel), to: conn)
             }
         case .unsubscribe(let channels)?:
@@ -84,7 +85,7 @@ struct RelayWebSocketSession {
         case .auth(let token)?:
             guard let grant = verify(token), case .success = engine.refreshGrant(conn, grant) else {
                 // The wordsocket client treats this as a 4001 close.
-                engine.send(Wire.error(code: "unauthorized", message: "token refused"), to: conn)
+                engine.send(Wire.error(code: .unauthorized, message: "token refused"), to: conn)
                 return
             }
         case .pong?, .ping?:

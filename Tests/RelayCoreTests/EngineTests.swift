@@ -1,3 +1,4 @@
+import RelayProtocol
 import Testing
 @testable import RelayCore
 
@@ -34,7 +35,7 @@ import Testing
         fx.engine.disconnect(c, code: .policyViolation, reason: "bad frame")
         #expect(c.texts() == ["CLOSE 1008 bad frame"])
         #expect(c.drain().isEmpty)
-        #expect(fx.metrics.value("relay_disconnects_total", [("code", "1008")]) == 1)
+        #expect(fx.metrics.value("relay_disconnects_total", [("endpoint", "embedded"), ("code", "1008"), ("name", CloseCode(1008).name)]) == 1)
         #expect(fx.engine.publish(from: c, channel: "events", event: "e", data: Array("1".utf8)) == .failure(.connectionClosed))
     }
 }
@@ -222,7 +223,7 @@ extension OutboxItem: Equatable {
         #expect(stalled.queuedBytes == 0)
         #expect(fx.engine.subscriberCount(siteID: fx.siteA.siteID, channel: "events") == 1000)
         #expect(fx.metrics.value("relay_outbox_overflow_closes_total") == 1)
-        #expect(fx.metrics.value("relay_disconnects_total", [("code", "4008")]) == 1)
+        #expect(fx.metrics.value("relay_disconnects_total", [("endpoint", "embedded"), ("code", "4008"), ("name", CloseCode(4008).name)]) == 1)
         #expect(fx.engine.stats(siteID: fx.siteA.siteID)?.activeConnections == 1000)
     }
 

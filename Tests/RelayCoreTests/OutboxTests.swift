@@ -1,3 +1,4 @@
+import RelayProtocol
 import Synchronization
 import Testing
 @testable import RelayCore
@@ -53,7 +54,7 @@ import Testing
         let fx = Fixture { $0.outbox = OutboxLimits(maxBytes: 100, maxFrames: 100) }
         let c = try fx.connect()
         #expect(fx.engine.send(Wire.ping, to: c))
-        #expect(fx.engine.send(Wire.error(code: "x", message: String(repeating: "m", count: 100)), to: c) == false)
+        #expect(fx.engine.send(Wire.error(code: .internalError, message: String(repeating: "m", count: 100)), to: c) == false)
         #expect(c.drain() == [.close(.slowConsumer, reason: "slow consumer: outbox overflow, reconnect and recover")])
         #expect(fx.engine.connectionCount == 0)
     }

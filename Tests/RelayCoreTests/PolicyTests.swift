@@ -61,7 +61,7 @@ import Testing
         #expect(fx.publish("events", "{\"p\":\"0123456789\"}") == .failure(.messageTooLarge(limit: 16)))
         #expect(fx.engine.publish(siteID: String(repeating: "0", count: 64), channel: "events", event: "e", data: Array("1".utf8)) == .failure(.siteNotFound))
         #expect(PublishError.quotaExceeded(limit: 1).httpStatus == 429)
-        #expect(PublishError.quotaExceeded(limit: 1).code == "quota_exceeded")
+        #expect(PublishError.quotaExceeded(limit: 1).code.rawValue == "quota_exceeded")
     }
 }
 

@@ -1,3 +1,4 @@
+import RelayProtocol
 import Synchronization
 import Testing
 @testable import RelayCore
@@ -33,7 +34,7 @@ final class RecordingSink: RelayTransportSink {
         _ = fx.publish("events")
         #expect(sink.take() == ["CLOSE 4008"])
         #expect(fx.engine.connectionCount == 0)
-        #expect(fx.metrics.value("relay_disconnects_total", [("code", "4008")]) == 1)
+        #expect(fx.metrics.value("relay_disconnects_total", [("endpoint", "embedded"), ("code", "4008"), ("name", CloseCode(4008).name)]) == 1)
         #expect(fx.metrics.value("relay_outbox_overflow_closes_total") == 1)
     }
 

@@ -1,3 +1,4 @@
+import RelayProtocol
 import RelayJSON
 import Testing
 @testable import RelayCore

@@ -1,3 +1,4 @@
+import RelayProtocol
 import Metrics
 import Synchronization
 @testable import RelayCore

@@ -1,3 +1,4 @@
+import RelayProtocol
 import RelayJSON
 import Testing
 @testable import RelayCore
@@ -111,7 +112,7 @@ import Testing
                 "{\"type\":\"subscribed\",\"channels\":[\"a\"],\"offset\":2,\"epoch\":\"x\",\"recovered\":false}")
         #expect(Wire.unsubscribed(channels: ["a", "b"]).text == "{\"type\":\"unsubscribed\",\"channels\":[\"a\",\"b\"]}")
         #expect(Wire.authOK(expiresAt: 1_700_000_300).text == "{\"type\":\"auth_ok\",\"exp\":1700000300}")
-        #expect(Wire.error(code: "forbidden", message: "no").text == "{\"type\":\"error\",\"code\":\"forbidden\",\"message\":\"no\"}")
+        #expect(Wire.error(code: .forbidden, message: "no").text == "{\"type\":\"error\",\"code\":\"forbidden\",\"message\":\"no\"}")
     }
 }
 

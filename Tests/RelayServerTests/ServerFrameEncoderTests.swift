@@ -1,3 +1,4 @@
+import RelayProtocol
 import NIOCore
 import NIOEmbedded
 import NIOWebSocket

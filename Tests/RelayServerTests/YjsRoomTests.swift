@@ -140,6 +140,11 @@ import Testing
         let limited = try Self.node("roomlimit", relay.config(room: room))
         #expect(limited["third_close"] != nil)
         #expect(limited["third_close"] as? Int == 4012, "third connection over the per-room cap: \(limited)")
+        // Metrics are labelled by endpoint and code: the room-full close is counted on /yjs, not /ws.
+        let metrics = String(decoding: try Data(contentsOf: URL(string: relay.url + "/metrics")!), as: UTF8.self)
+        let line = metrics.split(separator: "\n").first { $0.hasPrefix("relay_disconnects_total{") && $0.contains("endpoint=\"/yjs\"") && $0.contains("code=\"4012\"") }
+        #expect(line?.contains("name=\"room_full\"") == true, "\(metrics.split(separator: "\n").filter { $0.contains("disconnects") })")
+        #expect(line.flatMap { Double($0.split(separator: " ").last ?? "") } ?? 0 >= 1)
         relay.stop()
         let again = try Relay(dataDir: relay.dataDir, extra: ["--yjs-persistence", "memory"])
         try again.waitReady(expectCredentials: false)

@@ -1,3 +1,4 @@
+import RelayProtocol
 import Foundation
 import DequeModule
 import NIOCore

@@ -1,7 +1,8 @@
+// The frames relayd sends (Docs/protocol.md, "WebSocket frames" and "SSE").
+// Transport-independent: the engine encodes each publication once per wire
+// format and hands the same immutable bytes to every subscriber.
+
 import RelayJSON
-// Wordsocket wire encodings (contract §5 and §6). Transport-independent:
-// the engine encodes each publication once per wire format and hands the same
-// immutable bytes to every subscriber.
 
 /// How a connection wants its frames.
 public enum WireFormat: UInt8, Sendable, Hashable, CaseIterable {
@@ -51,58 +52,6 @@ public enum Payload: Sendable, Equatable {
     public var byteCount: Int {
         switch self {
         case .json(let b), .binary(let b): return b.count
-        }
-    }
-}
-
-/// One accepted publication. Immutable; the WebSocket encoding is made once
-/// at publish time and shared.
-public final class Publication: Sendable {
-    /// The channel as the publisher spelled it; delivered frames carry this (§7.2).
-    public let spelledChannel: String
-    /// The resolved channel.
-    public let channel: ChannelName
-    /// Event name (`""` for binary publications).
-    public let event: String
-    public let payload: Payload
-    /// Offset and epoch; `nil` for ephemeral frames (presence).
-    public let position: StreamPosition?
-    /// Acceptance time, Unix seconds.
-    public let time: Double
-    /// The encoded WebSocket frame.
-    public let webSocketFrame: OutboundFrame
-
-    public init(spelledChannel: String, channel: ChannelName, event: String, payload: Payload,
-                position: StreamPosition?, time: Double) {
-        self.spelledChannel = spelledChannel
-        self.channel = channel
-        self.event = event
-        self.payload = payload
-        self.position = position
-        self.time = time
-        switch payload {
-        case .json(let data):
-            webSocketFrame = OutboundFrame(kind: .text, bytes: Wire.messageJSON(
-                channel: spelledChannel, event: event, data: data, position: position))
-        case .binary(let data):
-            webSocketFrame = OutboundFrame(kind: .binary, bytes: Wire.binaryFrame(channel: spelledChannel, payload: data))
-        }
-    }
-
-    /// Approximate retained bytes (for history accounting).
-    public var retainedBytes: Int { payload.byteCount + webSocketFrame.bytes.count + 96 }
-
-    /// The frame for `format`: the shared WebSocket frame, or a fresh SSE
-    /// encoding (the fan-out calls this once per format per publication).
-    /// `nil` when the format cannot carry it (binary over SSE).
-    public func frame(for format: WireFormat) -> OutboundFrame? {
-        switch format {
-        case .webSocket: return webSocketFrame
-        case .sseV2, .sseLegacy:
-            guard case .json(let data) = payload else { return nil }
-            return OutboundFrame(kind: .sse, bytes: Wire.sseEvent(
-                legacy: format == .sseLegacy, channel: spelledChannel, fullChannel: channel.full,
-                event: event, data: data, position: position))
         }
     }
 }
@@ -242,10 +191,10 @@ public enum Wire {
 
     /// `{"type":"error","code":…,"message":…[,"channel":…]}`. Note: the
     /// wordsocket client treats `code:"unauthorized"` as a 4001 close.
-    public static func error(code: String, message: String, channel: String? = nil) -> OutboundFrame {
+    public static func error(code: ErrorCode, message: String, channel: String? = nil) -> OutboundFrame {
         var out: [UInt8] = []
         JSON.appendASCII("{\"type\":\"error\",\"code\":", to: &out)
-        JSON.appendString(code, to: &out)
+        JSON.appendString(code.rawValue, to: &out)
         JSON.appendASCII(",\"message\":", to: &out)
         JSON.appendString(message, to: &out)
         if let channel {
@@ -281,136 +230,15 @@ public enum SSEEventID {
     }
 }
 
-/// A frame a WebSocket client sent (contract §5.2, plus the optional
-/// recovery and idempotency extensions).
-public enum ClientMessage: Sendable, Equatable {
-    /// `{"type":"subscribe","channels":[…],"positions":{"<channel>":{"offset":n,"epoch":"…"}}}`
-    case subscribe(channels: [String], positions: [String: StreamPosition])
-    case unsubscribe(channels: [String])
-    /// `{"type":"message","channel","event","data"[,"idempotency_key"]}`; `data` raw.
-    case publish(channel: String, event: String, data: [UInt8], idempotencyKey: String?)
-    /// `{"type":"presence","channel","state"}`; `state == nil` leaves.
-    case presence(channel: String, state: [UInt8]?)
-    case auth(token: String)
-    case pong
-    case ping
 
-    /// Parses a text frame. `nil` for anything malformed or unknown (close 1008
-    /// or answer with an error frame, at the transport's choice).
-    public static func parse(_ text: [UInt8]) -> ClientMessage? {
-        try? decode(text)
+/// A position in a channel's stream: the offset of the last publication seen
+/// and the stream's epoch (which changes when history is lost).
+public struct StreamPosition: Sendable, Hashable, CustomStringConvertible {
+    public var offset: UInt64
+    public var epoch: String
+    public init(offset: UInt64, epoch: String) {
+        self.offset = offset
+        self.epoch = epoch
     }
-
-    /// Parses a text frame under the project's JSON rules; unknown members are
-    /// validated and ignored. Throws for malformed JSON or an unknown `type`.
-    public static func decode(_ text: [UInt8]) throws(JSONError) -> ClientMessage {
-        var reader = JSONReader(text)
-        var type: String?
-        var channels: [String]?
-        var channel: String?
-        var event: String?
-        var data: Range<Int>?
-        var state: Range<Int>?
-        var stateIsNull = false
-        var token: String?
-        var idem: String?
-        var positions: [String: StreamPosition] = [:]
-        try reader.readObject { (key, r: inout JSONReader) throws(JSONError) in
-            switch key {
-            case "type": type = try r.readString()
-            case "channels": channels = try r.readStringArray()
-            case "channel": channel = try r.readString()
-            case "event": event = try r.readString()
-            case "data": data = try r.readRawValue(depth: 1)
-            case "token": token = try r.readString()
-            case "idempotency_key": idem = try r.readString()
-            case "state":
-                if r.readNull() { stateIsNull = true } else { state = try r.readRawValue(depth: 1) }
-            case "positions":
-                try r.readObject(depth: 1) { (name, pr: inout JSONReader) throws(JSONError) in
-                    var offset: UInt64?
-                    var epoch: String?
-                    try pr.readObject(depth: 2) { (k, vr: inout JSONReader) throws(JSONError) in
-                        switch k {
-                        case "offset": offset = try vr.readUInt64()
-                        case "epoch": epoch = try vr.readString()
-                        default: _ = try vr.readRawValue(depth: 3)
-                        }
-                    }
-                    if let offset, let epoch { positions[name] = StreamPosition(offset: offset, epoch: epoch) }
-                }
-            default:
-                _ = try r.readRawValue(depth: 1)
-            }
-        }
-        try reader.expectEnd()
-        func missing(_ what: String) -> JSONError { JSONError(offset: 0, reason: "missing \"\(what)\"") }
-        guard let type else { throw missing("type") }
-        switch type {
-        case "subscribe":
-            guard let channels else { throw missing("channels") }
-            return .subscribe(channels: channels, positions: positions)
-        case "unsubscribe":
-            guard let channels else { throw missing("channels") }
-            return .unsubscribe(channels: channels)
-        case "message":
-            guard let channel, let event, let data else { throw missing("channel, event and data") }
-            return .publish(channel: channel, event: event, data: Array(text[data]), idempotencyKey: idem)
-        case "presence":
-            guard let channel else { throw missing("channel") }
-            if stateIsNull || state == nil { return .presence(channel: channel, state: nil) }
-            return .presence(channel: channel, state: Array(text[state!]))
-        case "auth":
-            guard let token else { throw missing("token") }
-            return .auth(token: token)
-        case "pong": return .pong
-        case "ping": return .ping
-        default: throw JSONError(offset: 0, reason: "unknown frame type")
-        }
-    }
-}
-
-/// The body of an HTTP publish, `{"channel":…,"event":…,"data":…}` (contract
-/// §4), with `data` kept as raw bytes. `idempotency_key` is optional.
-public struct PublishBody: Sendable, Equatable {
-    public var channel: String
-    public var event: String
-    public var data: [UInt8]
-    public var idempotencyKey: String?
-
-    public init(channel: String, event: String, data: [UInt8], idempotencyKey: String? = nil) {
-        self.channel = channel
-        self.event = event
-        self.data = data
-        self.idempotencyKey = idempotencyKey
-    }
-
-    /// Parses a publish body; `nil` when it breaks the JSON rules or lacks a member.
-    public static func parse(_ body: [UInt8]) -> PublishBody? {
-        try? decode(body)
-    }
-
-    /// Parses a publish body (a whole text, or one element of a batch: the
-    /// same rules either way).
-    public static func decode(_ body: [UInt8]) throws(JSONError) -> PublishBody {
-        var reader = JSONReader(body)
-        var channel: String?
-        var event: String?
-        var data: Range<Int>?
-        var idem: String?
-        try reader.readObject { (key, r: inout JSONReader) throws(JSONError) in
-            switch key {
-            case "channel": channel = try r.readString()
-            case "event": event = try r.readString()
-            case "data": data = try r.readRawValue(depth: 1)
-            case "idempotency_key": idem = try r.readString()
-            default: _ = try r.readRawValue(depth: 1)
-            }
-        }
-        try reader.expectEnd()
-        guard let channel, let event, let data else {
-            throw JSONError(offset: 0, reason: "a publication needs \"channel\", \"event\" and \"data\"")
-        }
-        return PublishBody(channel: channel, event: event, data: Array(body[data]), idempotencyKey: idem)
-    }
+    public var description: String { "\(offset)@\(epoch)" }
 }
