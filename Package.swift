@@ -7,7 +7,9 @@ let package = Package(
     products: [
         .library(name: "RelayCrypto", targets: ["RelayCrypto"]),
         .library(name: "RelayCore", targets: ["RelayCore"]),
-        .library(name: "YjsSync", targets: ["YjsSync"]),
+        .library(name: "YjsCodec", targets: ["YjsCodec"]),
+        .library(name: "YjsRooms", targets: ["YjsRooms"]),
+        .library(name: "YjsStore", targets: ["YjsStore"]),
         .library(name: "RelayServer", targets: ["RelayServer"]),
         .library(name: "RelayClient", targets: ["RelayClient"]),
         .executable(name: "relayd", targets: ["relayd"]),
@@ -59,17 +61,22 @@ let package = Package(
                 .product(name: "DequeModule", package: "swift-collections"),
             ]
         ),
+        // Yjs: the binary codec and update algebra (no dependencies), rooms
+        // (documents, awareness, y-protocols replies), and the SQLite store.
+        .target(name: "YjsCodec"),
+        .target(name: "YjsRooms", dependencies: ["YjsCodec", "RelayJSON"]),
         .target(
-            name: "YjsSync",
+            name: "YjsStore",
             dependencies: [
-                "RelayJSON",
+                "YjsRooms",
                 .product(name: "GRDB", package: "GRDB.swift"),
             ]
         ),
+
         .target(
             name: "RelayServer",
             dependencies: [
-                "RelayJSON", "RelayProtocol", "RelayCrypto", "RelayCore", "YjsSync",
+                "RelayJSON", "RelayProtocol", "RelayCrypto", "RelayCore", "YjsCodec", "YjsRooms", "YjsStore",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -125,7 +132,7 @@ let package = Package(
         .executableTarget(
             name: "relayctl",
             dependencies: [
-                "RelayJSON", "RelayProtocol", "RelayCrypto", "RelayCore", "YjsSync", "RelayServer", "RelayClient", "RelayLoad",
+                "RelayJSON", "RelayProtocol", "RelayCrypto", "RelayCore", "YjsCodec", "YjsRooms", "RelayServer", "RelayClient", "RelayLoad",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -135,7 +142,7 @@ let package = Package(
         .testTarget(name: "RelayCryptoTests", dependencies: ["RelayJSON", "RelayCrypto"]),
         .testTarget(name: "RelayProtocolTests", dependencies: ["RelayProtocol", "RelayJSON"]),
         .testTarget(name: "RelayCoreTests", dependencies: ["RelayJSON", "RelayProtocol", "RelayCore"]),
-        .testTarget(name: "YjsSyncTests", dependencies: ["YjsSync", "RelayJSON"]),
+        .testTarget(name: "YjsSyncTests", dependencies: ["YjsCodec", "YjsRooms", "YjsStore", "RelayJSON"]),
         .testTarget(name: "RelayServerTests", dependencies: [
             "RelayServer", "RelayJSON", "RelayProtocol", "RelayCrypto", "RelayCore",
             .product(name: "HummingbirdTesting", package: "hummingbird"),

@@ -14,7 +14,7 @@ TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 SWIFTC=${SWIFTC:-swiftc}
 # Compile the module sources (minus the GRDB-backed persistence) with the benchmark driver.
-SRCS=$(ls "$ROOT"/Sources/YjsSync/*.swift | grep -v SQLitePersistence.swift)
+SRCS=$(ls "$ROOT"/Sources/YjsCodec/*.swift)
 cd "$TMP"  # swiftc may drop module files into the working directory
 $SWIFTC -O -wmo -parse-as-library -module-name YjsBench $SRCS "$DIR/main.swift" -o "$TMP/bench" 2>/dev/null || \
   $SWIFTC -O -wmo -module-name YjsBench $SRCS "$DIR/main.swift" -o "$TMP/bench"

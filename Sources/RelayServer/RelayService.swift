@@ -13,7 +13,9 @@ import RelayCore
 import RelayCrypto
 import ServiceLifecycle
 import Synchronization
-import YjsSync
+import YjsCodec
+import YjsRooms
+import YjsStore
 
 /// The relay: engine, site store, token and signature verification, and the
 /// HTTP/WebSocket/SSE application on Hummingbird 2.

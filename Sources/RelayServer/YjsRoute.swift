@@ -6,7 +6,9 @@ import NIOWebSocket
 import RelayCore
 import RelayCrypto
 import Synchronization
-import YjsSync
+import YjsCodec
+import YjsRooms
+import YjsStore
 
 /// Settings of the y-websocket endpoint.
 public struct YjsConfiguration: Sendable {

@@ -1,7 +1,7 @@
 import ArgumentParser
 import Foundation
 import RelayCrypto
-import YjsSync
+import YjsCodec
 
 struct YjsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

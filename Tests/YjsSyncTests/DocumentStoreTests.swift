@@ -1,7 +1,9 @@
 import Foundation
 import Synchronization
 import Testing
-@testable import YjsSync
+@testable import YjsCodec
+@testable import YjsRooms
+@testable import YjsStore
 
 final class ManualClock: Sendable {
     private let t = Mutex<Duration>(.zero)

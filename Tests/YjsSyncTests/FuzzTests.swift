@@ -1,5 +1,7 @@
 import Testing
-@testable import YjsSync
+@testable import YjsCodec
+@testable import YjsRooms
+@testable import YjsStore
 
 /// Seeded, bounded fuzzing of every decoder: truncated, bit-flipped and random inputs must throw
 /// `YjsDecodingError` or decode, never trap; whatever validates must also merge, diff and

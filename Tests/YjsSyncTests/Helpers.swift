@@ -1,5 +1,7 @@
 import Foundation
-@testable import YjsSync
+@testable import YjsCodec
+@testable import YjsRooms
+@testable import YjsStore
 
 /// Parses hex with optional spaces: "01 0a ff".
 func hex(_ s: String) -> [UInt8] {

@@ -1,5 +1,7 @@
 import Testing
-@testable import YjsSync
+@testable import YjsCodec
+@testable import YjsRooms
+@testable import YjsStore
 
 /// Known answers from the reference (§1), produced by lib0/Yjs.
 @Suite struct Lib0Tests {

@@ -1,6 +1,8 @@
 import Foundation
 import Testing
-@testable import YjsSync
+@testable import YjsCodec
+@testable import YjsRooms
+@testable import YjsStore
 
 /// Long-lived node process with simulated y-websocket clients (real Y.Doc + y-protocols sync and
 /// awareness code); the test plays the server with `DocumentStore.handle`. Clients connect, edit

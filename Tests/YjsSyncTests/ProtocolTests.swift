@@ -1,6 +1,8 @@
 import RelayJSON
 import Testing
-@testable import YjsSync
+@testable import YjsCodec
+@testable import YjsRooms
+@testable import YjsStore
 
 /// Known answers from the reference (§2), produced by y-protocols.
 @Suite struct ProtocolTests {
@@ -46,7 +48,7 @@ import Testing
         }
         var e = Lib0Encoder()
         e.writeVarUInt(1); e.writeVarUInt(5); e.writeVarUInt(1); e.writeVarString("{not json")
-        #expect(throws: YjsDecodingError.self) { try AwarenessUpdate(decoding: e.bytes) }
+        #expect(throws: YjsDecodingError.self) { try AwarenessUpdate(decoding: e.bytes, stateIsValid: JSON.isValid) }
     }
 
     @Test func awarenessRules() throws {

@@ -1,6 +1,8 @@
 import Foundation
 import Testing
-@testable import YjsSync
+@testable import YjsCodec
+@testable import YjsRooms
+@testable import YjsStore
 
 /// Cross-checks against a second, independent implementation: pycrdt (Rust yrs). Python makes
 /// seeded random sessions with pycrdt and records yrs's merge_updates / get_state / get_update;

@@ -1,5 +1,7 @@
 import Testing
-@testable import YjsSync
+@testable import YjsCodec
+@testable import YjsRooms
+@testable import YjsStore
 
 @Suite struct RoomProtocolTests {
     @Test func syncConversation() throws {

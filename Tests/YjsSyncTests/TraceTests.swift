@@ -1,6 +1,8 @@
 import Foundation
 import Testing
-@testable import YjsSync
+@testable import YjsCodec
+@testable import YjsRooms
+@testable import YjsStore
 
 /// A real editing trace (sveltecomponent, CC BY 4.0, shared/data/editing-traces) replayed into a
 /// Y.Doc in node, one update per keystroke; the store ingests every update and must end up with

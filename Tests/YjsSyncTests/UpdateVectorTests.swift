@@ -1,6 +1,8 @@
 import Foundation
 import Testing
-@testable import YjsSync
+@testable import YjsCodec
+@testable import YjsRooms
+@testable import YjsStore
 
 /// Known answers from the reference (§3-§4), all produced by Yjs 13.6 (and 13.5.43 / pycrdt where noted).
 @Suite struct UpdateVectorTests {

@@ -1,6 +1,8 @@
 import Foundation
 import Testing
-@testable import YjsSync
+@testable import YjsCodec
+@testable import YjsRooms
+@testable import YjsStore
 
 /// Cross-checks against Yjs itself (Debian node-yjs): node generates seeded random multi-client
 /// sessions and records Yjs's mergeUpdates / diffUpdate / encodeStateVectorFromUpdate outputs and

@@ -1,6 +1,7 @@
 // SQLite persistence for the document store (GRDB, WAL, synchronous=FULL).
 import Foundation
 import GRDB
+import YjsRooms
 
 /// Durable room storage in one SQLite file: a snapshot per room plus an append log.
 /// Each `append` is committed with `synchronous=FULL` before it returns.

@@ -1,3 +1,4 @@
+import YjsCodec
 // y-websocket message handling on top of the store, for a WebSocket room handler.
 
 /// Frames produced by handling one incoming message.

@@ -1,3 +1,5 @@
+import RelayJSON
+import YjsCodec
 // Per-room Yjs document store: merged state + pending log, durable appends, compaction,
 // eviction of idle rooms, size limits, and awareness tracking.
 import Synchronization
@@ -355,7 +357,7 @@ public final class DocumentStore: Sendable {
     /// every connection of the room (re-encoded accepted entries), or nil if nothing changed.
     public func applyAwareness(room name: String, update: [UInt8], from connection: ConnectionID?) throws -> [UInt8]? {
         let u: AwarenessUpdate
-        do { u = try AwarenessUpdate(decoding: update) } catch let e as YjsDecodingError { throw DocumentStoreError.invalidInput(e) }
+        do { u = try AwarenessUpdate(decoding: update, stateIsValid: JSON.isValid) } catch let e as YjsDecodingError { throw DocumentStoreError.invalidInput(e) }
         let now = clock()
         return try withRoom(name) { _, s in
             let change = s.awareness.apply(u, from: connection, now: now)

@@ -78,12 +78,14 @@ struct IntervalSet: Sendable, Equatable {
     }
 }
 
-/// What a room holds: the struct ranges (for the state vector) and the deleted ranges per client.
-struct KnownState: Sendable {
+/// What a document holds: the struct ranges (for the state vector) and the deleted ranges per client.
+public struct KnownState: Sendable {
     var structs: [UInt64: IntervalSet] = [:]
     var deletes: [UInt64: IntervalSet] = [:]
 
-    var stateVector: StateVector {
+    public init() {}
+
+    public var stateVector: StateVector {
         var sv = StateVector()
         for (c, s) in structs {
             let k = s.contiguousFromZero
@@ -93,15 +95,15 @@ struct KnownState: Sendable {
     }
 
     /// Ranges of a decoded update: structs (Skips excluded) and delete set.
-    struct Ranges {
+    public struct Ranges: Sendable {
         var structs: [(UInt64, Range<UInt64>)] = []
         var deletes: [(UInt64, Range<UInt64>)] = []
         /// Client blocks in strictly descending client order (see `YUpdate.hasCanonicalBlockOrder`).
-        var canonicalOrder = true
+        public internal(set) var canonicalOrder = true
     }
 
     /// Decodes and validates `update`, returning its ranges (consecutive structs coalesced).
-    static func ranges(of update: [UInt8]) throws -> Ranges {
+    public static func ranges(of update: [UInt8]) throws -> Ranges {
         var out = Ranges()
         var r = try StructReader(update, filterSkips: false)
         var last: (client: UInt64, end: UInt64)? = nil
@@ -127,13 +129,13 @@ struct KnownState: Sendable {
     }
 
     /// Whether `ranges` adds any struct or deletion not already known.
-    func isNew(_ ranges: Ranges) -> Bool {
+    public func isNew(_ ranges: Ranges) -> Bool {
         for (c, r) in ranges.structs where !(structs[c]?.contains(r) ?? false) { return true }
         for (c, r) in ranges.deletes where !(deletes[c]?.contains(r) ?? false) { return true }
         return false
     }
 
-    mutating func insert(_ ranges: Ranges) {
+    public mutating func insert(_ ranges: Ranges) {
         var s: [UInt64: [Range<UInt64>]] = [:], d: [UInt64: [Range<UInt64>]] = [:]
         for (c, r) in ranges.structs { s[c, default: []].append(r) }
         for (c, r) in ranges.deletes { d[c, default: []].append(r) }
