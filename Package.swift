@@ -73,10 +73,31 @@ let package = Package(
             ]
         ),
 
+        // The WebSocket transport on SwiftNIO: RFC 6455 checks, message assembly,
+        // frames encoded once per event loop, the per-connection session.
+        .target(
+            name: "RelayWebSocket",
+            dependencies: [
+                "RelayProtocol", "RelayCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "DequeModule", package: "swift-collections"),
+            ]
+        ),
+        // The site registry (SQLite): used by relayd and by relayctl without the server.
+        .target(
+            name: "RelaySites",
+            dependencies: [
+                "RelayJSON", "RelayCrypto", "RelayCore",
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ]
+        ),
         .target(
             name: "RelayServer",
             dependencies: [
-                "RelayJSON", "RelayProtocol", "RelayCrypto", "RelayCore", "YjsCodec", "YjsRooms", "YjsStore",
+                "RelayJSON", "RelayProtocol", "RelayCrypto", "RelayCore", "RelaySites", "RelayWebSocket", "YjsCodec", "YjsRooms", "YjsStore",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -123,7 +144,7 @@ let package = Package(
         .executableTarget(
             name: "relayd",
             dependencies: [
-                "RelayServer", "RelayCore", "RelayProtocol",
+                "RelayServer", "RelaySites", "RelayCore", "RelayProtocol",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -132,7 +153,7 @@ let package = Package(
         .executableTarget(
             name: "relayctl",
             dependencies: [
-                "RelayJSON", "RelayProtocol", "RelayCrypto", "RelayCore", "YjsCodec", "YjsRooms", "RelayServer", "RelayClient", "RelayLoad",
+                "RelayJSON", "RelayProtocol", "RelayCrypto", "RelayCore", "YjsCodec", "YjsRooms", "RelaySites", "RelayClient", "RelayLoad",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -144,7 +165,7 @@ let package = Package(
         .testTarget(name: "RelayCoreTests", dependencies: ["RelayJSON", "RelayProtocol", "RelayCore"]),
         .testTarget(name: "YjsSyncTests", dependencies: ["YjsCodec", "YjsRooms", "YjsStore", "RelayJSON"]),
         .testTarget(name: "RelayServerTests", dependencies: [
-            "RelayServer", "RelayJSON", "RelayProtocol", "RelayCrypto", "RelayCore",
+            "RelayServer", "RelaySites", "RelayWebSocket", "RelayJSON", "RelayProtocol", "RelayCrypto", "RelayCore",
             .product(name: "HummingbirdTesting", package: "hummingbird"),
             .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
             .product(name: "NIOEmbedded", package: "swift-nio"),

@@ -12,9 +12,18 @@ public protocol RelayClock: Sendable {
     func now() -> Double
 }
 
-/// The system wall clock.
+extension RelayClock {
+    /// The time in whole Unix milliseconds.
+    public func nowMs() -> Int64 { Int64(now() * 1000) }
+    /// The time in whole Unix seconds.
+    public func nowSeconds() -> Int64 { Int64(now()) }
+}
+
+/// The system wall clock: the one clock of relayd (inject `ManualClock` in tests).
 public struct SystemClock: RelayClock {
     public init() {}
+    /// Shorthand for `SystemClock().nowMs()`.
+    public static var nowMs: Int64 { SystemClock().nowMs() }
     public func now() -> Double {
         var ts = timespec()
         clock_gettime(CLOCK_REALTIME, &ts)

@@ -49,7 +49,7 @@ public struct JWTClaims: Sendable, Equatable {
     public var all: JSONValue {
         get {
             if let allStorage { return allStorage }
-            if let rawPayload, let v = try? JSONParser.parse(rawPayload, maxDepth: 16) { return v }
+            if let rawPayload, let v = try? JSONParser.parse(rawPayload, maxDepth: JSON.maxDepth) { return v }
             return .object(jsonMembers())
         }
         set { allStorage = newValue; rawPayload = nil }
@@ -129,7 +129,7 @@ public struct JWTClaims: Sendable, Equatable {
     public init(payload bytes: [UInt8]) throws(JWTError) {
         var fields = JWTClaimFields()
         do {
-            try JSONParser.forEachMember(of: bytes, maxDepth: 16) { (key, value) throws(JWTError) in
+            try JSONParser.forEachMember(of: bytes, maxDepth: JSON.maxDepth) { (key, value) throws(JWTError) in
                 try fields.take(key, value)
             }
         } catch let e as JWTError {
@@ -367,7 +367,7 @@ public struct JWTVerifier: Sendable {
         if !knownHeaders.contains(where: { ConstantTime.bytesEqual($0, headerPart) }) {
             guard let headerBytes = Base64.decode(headerPart, .url) else { throw .malformed("header is not base64url") }
             let header: JSONValue
-            do { header = try JSONParser.parse(headerBytes, maxDepth: 4) } catch { throw .malformed("header: \(error.description)") }
+            do { header = try JSONParser.parse(headerBytes, maxDepth: JSON.maxDepth) } catch { throw .malformed("header: \(error.description)") }
             guard let alg = header["alg"]?.stringValue else { throw .malformed("header has no alg") }
             guard alg == algorithm.rawValue else { throw .algorithmMismatch(alg) }
             if let crit = header["crit"], crit != .null { throw .malformed("unsupported crit header") }

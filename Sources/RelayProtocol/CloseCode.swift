@@ -24,7 +24,7 @@ public struct CloseCode: RawRepresentable, Hashable, Sendable, CustomStringConve
     /// 4001: token missing, invalid or expired; the reason starts with
     /// `token required`, `token expired` or `invalid token`.
     public static let invalidToken = CloseCode(4001)
-    /// 4002: nothing received for the idle timeout (`/ws`).
+    /// 4002: nothing received for the idle timeout (`/ws`; `/yjs` after twice the timeout).
     public static let idle = CloseCode(4002)
     /// 4003: site unknown, archived or removed (the client stops).
     public static let siteNotFound = CloseCode(4003)
@@ -81,7 +81,7 @@ public struct CloseCode: RawRepresentable, Hashable, Sendable, CustomStringConve
             Info(code: .internalError, name: "internal_error", endpoints: both, client: .reconnectBackoff, providerError: nil),
             Info(code: .tryAgainLater, name: "try_again_later", endpoints: both, client: .reconnectBackoff, providerError: nil),
             Info(code: .invalidToken, name: "token_invalid", endpoints: both, client: .remintOnceThenStop, providerError: "authentication-failed"),
-            Info(code: .idle, name: "idle", endpoints: [.ws], client: .reconnectBackoff, providerError: nil),
+            Info(code: .idle, name: "idle", endpoints: both, client: .reconnectBackoff, providerError: nil),
             Info(code: .siteNotFound, name: "site_not_found", endpoints: both, client: .stop, providerError: "authentication-failed"),
             Info(code: .roomForbidden, name: "room_forbidden", endpoints: [.yjs], client: .stop, providerError: "authentication-failed"),
             Info(code: .slowConsumer, name: "slow_consumer", endpoints: both, client: .reconnectRecover, providerError: nil),

@@ -1,3 +1,4 @@
+import RelaySites
 import RelayJSON
 import Foundation
 import Hummingbird

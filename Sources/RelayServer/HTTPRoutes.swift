@@ -72,7 +72,7 @@ extension RelayService {
 
     func verify(_ request: Request, body: [UInt8]) -> Verification {
         do throws(PublishSignatureError) {
-            return .accepted(try publishVerifier.verify(Self.signedRequest(request, body: body), nowMs: Clock.nowMs))
+            return .accepted(try publishVerifier.verify(Self.signedRequest(request, body: body), nowMs: SystemClock.nowMs))
         } catch {
             metrics.httpPublishRejections.increment(code: Self.code(for: error))
             return .refused(HTTPReply.error(Self.code(for: error), Self.message(for: error), status: Self.status(for: error)))
@@ -120,7 +120,7 @@ extension RelayService {
     func planPublish(_ signed: SignedRequest, batch: Bool) -> PublishPlan {
         let publisher: VerifiedPublisher
         do throws(PublishSignatureError) {
-            publisher = try publishVerifier.verify(signed, nowMs: Clock.nowMs)
+            publisher = try publishVerifier.verify(signed, nowMs: SystemClock.nowMs)
         } catch {
             metrics.httpPublishRejections.increment(code: Self.code(for: error))
             return .reply(Self.status(for: error), Self.errorJSON(Self.code(for: error), Self.message(for: error)))

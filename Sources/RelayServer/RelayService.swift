@@ -1,3 +1,5 @@
+import RelayWebSocket
+import RelaySites
 import RelayProtocol
 import Foundation
 import Hummingbird
@@ -59,7 +61,7 @@ public final class RelayService: Sendable {
         tokens = TokenAuthority(
             registry: sites,
             options: JWTVerificationOptions(leewaySeconds: configuration.tokenLeeway, maxTokenBytes: configuration.maxTokenBytes),
-            now: { Clock.nowSeconds })
+            clock: SystemClock())
         let store = sites
         publishVerifier = PublishVerifier(
             windowMs: configuration.signatureWindow * 1000,
@@ -173,7 +175,7 @@ struct MaintenanceService: Service {
 
     func run() async throws {
         let cfg = relay.configuration
-        var lastSSEBeat = Clock.nowMs, lastUsageFlush = Clock.nowMs
+        var lastSSEBeat = SystemClock.nowMs, lastUsageFlush = SystemClock.nowMs
         // Keepalive is spread over the ping interval: each tick pings one slice of the
         // connections (by id), so every connection is pinged once per interval without a
         // burst of 10,000 pings (and pongs) at once.
@@ -185,7 +187,7 @@ struct MaintenanceService: Service {
                 relay.engine.tick()
                 _ = relay.engine.closeExpired()
                 relay.yjsMaintenance()
-                let now = Clock.nowMs
+                let now = SystemClock.nowMs
                 relay.pingAndReapIdle(nowMs: now, slice: tick % slices, of: slices)
                 tick &+= 1
                 if Double(now - lastSSEBeat) >= cfg.sseHeartbeatInterval * 1000 {

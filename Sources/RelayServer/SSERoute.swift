@@ -1,3 +1,4 @@
+import RelayWebSocket
 import RelayProtocol
 import RelayJSON
 import Foundation
@@ -105,7 +106,7 @@ extension RelayService {
             try await writer.finish(nil)
             return
         }
-        let entry = SessionRegistry.Entry(connection: conn, isSSE: true, activity: ActivityStamp(nowMs: Clock.nowMs))
+        let entry = SessionRegistry.Entry(connection: conn, isSSE: true, activity: ActivityStamp(nowMs: SystemClock.nowMs))
         sessions.add(entry)
         defer {
             sessions.remove(conn)
@@ -117,9 +118,11 @@ extension RelayService {
         var positions: [String: StreamPosition] = [:]
         for ch in channels { if let p = wanted[full(ch)] { positions[ch] = p } }
 
+        // Subscribe before the stream opens: a client that publishes as soon as it
+        // sees the first bytes must not race the subscription (frames queue meanwhile).
+        let result = await engine.subscribe(conn, channels: channels, positions: positions)
         // Tell EventSource how long to wait before reconnecting, and open the stream through proxies.
         try await writer.write(ByteBuffer(string: "retry: 3000\n: relay stream\n\n"))
-        let result = await engine.subscribe(conn, channels: channels, positions: positions)
         var current: [(channel: String, position: StreamPosition)] = []
         var notices: [UInt8] = []
         let legacy = grant.wireFormat == .sseLegacy

@@ -1,3 +1,4 @@
+import RelayWebSocket
 import Foundation
 import RelayCore
 import Synchronization
@@ -94,7 +95,4 @@ final class SessionRegistry: Sendable {
     }
 }
 
-enum Clock {
-    static var nowMs: Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
-    static var nowSeconds: Int64 { Int64(Date().timeIntervalSince1970) }
-}
+

@@ -12,12 +12,12 @@ import RelayCrypto
 public struct TokenAuthority: Sendable {
     public let registry: any SiteRegistry
     public let options: JWTVerificationOptions
-    public let now: @Sendable () -> Int64
+    public let clock: any RelayClock
 
-    public init(registry: any SiteRegistry, options: JWTVerificationOptions, now: @escaping @Sendable () -> Int64) {
+    public init(registry: any SiteRegistry, options: JWTVerificationOptions, clock: any RelayClock = SystemClock()) {
         self.registry = registry
         self.options = options
-        self.now = now
+        self.clock = clock
     }
 
     /// Why a token was refused, with the close code to use.
@@ -44,7 +44,7 @@ public struct TokenAuthority: Sendable {
         var lastError: JWTError = .badSignature
         for v in verifiers {
             do {
-                let claims = try v.verify(token, now: now())
+                let claims = try v.verify(token, now: clock.nowSeconds())
                 guard claims.siteID == site.siteID else { return .failure(Refusal(code: .invalidToken, reason: "invalid token: site_id mismatch")) }
                 return .success(Self.grant(from: claims, site: site, sse: sse))
             } catch .algorithmMismatch(let a) {

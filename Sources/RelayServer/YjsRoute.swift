@@ -1,3 +1,4 @@
+import RelayWebSocket
 import RelayProtocol
 import Foundation
 import NIOCore

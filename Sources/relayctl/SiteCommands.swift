@@ -4,7 +4,7 @@ import Foundation
 import RelayClient
 import RelayCore
 import RelayCrypto
-import RelayServer
+import RelaySites
 
 struct SiteCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

@@ -1,3 +1,4 @@
+import RelaySites
 import ArgumentParser
 import Foundation
 import Logging

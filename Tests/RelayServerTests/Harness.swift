@@ -1,3 +1,4 @@
+import RelaySites
 import Foundation
 import Testing
 

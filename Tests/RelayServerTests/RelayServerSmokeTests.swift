@@ -1,2 +1,3 @@
 import Testing
 @testable import RelayServer
+@testable import RelayWebSocket

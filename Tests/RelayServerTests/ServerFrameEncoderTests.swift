@@ -3,7 +3,7 @@ import NIOCore
 import NIOEmbedded
 import NIOWebSocket
 import RelayCore
-import RelayServer
+import RelayWebSocket
 import Testing
 
 @Suite("Server frame encoding, decoded by NIO's WebSocketFrameDecoder")

@@ -2,6 +2,7 @@ import NIOCore
 import NIOEmbedded
 import NIOHTTP1
 @testable import RelayServer
+@testable import RelayWebSocket
 import Synchronization
 import Testing
 

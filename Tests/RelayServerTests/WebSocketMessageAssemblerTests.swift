@@ -1,6 +1,6 @@
 import NIOCore
 import NIOWebSocket
-import RelayServer
+import RelayWebSocket
 import Testing
 
 @Suite("WebSocket message rules (RFC 6455, no sockets)")

@@ -2,6 +2,7 @@ import Foundation
 import NIOCore
 import NIOHTTP1
 @testable import RelayServer
+@testable import RelayWebSocket
 import Testing
 
 @Suite("Upgrade request parsing (query decoding on bytes)")

@@ -1,3 +1,4 @@
+import RelayWebSocket
 import HTTPTypes
 import Hummingbird
 import HummingbirdCore

@@ -256,8 +256,9 @@ public final class SiteStore: SiteRegistry, Sendable {
 }
 
 /// Site limits as a JSON object in the database and the admin API.
-enum LimitsCodec {
-    static func encode(_ l: SiteLimits) -> String {
+/// The JSON form of a site's limits (stored with the site, and in the admin API).
+public enum LimitsCodec {
+    public static func encode(_ l: SiteLimits) -> String {
         var m: [(String, JSONValue)] = [
             ("max_connections", .int(Int64(l.maxConnections))), ("max_message_bytes", .int(Int64(l.maxMessageBytes))),
             ("max_channels_per_connection", .int(Int64(l.maxChannelsPerConnection))),
@@ -268,13 +269,13 @@ enum LimitsCodec {
         return JSONValue.object(m).jsonString
     }
 
-    static func decode(_ text: String) -> SiteLimits {
+    public static func decode(_ text: String) -> SiteLimits {
         guard let v = try? JSONParser.parse(text) else { return SiteLimits() }
         return apply(v, to: SiteLimits())
     }
 
     /// Overrides the fields present in `v`.
-    static func apply(_ v: JSONValue, to base: SiteLimits) -> SiteLimits {
+    public static func apply(_ v: JSONValue, to base: SiteLimits) -> SiteLimits {
         var l = base
         if let x = v["max_connections"]?.int64Value { l.maxConnections = Int(x) }
         if let x = v["max_message_bytes"]?.int64Value { l.maxMessageBytes = Int(x) }

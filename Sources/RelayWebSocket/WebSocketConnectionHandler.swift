@@ -13,10 +13,10 @@ import RelayCore
 /// connection's outbox and writes it with **one flush per batch**, only while
 /// the channel is writable. A client that stops reading leaves frames in the
 /// outbox, which the engine bounds (slow-consumer close, 4008).
-final class WebSocketConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
-    typealias InboundIn = WebSocketFrame
-    typealias OutboundIn = WebSocketFrame
-    typealias OutboundOut = WebSocketFrame
+public final class WebSocketConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    public typealias InboundIn = WebSocketFrame
+    public typealias OutboundIn = WebSocketFrame
+    public typealias OutboundOut = WebSocketFrame
 
     /// Items taken from the outbox per `drain` call.
     static let drainBatch = 64
@@ -34,7 +34,7 @@ final class WebSocketConnectionHandler: ChannelDuplexHandler, RemovableChannelHa
     private let raw: RawFrameWriter
     private let encoder: ServerFrameEncoder
 
-    init(maxMessageBytes: Int, closeTimeout: TimeAmount, raw: RawFrameWriter, encoder: ServerFrameEncoder) {
+    public init(maxMessageBytes: Int, closeTimeout: TimeAmount, raw: RawFrameWriter, encoder: ServerFrameEncoder) {
         assembler = WebSocketMessageAssembler(maxMessageBytes: maxMessageBytes)
         self.closeTimeout = closeTimeout
         self.raw = raw
@@ -42,20 +42,20 @@ final class WebSocketConnectionHandler: ChannelDuplexHandler, RemovableChannelHa
     }
 
     /// Set once, right after the handler is added and before any read.
-    func bind(_ session: WebSocketSession) {
+    public func bind(_ session: WebSocketSession) {
         self.session = session
         _ = session.enqueue(.opened)
     }
 
-    func handlerAdded(context: ChannelHandlerContext) {
+    public func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
     }
 
-    func handlerRemoved(context: ChannelHandlerContext) {
+    public func handlerRemoved(context: ChannelHandlerContext) {
         self.context = nil
     }
 
-    func channelInactive(context: ChannelHandlerContext) {
+    public func channelInactive(context: ChannelHandlerContext) {
         if !closed {
             closed = true
             _ = session?.enqueue(.closed)
@@ -67,7 +67,7 @@ final class WebSocketConnectionHandler: ChannelDuplexHandler, RemovableChannelHa
         context.fireChannelInactive()
     }
 
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+    public func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         // The server allows half-closure; for a WebSocket, the client's FIN ends the connection.
         if let e = event as? ChannelEvent, e == .inputClosed {
             context.close(promise: nil)
@@ -76,7 +76,7 @@ final class WebSocketConnectionHandler: ChannelDuplexHandler, RemovableChannelHa
         context.fireUserInboundEventTriggered(event)
     }
 
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+    public func errorCaught(context: ChannelHandlerContext, error: any Error) {
         // Decoder errors were answered (1002/1009) by NIO's protocol error
         // handler; anything else (reset, TLS) ends the connection.
         context.close(promise: nil)
@@ -84,7 +84,7 @@ final class WebSocketConnectionHandler: ChannelDuplexHandler, RemovableChannelHa
 
     // MARK: Inbound
 
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
         session?.activity.touch()
         if closeSent {
@@ -129,7 +129,7 @@ final class WebSocketConnectionHandler: ChannelDuplexHandler, RemovableChannelHa
         context.writeAndFlush(wrapOutboundOut(frame)).whenComplete { _ in context.close(promise: nil) }
     }
 
-    func read(context: ChannelHandlerContext) {
+    public func read(context: ChannelHandlerContext) {
         if readPaused {
             readPending = true
         } else {
@@ -155,7 +155,7 @@ final class WebSocketConnectionHandler: ChannelDuplexHandler, RemovableChannelHa
         drainOutbox()
     }
 
-    func channelWritabilityChanged(context: ChannelHandlerContext) {
+    public func channelWritabilityChanged(context: ChannelHandlerContext) {
         if context.channel.isWritable { drainOutbox() }
         context.fireChannelWritabilityChanged()
     }

@@ -16,7 +16,7 @@ public struct WebSocketRequest: Sendable {
     /// The peer's IP address as text ("unknown" when not an IP socket).
     public let remoteIP: String
 
-    init(head: HTTPRequestHead, remoteAddress: SocketAddress?) {
+    public init(head: HTTPRequestHead, remoteAddress: SocketAddress?) {
         let uri = Array(head.uri.utf8)
         if let q = uri.firstIndex(of: UInt8(ascii: "?")) {
             path = String(decoding: uri[..<q], as: UTF8.self)
@@ -77,7 +77,7 @@ public struct WebSocketRequest: Sendable {
 /// one at a time, in order, from a task it starts when there is work (an idle
 /// connection holds no task), so implementations may keep per-connection state
 /// without locks.
-protocol WebSocketEndpoint: AnyObject, Sendable {
+public protocol WebSocketEndpoint: AnyObject, Sendable {
     /// The upgrade completed.
     func opened(_ session: WebSocketSession) async
     /// A complete message arrived.
@@ -93,8 +93,8 @@ protocol WebSocketEndpoint: AnyObject, Sendable {
 }
 
 extension WebSocketEndpoint {
-    func handledOnEventLoop(_ message: WebSocketMessage) -> Bool { false }
-    func handleOnEventLoop(_ job: WebSocketSession.Job, _ session: WebSocketSession) -> Bool { false }
+    public func handledOnEventLoop(_ message: WebSocketMessage) -> Bool { false }
+    public func handleOnEventLoop(_ job: WebSocketSession.Job, _ session: WebSocketSession) -> Bool { false }
 }
 
 /// The bridge between a connection's event-loop handler and its endpoint:
@@ -102,13 +102,14 @@ extension WebSocketEndpoint {
 /// Thread-safe; every NIO call hops to the channel's event loop.
 public final class WebSocketSession: Sendable {
     public let request: WebSocketRequest
-    let eventLoop: any EventLoop
+    public let eventLoop: any EventLoop
     let handler: NIOLoopBound<WebSocketConnectionHandler>
     let endpoint: any WebSocketEndpoint
     /// Last frame of any kind from the client (Unix ms), for idle detection.
-    let activity: ActivityStamp
+    public let activity: ActivityStamp
 
-    enum Job {
+    /// One call for the endpoint.
+    public enum Job: Sendable {
         case opened
         case message(WebSocketMessage)
         case closed
@@ -124,40 +125,40 @@ public final class WebSocketSession: Sendable {
     /// Queued inbound bytes above which the handler stops reading from the socket.
     let maxInboxBytes: Int
 
-    init(request: WebSocketRequest, eventLoop: any EventLoop, handler: WebSocketConnectionHandler,
+    public init(request: WebSocketRequest, eventLoop: any EventLoop, handler: WebSocketConnectionHandler,
          endpoint: any WebSocketEndpoint, maxInboxBytes: Int) {
         self.request = request
         self.eventLoop = eventLoop
         self.handler = NIOLoopBound(handler, eventLoop: eventLoop)
         self.endpoint = endpoint
         self.maxInboxBytes = maxInboxBytes
-        self.activity = ActivityStamp(nowMs: Clock.nowMs)
+        self.activity = ActivityStamp(nowMs: SystemClock.nowMs)
     }
 
     // MARK: Engine side (any thread)
 
     /// Starts writing `connection`'s outbox to the socket. The engine's wake-up
     /// (see `RelayEngine.connect(_:onWake:)`) must call `wake()`.
-    func attach(_ connection: RelayConnection) {
+    public func attach(_ connection: RelayConnection) {
         let handler = self.handler
         eventLoop.execute { handler.value.attach(connection) }
     }
 
     /// The connection's outbox has items: drain it on the event loop.
     @inline(__always)
-    func wake() {
+    public func wake() {
         let handler = self.handler
         eventLoop.execute { handler.value.drainOutbox() }
     }
 
     /// Sends a close frame (before any engine connection exists) and closes.
-    func close(code: CloseCode, reason: String) {
+    public func close(code: CloseCode, reason: String) {
         let handler = self.handler
         eventLoop.execute { handler.value.sendClose(code: code.rawValue, reason: reason) }
     }
 
     /// Runs `body` on the event loop after `delay` unless the connection is gone.
-    func schedule(in delay: TimeAmount, _ body: @escaping @Sendable () -> Void) {
+    public func schedule(in delay: TimeAmount, _ body: @escaping @Sendable () -> Void) {
         eventLoop.scheduleTask(in: delay, body)
     }
 
@@ -165,7 +166,7 @@ public final class WebSocketSession: Sendable {
 
     /// Queues a job; starts the runner when idle. Returns false when the inbox
     /// is over its byte budget (the handler then pauses reading).
-    func enqueue(_ job: Job) -> Bool {
+    public func enqueue(_ job: Job) -> Bool {
         // Only the event loop enqueues, so "idle" cannot change before the endpoint runs
         // the job inline; order is kept because nothing earlier is pending.
         if inbox.withLock({ !$0.running && $0.jobs.isEmpty }) && endpoint.handleOnEventLoop(job, self) {
@@ -216,9 +217,9 @@ public final class WebSocketSession: Sendable {
 }
 
 /// A last-activity time shared by a transport and the keepalive timer.
-final class ActivityStamp: Sendable {
+public final class ActivityStamp: Sendable {
     private let ms: Atomic<Int64>
-    init(nowMs: Int64) { ms = Atomic(nowMs) }
-    func touch(nowMs: Int64 = Clock.nowMs) { ms.store(nowMs, ordering: .relaxed) }
-    var lastMs: Int64 { ms.load(ordering: .relaxed) }
+    public init(nowMs: Int64) { ms = Atomic(nowMs) }
+    public func touch(nowMs: Int64 = SystemClock.nowMs) { ms.store(nowMs, ordering: .relaxed) }
+    public var lastMs: Int64 { ms.load(ordering: .relaxed) }
 }

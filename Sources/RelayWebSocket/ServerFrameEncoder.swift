@@ -62,14 +62,15 @@ public final class ServerFrameEncoder: Sendable {
 /// Sits on the head side of NIO's frame encoder, so encoded frames skip the
 /// encoder but still pass the handlers nearer the socket (TLS); it only lends
 /// its context.
-final class RawFrameWriter: ChannelOutboundHandler, RemovableChannelHandler {
-    typealias OutboundIn = ByteBuffer
-    typealias OutboundOut = ByteBuffer
+public final class RawFrameWriter: ChannelOutboundHandler, RemovableChannelHandler {
+    public typealias OutboundIn = ByteBuffer
+    public typealias OutboundOut = ByteBuffer
+    public init() {}
 
     private(set) var context: ChannelHandlerContext?
 
-    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
-    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+    public func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+    public func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
 
     /// Writes an encoded frame toward the socket (no flush).
     func write(_ buffer: ByteBuffer) {
