@@ -1015,8 +1015,8 @@ def frame_vectors():
     text("publish_missing_data", '{"type":"message","channel":"events","event":"e"}', close(1008))
     text("presence_enter", '{"type":"presence","channel":"room","state":{"name":"Ada"}}', {"kind": "delivered"},
          "subscribers of room get wps.presence join")
-    text("presence_leave", '{"type":"presence","channel":"room","state":null}', {"kind": "delivered"},
-         "subscribers get wps.presence leave")
+    text("presence_leave", '{"type":"presence","channel":"room","state":null}', none,
+         "not a member: nothing happens (after an enter, subscribers get wps.presence leave)")
     text("presence_reserved", '{"type":"presence","channel":"wps:connections","state":{}}', err("forbidden", "wps:connections"))
     text("presence_too_large", '{"type":"presence","channel":"room","state":{"s":"%s"}}' % ("x" * 2048),
          err("state_too_large", "room"), "state over 2048 bytes")
