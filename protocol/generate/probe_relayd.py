@@ -14,7 +14,7 @@ disagreement; exit 1 if there is any. Needs only the Python standard library
 (and cryptography, through gen.py).
 """
 import base64
-import http.client
+import http.client as httpclient
 import json
 import os
 import shutil
@@ -132,21 +132,21 @@ class WS:
 
 # ---------------------------------------------------------------- relayd
 
-def start():
+def start(site_args=(), relayd_args=()):
     tmp = tempfile.mkdtemp(prefix="relay-probe-")
     r = subprocess.run([RELAYCTL, "site", "add", "--data-dir", tmp, "--site-url", "https://vectors.example", "--site-key", gen.SITE_KEY,
                         "--publish-secret", gen.PUBLISH_SECRET, "--jwt-secret", gen.JWT_SECRET,
-                        "--ed25519-public-key=" + gen.b64url(gen.ED_PUB)], capture_output=True)
+                        "--ed25519-public-key=" + gen.b64url(gen.ED_PUB)] + list(site_args), capture_output=True)
     if r.returncode != 0:
         raise SystemExit("site add failed: %s" % r.stderr.decode())
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([RELAYD, "--port", str(port), "--data-dir", tmp, "--dev-site", "false"],
+    proc = subprocess.Popen([RELAYD, "--port", str(port), "--data-dir", tmp, "--dev-site", "false"] + list(relayd_args),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for _ in range(100):
         try:
-            c = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            c = httpclient.HTTPConnection("127.0.0.1", port, timeout=1)
             c.request("GET", "/healthz")
             if c.getresponse().status == 200:
                 return proc, port, tmp
@@ -168,7 +168,7 @@ def publish(port, body: bytes):
     ts = int(time.time() * 1000)
     h = {"Content-Type": "application/json", "X-WP-Signal-Key": gen.SITE_KEY, "X-WP-Signal-Ts": str(ts),
          "X-WP-Signal-Sign": gen.v1_sig(body, ts, gen.PUBLISH_SECRET)}
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=3)
+    c = httpclient.HTTPConnection("127.0.0.1", port, timeout=3)
     c.request("POST", "/publish", body=body, headers=h)
     r = c.getresponse()
     data = r.read()
@@ -336,6 +336,229 @@ def probe_yjs(port):
         note(bool(got) and got[0][1][0] == code, "yjs room %r: documented close %d, relayd %s" % (room, code, got))
 
 
+def http(port, method, path, body=b"", headers=None):
+    c = httpclient.HTTPConnection("127.0.0.1", port, timeout=3)
+    c.request(method, path, body=body, headers=headers or {})
+    r = c.getresponse()
+    data = r.read()
+    try:
+        j = json.loads(data)
+    except ValueError:
+        j = None
+    return r.status, j, data, r
+
+
+def probe_signatures(port):
+    """signatures.json re-made at the real clock (timestamps shifted, nonces made unique per run, re-signed the same way)."""
+    s = load("signatures.json")
+    delta = int(time.time() * 1000) - s["now_ms"]
+    run_tag = base64.urlsafe_b64encode(os.urandom(3)).decode()
+    for c in s["cases"]:
+        r = c["request"]
+        h = dict(r["headers"])
+        # the clock moves on while the request travels: keep edge cases on their side of the edge
+        delta = int(time.time() * 1000) - s["now_ms"] + (200 if ("future" in c["name"] and "edge" not in c["name"]) or "edge_past" in c["name"] else
+                                                          -200 if "edge_future" in c["name"] else 0)
+        if c["scheme"] == "v1":
+            if "X-WP-Signal-Ts" in h and h["X-WP-Signal-Ts"].isdigit():
+                h["X-WP-Signal-Ts"] = str(int(h["X-WP-Signal-Ts"]) + delta)
+            if c["signed_string"] is not None:
+                body_signed, ts = c["signed_string"].rsplit(".", 1)
+                new = gen.v1_sig(body_signed.encode(), int(ts) + delta, c["signed_secret"])
+                old = gen.v1_sig(body_signed.encode(), int(ts), c["signed_secret"])
+                sent = r["headers"]["X-WP-Signal-Sign"]
+                h["X-WP-Signal-Sign"] = {old: new, old.upper(): new.upper(), "zz" + old[2:]: "zz" + new[2:], old[:63]: new[:63]}.get(sent, sent)
+        else:
+            lines = c["signed_string"].split("\n")
+            lines[6] = str(int(lines[6]) + delta)
+            lines[7] = lines[7][:-5] + run_tag + lines[7][-1:]
+            h["X-Relay-Timestamp"] = lines[6]
+            h["X-Relay-Nonce"] = lines[7]
+            new = gen.v2_sig("\n".join(lines), c["signed_secret"])
+            old = gen.v2_sig(c["signed_string"], c["signed_secret"])
+            sent = r["headers"]["X-Relay-Signature"]
+            h["X-Relay-Signature"] = {old: new, old[3:]: new[3:]}.get(sent, sent)
+        path = r["path"] + ("?" + r["query"] if r["query"] else "")
+        status, j, _, _ = http(port, r["method"], path, r["body"].encode(), h)
+        e = c["expected"]
+        err = (j or {}).get("error")
+        if e["valid"]:
+            ok = status == 200
+        else:
+            ok = status == e["status"] and err == e["error"]
+        note(ok, "signatures %s: documented %s, relayd %d %s" % (c["name"], "valid" if e["valid"] else "%d %s" % (e["status"], e["error"]), status, err or ""))
+
+
+def probe_http(port):
+    def signed(method, path, body):
+        ts = int(time.time() * 1000)
+        return {"X-WP-Signal-Key": gen.SITE_KEY, "X-WP-Signal-Ts": str(ts), "X-WP-Signal-Sign": gen.v1_sig(body, ts, gen.PUBLISH_SECRET)}
+    cases = [
+        ("publish receipt", b'{"channel":"events","event":"e","data":{}}', 200, None),
+        ("reserved channel", b'{"channel":"wps:connections","event":"e","data":{}}', 403, "reserved_channel"),
+        ("other site", ('{"channel":"site:%s:events","event":"e","data":{}}' % gen.OTHER_SITE_ID).encode(), 403, "forbidden"),
+        ("empty event", b'{"channel":"events","event":"","data":{}}', 400, "invalid_event"),
+        ("empty channel", b'{"channel":"","event":"e","data":{}}', 400, "invalid_channel"),
+        ("long idempotency key", ('{"channel":"events","event":"e","data":{},"idempotency_key":"%s"}' % ("k" * 129)).encode(), 400, "invalid_idempotency_key"),
+        ("no data", b'{"channel":"events","event":"e"}', 400, "invalid_body"),
+        ("array body", b'[]', 400, "invalid_body"),
+    ]
+    for name, body, st, err in cases:
+        status, j, raw, _ = http(port, "POST", "/publish", body, signed("POST", "/publish", body))
+        note(status == st and (err is None or (j or {}).get("error") == err), "http %s: documented %d %s, relayd %d %s" % (name, st, err or "", status, raw[:120]))
+        if name == "publish receipt" and status == 200:
+            keys = sorted(j.keys())
+            note(keys == sorted(["ok", "channel", "offset", "epoch", "deliveries", "duplicate"]) and isinstance(j["offset"], int) and j["channel"] == gen.full("events"),
+                 "http receipt documented {ok,channel(full),offset(int),epoch,deliveries,duplicate}, relayd %s" % raw[:200])
+    body = b'{"publications":[{"channel":"events","event":"e","data":1},{"channel":"events"}]}'
+    status, j, raw, _ = http(port, "POST", "/publish/batch", body, signed("POST", "/publish/batch", body))
+    note(status == 200 and len(j["results"]) == 2 and j["results"][0].get("ok") is True and j["results"][1].get("error") == "invalid_body",
+         "http batch: documented 200 with [receipt, invalid_body], relayd %d %s" % (status, raw[:200]))
+    status, j, raw, _ = http(port, "GET", "/site/stats", b"", signed("GET", "/site/stats", b""))
+    note(status == 200 and sorted(j) == ["active_connections", "max_connections"], "http stats: relayd %d %s" % (status, raw[:100]))
+    status, j, raw, r = http(port, "GET", "/healthz")
+    note(status == 200 and sorted(j) == sorted(["status", "active_connections", "published_messages", "channels", "sites", "uptime_s"]),
+         "http healthz fields: relayd %s" % raw[:200])
+    # SSE refusals and framing
+    now = int(time.time())
+    status, j, raw, _ = http(port, "GET", "/sse?channels=events")
+    note(status == 401 and (j or {}).get("error") == "invalid_token", "sse no token: documented 401 invalid_token, relayd %d %s" % (status, raw[:100]))
+    other = gen.jws({"alg": "HS256", "typ": "JWT"}, {"site_id": gen.OTHER_SITE_ID, "exp": now + 60}, ("hs256", gen.JWT_SECRET))
+    status, j, raw, _ = http(port, "GET", "/sse?channels=events&token=" + other)
+    note(status == 403 and (j or {}).get("error") == "site_not_found", "sse unknown site: documented 403 site_not_found, relayd %d %s" % (status, raw[:100]))
+    sock = socket.create_connection(("127.0.0.1", port), timeout=3)
+    sock.sendall(("GET /sse?channels=events,shop&token=%s HTTP/1.1\r\nHost: x\r\n\r\n" % token()).encode())
+    time.sleep(0.3)
+    pub = b'{"channel":"events","event":"post.updated","data":{"post_id":5}}'
+    http(port, "POST", "/publish", pub, signed("POST", "/publish", pub))
+    time.sleep(0.5)
+    sock.settimeout(1)
+    try:
+        got = sock.recv(65536).decode(errors="replace")
+    except socket.timeout:
+        got = ""
+    sock.close()
+    note("retry: 3000" in got and 'data: {"event":"post.updated","channel":"events","data":{"post_id":5}}' in got and "id: m1," in got,
+         "sse stream documented retry/id m1,/unnamed data, relayd: %r" % got[-400:])
+    # token sources on /ws
+    for label, path, protos in (("subprotocol", "/ws", ["relay", "token." + token()]), ("query", "/ws?token=" + token(), None)):
+        ws = WS(port, path, protos)
+        ws.send('{"type":"subscribe","channels":["events"]}')
+        got = classify(ws.frames(0.8))
+        ws.close()
+        note(ws.status == 101 and ("reply", "subscribed") in got, "ws token via %s: relayd %d %s" % (label, ws.status, got))
+    ws = WS(port, "/ws")
+    ws.send('{"type":"auth","token":"%s"}' % token())
+    ws.send('{"type":"subscribe","channels":["events"]}')
+    got = classify(ws.frames(0.8))
+    ws.close()
+    note(("reply", "subscribed") in got, "ws auth first frame: relayd %s" % got)
+    ws = WS(port, "/ws")
+    ws.send('{"type":"pong"}')
+    got = [g for g in ws.frames(1.5) if g[0] == "close"]
+    ws.close()
+    note(bool(got) and got[0][1][0] == 4001 and reason_matches(got[0][1][1], "token required"),
+         "ws first frame not auth: documented 4001 'token required', relayd %s" % got)
+    # /yjs text message ignored
+    ws = WS(port, "/yjs/probe-text?auth=" + token())
+    ws.frames(0.5)
+    ws.send('{"type":"pong"}')
+    got = [g for g in ws.frames(1.0) if g[0] == "close"]
+    ws.close()
+    note(not got, "yjs text message: documented ignored, relayd %s" % got)
+
+
+def first_close(frames):
+    for g in frames:
+        if g[0] == "close":
+            return g[1]
+    return None
+
+
+def probe_limits():
+    """Close codes that need tight limits: a second relayd with small caps."""
+    proc, port, tmp = start(["--max-connections", "3", "--max-message-bytes", "200"],
+                            ["--yjs-max-update-bytes", "64", "--yjs-max-connections-per-room", "2",
+                             "--yjs-max-collaborators-per-room", "1", "--idle-timeout", "2", "--ping-interval", "1"])
+    try:
+        def expect(what, got, code, reason=None):
+            ok = got is not None and got[0] == code and (reason is None or got[1].startswith(reason))
+            note(ok, "close %s: documented %d%s, relayd %s" % (what, code, " %r" % reason if reason else "", got))
+        a = WS(port, "/yjs/r1?auth=" + token(user_id="1")); a.frames(0.3)
+        b = WS(port, "/yjs/r1?auth=" + token(user_id="2"))
+        expect("yjs collaborator cap", first_close(b.frames(1)), 4014)
+        a.close(); b.close(); time.sleep(0.3)
+        a = WS(port, "/yjs/r2?auth=" + token(user_id="1")); a.frames(0.3)
+        b = WS(port, "/yjs/r2?auth=" + token(user_id="1")); b.frames(0.3)
+        c = WS(port, "/yjs/r2?auth=" + token(user_id="1"))
+        expect("yjs room connection cap", first_close(c.frames(1)), 4012)
+        a.close(); b.close(); c.close(); time.sleep(0.3)
+        a = WS(port, "/yjs/r3?auth=" + token()); a.frames(0.3)
+        a.send(b"\x00\x02\x50" + b"\x00" * 80, 2)
+        expect("yjs update over --yjs-max-update-bytes", first_close(a.frames(1)), 4011)
+        a.close(); time.sleep(0.3)
+        conns = [WS(port, "/ws?token=" + token()) for _ in range(3)]
+        for w in conns:
+            w.frames(0.2)
+        d = WS(port, "/ws?token=" + token())
+        expect("site connection limit", first_close(d.frames(1)), 4029)
+        for w in conns:
+            w.close()
+        time.sleep(0.3)
+        w = WS(port, "/ws?token=" + token())
+        w.send('{"type":"message","channel":"events","event":"e","data":"%s"}' % ("x" * 300))
+        expect("client publish over max_message_bytes", first_close(w.frames(1)), 1009)
+        w.close(); time.sleep(0.3)
+        w = WS(port, "/ws?token=" + token())
+        for i in range(40):
+            w.send('{"type":"message","channel":"events","event":"e","data":%d}' % i)
+        expect("client publish rate", first_close(w.frames(1)), 4013)
+        w.close(); time.sleep(0.3)
+        w = WS(port, "/ws?token=" + token())
+        w.s.settimeout(6)
+        got = None
+        t0 = time.time()
+        while time.time() - t0 < 6 and got is None:
+            got = first_close([f for f in w.frames(0.5) if f[0] == "close"])
+        expect("ws idle (--idle-timeout 2)", got, 4002)
+        w.close()
+        y = WS(port, "/yjs/r4?auth=" + token())
+        got = None
+        t0 = time.time()
+        while time.time() - t0 < 7 and got is None:
+            got = first_close(y.frames(0.5))
+        note(got is None, "close yjs idle: close-codes.json lists 4002 for /ws only; relayd on a silent /yjs connection (--idle-timeout 2): %s" % (got,))
+        y.close()
+        w = WS(port, "/ws?token=" + token()); w.frames(0.2)
+        y = WS(port, "/yjs/r5?auth=" + token()); y.frames(0.2)
+        body = json.dumps({"site_key": gen.SITE_KEY, "publish_secret": gen.PUBLISH_SECRET}).encode()
+        st, j, raw, _ = http(port, "POST", "/api/sites/unregister", body, {"Content-Type": "application/json"})
+        note(st == 200, "unregister: relayd %d %s" % (st, raw[:100]))
+        expect("ws after unregister", first_close(w.frames(1)), 4003)
+        expect("yjs after unregister", first_close(y.frames(1)), 4003)
+        w.close(); y.close()
+        x = WS(port, "/ws?token=" + token())
+        expect("ws token of an archived site", first_close(x.frames(1)), 4003)
+        x.close()
+        st, j, raw, _ = http(port, "POST", "/api/sites/register", json.dumps({"site_url": "https://vectors.example", "site_name": "v"}).encode(),
+                             {"Authorization": "Bearer " + open(os.path.join(tmp, "admin.key")).read().strip()})
+        note(st == 200 and j.get("site_key") == gen.SITE_KEY and j.get("publish_secret") != gen.PUBLISH_SECRET,
+             "register an archived URL: documented same site_key, fresh secrets; relayd %d %s" % (st, raw[:160]))
+        fresh = j.get("jwt_secret", "")
+        tok = gen.jws({"alg": "HS256", "typ": "JWT"}, {"site_id": gen.SITE_ID, "exp": int(time.time()) + 60}, ("hs256", fresh))
+        w = WS(port, "/ws?token=" + tok); w.frames(0.3)
+        proc.send_signal(15)
+        expect("ws on shutdown", first_close(w.frames(3)), 4500, "server shutting down; retry_after_ms=")
+        w.close()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(8)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 if __name__ == "__main__":
     for b in (RELAYD, RELAYCTL):
         if not os.access(b, os.X_OK):
@@ -343,6 +566,8 @@ if __name__ == "__main__":
     proc, port, tmp = start()
     try:
         probe_json(port)
+        probe_signatures(port)
+        probe_http(port)
         probe_frames(port)
         probe_tokens(port)
         probe_yjs(port)
@@ -350,5 +575,6 @@ if __name__ == "__main__":
         proc.terminate()
         proc.wait(5)
         shutil.rmtree(tmp, ignore_errors=True)
+    probe_limits()
     print("probe_relayd.py: %d agreements, %d disagreements" % (agreed, len(disagreements)))
     sys.exit(1 if disagreements else 0)
