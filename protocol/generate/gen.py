@@ -500,7 +500,7 @@ def json_vectors():
         "description": "JSON strictness cases. Every JSON text relayd reads (HTTP bodies, WebSocket text frames, token headers and payloads, presence states, awareness states) follows one rule set: RFC 8259, UTF-8 only, no lone surrogate escapes, no duplicate member names, nesting depth at most 64. `input_hex` is authoritative; `input` is the same bytes as text when they are UTF-8. Cases without `context` are complete JSON texts; `context: publish_body` cases are complete POST /publish bodies with the expected HTTP answer.",
         "version": 1,
         "generated_by": GENERATED_BY + "; validity checked by two validators in gen.py (a strict parser, and Python's json module with duplicate, surrogate, constant and depth checks added)",
-        "confirmed_by": "crosscheck.php (PHP json_decode with depth 64; it cannot see duplicate names, so duplicate_key cases are skipped there)",
+        "confirmed_by": "crosscheck.php (PHP json_decode with depth 64; it cannot see duplicate names, so duplicate_key cases are skipped there); probe_relayd.py sends every case to a live relayd as POST /publish data or body",
         "max_depth": MAX_DEPTH,
         "rules": {
             "utf8": "the text is UTF-8 (RFC 3629): no overlong forms, no encoded surrogates, nothing above U+10FFFF, no truncated sequences",
@@ -821,7 +821,7 @@ def signature_vectors():
         "description": "Publish request signatures. Evaluate the cases in order against one verifier (one replay cache) for the site below at `now_ms`, window ±60 000 ms. The request is what arrives at the relay; `signed_string` is what the signer HMACed (v1: body.ts; v2: the canonical request). `expected.valid` false gives the HTTP status and `error`.",
         "version": 1,
         "generated_by": GENERATED_BY,
-        "confirmed_by": "crosscheck.php (hash_hmac, rawurlencode/rawurldecode) recomputes every signature and verdict; crosscheck_relayctl.py compares `relayctl sign` for v1 and v2",
+        "confirmed_by": "crosscheck.php (hash_hmac, rawurlencode/rawurldecode) recomputes every signature and verdict; crosscheck_relayctl.py compares `relayctl sign` for v1 and v2; probe_relayd.py replays every case (timestamps shifted to the real clock) against a live relayd",
         "now_ms": NOW_MS,
         "window_ms": 60000,
         "site": {"site_key": SITE_KEY, "publish_secret": PUBLISH_SECRET, "publish_key_id": PUBLISH_KEY_ID},
@@ -1088,6 +1088,7 @@ def frame_vectors():
         "description": "WebSocket frames on /ws. client_to_relay: a frame and what relayd does with it on an open connection whose token is `default` (both prefix lists site:{site_id}:) or `strict` (subscribe site:{site_id}:events and site:{site_id}:yjs:, publish site:{site_id}:yjs:). expect.kind: reply (control frames of `types`), delivered (a publication/presence event reaches subscribers), error (an error frame with `code`, the connection stays open), error_then_close, close (relayd closes with `code`), none. relay_to_client: example frames with the meaning of their fields.",
         "version": 1,
         "generated_by": GENERATED_BY,
+        "confirmed_by": "probe_relayd.py sends every client_to_relay case (except auth_valid, which needs a fresh token) to a live relayd",
         "site_id": SITE_ID,
         "other_site_id": OTHER_SITE_ID,
         "tokens": {
@@ -1109,7 +1110,7 @@ def yprotocol_vectors():
         "description": "y-websocket messages on /yjs/{room}, one per binary WebSocket message. Made by real Yjs/y-protocols with fixed client IDs (doc A = client 1, B = 2). Message types: 0 sync (sync type 0 step 1 = varUint8Array state vector, 1 step 2 = varUint8Array update, 2 update), 1 awareness (varUint8Array of: count, then per client varUint id, varUint clock, varString state JSON), 2 auth (0 permission-denied, varString reason), 3 query-awareness. `invalid` lists messages relayd must close with 1008.",
         "version": 1,
         "generated_by": "protocol/generate/yprotocols.js (" + d["made_with"] + ")",
-        "confirmed_by": "crosscheck_relayctl.py decodes every message with `relayctl yjs inspect --kind message`",
+        "confirmed_by": "crosscheck_relayctl.py decodes every message with `relayctl yjs inspect --kind message`; probe_relayd.py checks relayd's opening frame, step 2 answer, broadcast, permission-denied and the invalid messages on a live /yjs",
         "messages": d["messages"],
         "invalid": [dict(i, expect={"kind": "close", "code": 1008}) for i in d["invalid"]],
     }
