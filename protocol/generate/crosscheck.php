@@ -29,8 +29,10 @@ function verify_token(string $tok, array $keys, array $site, string $pk, int $no
     if (count($parts) !== 3) return ['malformed', 4001];
     [$h, $p, $s] = $parts;
     $payload = b64url_dec($p);
-    $claims = $payload === false ? null : json_decode($payload, true, 16);
-    if (!is_array($claims) || !isset($claims['site_id'])) return ['malformed(no site_id)', 4001];
+    // PHP's depth counts one more level than the protocol's 64.
+    $claims = $payload === false ? null : json_decode($payload, true, 65);
+    if (!is_array($claims)) return ['malformed', 4001];
+    if (!isset($claims['site_id'])) return ['malformed(no site_id)', 4001];
     if ($claims['site_id'] !== $site['site_id']) return ['siteNotFound', 4003];
     $header = json_decode(b64url_dec($h), true, 4);
     if (!is_array($header) || !isset($header['alg'])) return ['malformed', 4001];

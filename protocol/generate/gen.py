@@ -671,6 +671,17 @@ def token_vectors():
     dup = ('{"site_id":"%s","user_id":"42","exp":%d,"exp":%d}' % (SITE_ID, NOW + 290, NOW + 99999)).encode()
     add("duplicate_claim", "a payload with exp twice breaks the JSON rules (duplicate member names)",
         jws(HS, dup, ("hs256", JWT_SECRET)), ["HS256"], refused("malformed"), None, HS)
+    # The JSON rules hold inside tokens too: the payload object is level 1.
+    deep = ('{"site_id":"%s","user_id":"42","exp":%d,"x":%s}' % (SITE_ID, NOW + 290, "[" * 63 + "]" * 63)).encode()
+    c5 = json.loads(deep)
+    add("payload_depth_64", "a claim nested so that the payload is 64 deep: valid by the JSON rules (unknown claims are ignored)",
+        jws(HS, deep, ("hs256", JWT_SECRET)), ["HS256"], dict({"valid": True}, grant=grant(c5, [])), c5, HS)
+    deeper = ('{"site_id":"%s","user_id":"42","exp":%d,"x":%s}' % (SITE_ID, NOW + 290, "[" * 64 + "]" * 64)).encode()
+    add("payload_depth_65", "the payload is 65 deep: breaks the JSON rules", jws(HS, deeper, ("hs256", JWT_SECRET)), ["HS256"],
+        refused("malformed"), None, HS)
+    sur = ('{"site_id":"%s","user_id":"\\uD800","exp":%d}' % (SITE_ID, NOW + 290)).encode()
+    add("payload_lone_surrogate", "user_id holds the escape of a lone surrogate: breaks the JSON rules", jws(HS, sur, ("hs256", JWT_SECRET)),
+        ["HS256"], refused("malformed"), None, HS)
     for case in cases:
         assert len(case["token"]) <= 8192 or case["name"] == "oversize"
 
