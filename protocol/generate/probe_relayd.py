@@ -298,6 +298,21 @@ def probe_tokens(port):
                 note(reason_matches(reason, e["close_reason"]), "tokens %s on %s: close reason documented %r, relayd %r" % (name, path, e["close_reason"], reason))
 
 
+def probe_token_json(port):
+    """The JSON rules inside a token, at the real clock: a payload 64 deep is valid, 65 deep is not."""
+    now = int(time.time())
+    for depth, valid in ((64, True), (65, False)):
+        payload = ('{"site_id":"%s","user_id":"42","exp":%d,"x":%s}' % (gen.SITE_ID, now + 120, "[" * (depth - 1) + "]" * (depth - 1))).encode()
+        tok = gen.jws({"alg": "HS256", "typ": "JWT"}, payload, ("hs256", gen.JWT_SECRET))
+        ws = WS(port, "/ws?token=" + tok)
+        ws.send('{"type":"subscribe","channels":["events"]}')
+        got = ws.frames(1.0)
+        ws.close()
+        closed = first_close(got)
+        ok = (closed is None) if valid else (closed is not None and closed[0] == 4001)
+        note(ok, "tokens payload depth %d at the real clock: documented %s, relayd %s" % (depth, "valid" if valid else "close 4001 invalid token", closed or "open"))
+
+
 def probe_yjs(port):
     y = load("yprotocols.json")
     msgs = {m["name"]: m for m in y["messages"]}
@@ -570,6 +585,7 @@ if __name__ == "__main__":
         probe_http(port)
         probe_frames(port)
         probe_tokens(port)
+        probe_token_json(port)
         probe_yjs(port)
     finally:
         proc.terminate()

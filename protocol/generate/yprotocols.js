@@ -152,6 +152,16 @@ add('auth_permission_denied', 'auth permission-denied, as relayd sends to a read
 
 awA.destroy(); awB.destroy(); awC.destroy()
 
+// One awareness message with one entry whose state is the given text (not checked by y-protocols).
+function awarenessHex (client, clock, stateText) {
+  const inner = encoding.createEncoder()
+  encoding.writeVarUint(inner, 1)
+  encoding.writeVarUint(inner, client)
+  encoding.writeVarUint(inner, clock)
+  encoding.writeVarString(inner, stateText)
+  return hex(frame((e) => { encoding.writeVarUint(e, messageAwareness); encoding.writeVarUint8Array(e, encoding.toUint8Array(inner)) }))
+}
+
 const invalid = [
   { name: 'empty', hex: '', why: 'no message type' },
   { name: 'unknown_type', hex: '04', why: 'message type 4 is not defined' },
@@ -159,7 +169,9 @@ const invalid = [
   { name: 'sync_step1_truncated', hex: '000005', why: 'varUint8Array length 5 with no bytes' },
   { name: 'trailing_bytes', hex: '0300', why: 'one message per frame: a byte after query-awareness' },
   // awareness, varUint8Array of 5 bytes: count 1, client 1, clock 5, varString "{" (length 1).
-  { name: 'awareness_bad_json', hex: '0105010105017b', why: 'an awareness state that is not JSON' }
+  { name: 'awareness_bad_json', hex: '0105010105017b', why: 'an awareness state that is not JSON' },
+  { name: 'awareness_duplicate_key', hex: awarenessHex(1, 5, '{"a":1,"a":2}'), why: 'an awareness state that breaks the JSON rules (duplicate member names)' },
+  { name: 'awareness_lone_surrogate', hex: awarenessHex(1, 5, '{"name":"\\uD800"}'), why: 'an awareness state that breaks the JSON rules (lone surrogate escape)' }
 ]
 
 process.stdout.write(JSON.stringify({
