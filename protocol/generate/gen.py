@@ -1031,8 +1031,9 @@ def frame_vectors():
     text("presence_reserved", '{"type":"presence","channel":"wps:connections","state":{}}', err("forbidden", "wps:connections"))
     text("presence_too_large", '{"type":"presence","channel":"room","state":{"s":"%s"}}' % ("x" * 2048),
          err("state_too_large", "room"), "state over 2048 bytes")
-    text("auth_valid", '{"type":"auth","token":"<a valid token for the same site>"}', reply("auth_ok"),
-         "placeholder token: use a fresh valid token")
+    hs_valid = next(c for c in token_vectors()["cases"] if c["name"] == "hs256_valid")["token"]
+    text("auth_valid", '{"type":"auth","token":"%s"}' % hs_valid, reply("auth_ok"),
+         "tokens.json hs256_valid: valid at `now` (set the clock, or mint an equivalent token)")
     text("auth_invalid", '{"type":"auth","token":"not.a.token"}', {"kind": "error_then_close", "code": "unauthorized", "close": 4001,
                                                                    "reason": "invalid token"})
     text("pong", '{"type":"pong"}', none)
@@ -1100,6 +1101,7 @@ def frame_vectors():
         "version": 1,
         "generated_by": GENERATED_BY,
         "confirmed_by": "probe_relayd.py sends every client_to_relay case (except auth_valid, which needs a fresh token) to a live relayd",
+        "now": NOW,
         "site_id": SITE_ID,
         "other_site_id": OTHER_SITE_ID,
         "tokens": {
