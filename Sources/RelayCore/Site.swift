@@ -36,18 +36,6 @@ public struct RateLimit: Sendable, Equatable {
     }
 }
 
-/// An HMAC publish secret with a key id (for overlapping rotation).
-public struct PublishSecret: Sendable, Equatable {
-    public var keyID: String
-    /// The secret exactly as shared with WordPress (the contract uses the hex
-    /// string's bytes as the HMAC key).
-    public var secret: String
-    public init(keyID: String, secret: String) {
-        self.keyID = keyID
-        self.secret = secret
-    }
-}
-
 /// A tenant: one WordPress site.
 public struct Site: Sendable, Equatable {
     /// Relay-issued public key (32 hex in the contract).

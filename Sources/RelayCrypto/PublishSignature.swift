@@ -18,18 +18,28 @@ public enum PublishSignatureError: Error, Equatable, Sendable {
     case replayCacheFull
 }
 
-/// A publish secret with its key id. During rotation a site holds the new
+/// A site's publish secret with its key id: the one type for it everywhere
+/// (registry, storage, verification). During rotation a site holds the new
 /// secret and the old one until `validUntilMs`.
-public struct PublishSecret: Sendable {
+public struct PublishSecret: Sendable, Equatable {
     public let keyID: String
+    /// The secret exactly as shared with WordPress (the contract uses the hex
+    /// string's bytes as the HMAC key).
+    public let secret: String
+    /// The HMAC key made from `secret`, pads precomputed.
     public let key: HMACSHA256Key
-    /// Unix milliseconds after which this secret is refused; nil = no end.
+    /// Unix milliseconds after which this secret is refused (set on rotation); nil = no end.
     public let validUntilMs: Int64?
 
     public init(keyID: String, secret: String, validUntilMs: Int64? = nil) {
         self.keyID = keyID
+        self.secret = secret
         self.key = HMACSHA256Key(utf8: secret)
         self.validUntilMs = validUntilMs
+    }
+
+    public static func == (a: PublishSecret, b: PublishSecret) -> Bool {
+        a.keyID == b.keyID && a.validUntilMs == b.validUntilMs && ConstantTime.equals(a.secret, b.secret)
     }
 
     func isValid(atMs now: Int64) -> Bool { validUntilMs.map { now <= $0 } ?? true }

@@ -98,7 +98,7 @@ extension RelayService {
         var record = SiteRecord.generate(siteURL: body["site_url"]?.stringValue, siteName: body["site_name"]?.stringValue,
                                          limits: configuration.defaultSiteLimits)
         if let k = body["site_key"]?.stringValue { record.siteKey = k }
-        if let s = body["publish_secret"]?.stringValue { record.publishSecrets = [StoredPublishSecret(keyID: body["publish_key_id"]?.stringValue ?? "k1", secret: s)] }
+        if let s = body["publish_secret"]?.stringValue { record.publishSecrets = [PublishSecret(keyID: body["publish_key_id"]?.stringValue ?? "k1", secret: s)] }
         if let j = body["jwt_secret"] { record.jwtSecret = j.stringValue }
         if let pk = body["ed25519_public_key"]?.stringValue {
             guard let raw = Base64.decode(pk, .url) ?? Base64.decode(pk, .standard), raw.count == 32 else {

@@ -81,7 +81,7 @@ public struct TokenAuthority: Sendable {
     static func unverifiedSiteID(_ token: String) -> String? {
         let parts = token.utf8.split(separator: UInt8(ascii: "."), maxSplits: 3, omittingEmptySubsequences: false)
         guard parts.count == 3, let payload = Base64.decode(bytes: Array(parts[1]), .url),
-              let json = try? JSONParser.parse(payload, maxDepth: 16) else { return nil }
+              let json = try? JSONParser.parse(payload) else { return nil }
         return json["site_id"]?.stringValue
     }
 }

@@ -5,26 +5,12 @@ import RelayCore
 import RelayCrypto
 import Synchronization
 
-/// A publish secret as stored, with its rotation deadline.
-public struct StoredPublishSecret: Sendable, Equatable {
-    public var keyID: String
-    public var secret: String
-    /// Unix milliseconds after which the secret is refused (set on rotation); nil = current.
-    public var validUntilMs: Int64?
-
-    public init(keyID: String, secret: String, validUntilMs: Int64? = nil) {
-        self.keyID = keyID
-        self.secret = secret
-        self.validUntilMs = validUntilMs
-    }
-}
-
 /// Everything the relay keeps about one site.
 public struct SiteRecord: Sendable, Equatable {
     public var siteKey: String
     public var siteURL: String?
     public var siteName: String?
-    public var publishSecrets: [StoredPublishSecret]
+    public var publishSecrets: [PublishSecret]
     public var jwtSecret: String?
     public var ed25519PublicKey: [UInt8]?
     public var limits: SiteLimits
@@ -32,7 +18,7 @@ public struct SiteRecord: Sendable, Equatable {
     public var archived: Bool
     public var createdAtMs: Int64
 
-    public init(siteKey: String, siteURL: String? = nil, siteName: String? = nil, publishSecrets: [StoredPublishSecret],
+    public init(siteKey: String, siteURL: String? = nil, siteName: String? = nil, publishSecrets: [PublishSecret],
                 jwtSecret: String?, ed25519PublicKey: [UInt8]? = nil, limits: SiteLimits = SiteLimits(),
                 archived: Bool = false, createdAtMs: Int64 = Int64(Date().timeIntervalSince1970 * 1000)) {
         self.siteKey = siteKey
@@ -51,14 +37,14 @@ public struct SiteRecord: Sendable, Equatable {
     /// The engine's view of this site.
     public var site: Site {
         Site(siteKey: siteKey,
-             publishSecrets: publishSecrets.map { RelayCore.PublishSecret(keyID: $0.keyID, secret: $0.secret) },
+             publishSecrets: publishSecrets,
              jwtSecret: jwtSecret, ed25519PublicKey: ed25519PublicKey, limits: limits, revoked: archived)
     }
 
     /// Fresh credentials in the wordsocket formats: 32-hex site key, 64-hex secrets.
     public static func generate(siteURL: String? = nil, siteName: String? = nil, limits: SiteLimits = SiteLimits()) -> SiteRecord {
         SiteRecord(siteKey: Hex.encode(SecureRandom.bytes(count: 16)), siteURL: siteURL, siteName: siteName,
-                   publishSecrets: [StoredPublishSecret(keyID: "k1", secret: Hex.encode(SecureRandom.bytes(count: 32)))],
+                   publishSecrets: [PublishSecret(keyID: "k1", secret: Hex.encode(SecureRandom.bytes(count: 32)))],
                    jwtSecret: Hex.encode(SecureRandom.bytes(count: 32)), limits: limits)
     }
 }
@@ -137,9 +123,9 @@ public final class SiteStore: SiteRegistry, Sendable {
 
     private static func loadAll(_ db: Database) throws -> [SiteRecord] {
         let secretRows = try Row.fetchAll(db, sql: "SELECT site_key, key_id, secret, valid_until_ms FROM publish_secret ORDER BY rowid")
-        var secrets: [String: [StoredPublishSecret]] = [:]
+        var secrets: [String: [PublishSecret]] = [:]
         for r in secretRows {
-            secrets[r["site_key"], default: []].append(StoredPublishSecret(keyID: r["key_id"], secret: r["secret"], validUntilMs: r["valid_until_ms"]))
+            secrets[r["site_key"], default: []].append(PublishSecret(keyID: r["key_id"], secret: r["secret"], validUntilMs: r["valid_until_ms"]))
         }
         return try Row.fetchAll(db, sql: "SELECT * FROM site ORDER BY created_at_ms").map { r in
             let key: String = r["site_key"]
@@ -199,11 +185,11 @@ public final class SiteStore: SiteRegistry, Sendable {
         let deadline = nowMs + graceSeconds * 1000
         r.publishSecrets = r.publishSecrets
             .filter { ($0.validUntilMs ?? .max) > nowMs }
-            .map { var s = $0; s.validUntilMs = min(s.validUntilMs ?? deadline, deadline); return s }
+            .map { PublishSecret(keyID: $0.keyID, secret: $0.secret, validUntilMs: min($0.validUntilMs ?? deadline, deadline)) }
         var n = r.publishSecrets.count + 1
         var kid = "k\(n)"
         while r.publishSecrets.contains(where: { $0.keyID == kid }) { n += 1; kid = "k\(n)" }
-        r.publishSecrets.append(StoredPublishSecret(keyID: kid, secret: Hex.encode(SecureRandom.bytes(count: 32))))
+        r.publishSecrets.append(PublishSecret(keyID: kid, secret: Hex.encode(SecureRandom.bytes(count: 32))))
         if rotateJWTSecret { r.jwtSecret = Hex.encode(SecureRandom.bytes(count: 32)) }
         try save(r)
         return r
@@ -230,7 +216,7 @@ public final class SiteStore: SiteRegistry, Sendable {
     /// Secrets that currently verify publish signatures, for `PublishVerifier`.
     public func publishSecrets(siteKey: String) -> [RelayCrypto.PublishSecret]? {
         guard let r = record(key: siteKey), !r.archived else { return nil }
-        return r.publishSecrets.map { RelayCrypto.PublishSecret(keyID: $0.keyID, secret: $0.secret, validUntilMs: $0.validUntilMs) }
+        return r.publishSecrets
     }
 
     /// Writes this month's in-memory message counts to the database.

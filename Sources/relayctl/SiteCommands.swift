@@ -86,7 +86,7 @@ struct SiteCommand: AsyncParsableCommand {
                 let store = try target.store()
                 var r = SiteRecord.generate(siteURL: siteURL, siteName: name)
                 if let siteKey { r.siteKey = siteKey }
-                if let publishSecret { r.publishSecrets = [StoredPublishSecret(keyID: "k1", secret: publishSecret)] }
+                if let publishSecret { r.publishSecrets = [PublishSecret(keyID: "k1", secret: publishSecret)] }
                 if let jwtSecret { r.jwtSecret = jwtSecret }
                 if let pk = ed25519PublicKey {
                     guard let raw = Base64.decode(pk, .url) ?? Base64.decode(pk, .standard), raw.count == 32 else { throw CLIError("--ed25519-public-key must be 32 bytes") }
