@@ -31,13 +31,13 @@ extension YUpdate {
     }
 
     /// Decodes a y-websocket message to JSON (updates inside sync messages are expanded).
-    public static func inspect(message bytes: [UInt8]) throws -> String {
+    public static func inspect(message bytes: [UInt8], awarenessStateIsValid: (String) -> Bool = { _ in true }) throws -> String {
         switch try ProtocolMessage(decoding: bytes) {
         case .sync(.step1(let sv)): return "{\"type\": \"syncStep1\", \"stateVector\": \(inspect(stateVector: try StateVector(decoding: sv)))}\n"
         case .sync(.step2(let u)): return "{\"type\": \"syncStep2\", \"update\": \(try inspect(u))}\n"
         case .sync(.update(let u)): return "{\"type\": \"update\", \"update\": \(try inspect(u))}\n"
         case .awareness(let a):
-            let entries = try AwarenessUpdate(decoding: a).entries.map {
+            let entries = try AwarenessUpdate(decoding: a, stateIsValid: awarenessStateIsValid).entries.map {
                 var s = ""
                 Lib0Any.appendJSONString($0.state, &s)
                 return "{\"clientID\": \($0.clientID), \"clock\": \($0.clock), \"state\": \(s)}"

@@ -1,3 +1,4 @@
+import RelayJSON
 import ArgumentParser
 import Foundation
 import RelayCrypto
@@ -35,7 +36,7 @@ struct YjsCommand: ParsableCommand {
                 switch kind {
                 case "update": IO.line(try YUpdate.inspect(bytes))
                 case "state-vector": IO.line(YUpdate.inspect(stateVector: try StateVector(decoding: bytes)))
-                case "message": IO.line(try YUpdate.inspect(message: bytes))
+                case "message": IO.line(try YUpdate.inspect(message: bytes, awarenessStateIsValid: JSON.isValid))
                 default: throw CLIError("--kind must be update, state-vector or message")
                 }
             } catch let e as CLIError {
