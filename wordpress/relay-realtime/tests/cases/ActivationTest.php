@@ -23,8 +23,6 @@ final class ActivationTest extends Relay_Test_Case {
 
 	public function test_secrets_are_never_autoloaded() {
 		global $wpdb;
-		$rows = $wpdb->get_results( "SELECT option_name, autoload FROM {$wpdb->options} WHERE option_name LIKE 'relay\\_realtime\\_%'", ARRAY_A ); // phpcs:ignore WordPress.DB
-		$by   = array_column( $rows, 'autoload', 'option_name' );
 		\RelayRealtime\Status::error( 'unreachable', 'test', 0 );
 		$rows = $wpdb->get_results( "SELECT option_name, autoload FROM {$wpdb->options} WHERE option_name LIKE 'relay\\_realtime\\_%'", ARRAY_A ); // phpcs:ignore WordPress.DB
 		$by   = array_column( $rows, 'autoload', 'option_name' );

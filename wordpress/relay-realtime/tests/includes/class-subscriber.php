@@ -69,6 +69,9 @@ final class Relay_Subscriber {
 		if ( isset( $opts['payload_key'] ) ) {
 			$cmd[] = '--payload-key=' . $opts['payload_key'];
 		}
+		if ( isset( $opts['presence'] ) ) {
+			array_push( $cmd, '--presence', $opts['presence'] );
+		}
 		if ( ! empty( $opts['reconnect'] ) ) {
 			$cmd = array_values( array_diff( $cmd, array( '--no-reconnect' ) ) );
 		}
