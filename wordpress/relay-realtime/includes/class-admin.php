@@ -264,7 +264,8 @@ final class Admin {
 		echo '<input type="hidden" name="action" value="' . esc_attr( 'relay_realtime_' . $action ) . '">';
 		wp_nonce_field( 'relay_realtime_' . $action );
 		echo $fields; // phpcs:ignore WordPress.Security.EscapeOutput.OutputNotEscaped -- built from escaped parts by the caller.
-		submit_button( $label, $class, 'submit', false );
+		$classes = 'primary' === $class ? 'button button-primary' : ( 'delete' === $class ? 'button button-link-delete' : 'button' );
+		echo ' <button type="submit" class="' . esc_attr( $classes ) . '">' . esc_html( $label ) . '</button>';
 		echo '</form>';
 	}
 

@@ -173,6 +173,31 @@ abstract class Relay_Test_Case extends TestCase {
 	}
 
 	/**
+	 * Asserts a WP_Error.
+	 *
+	 * @param mixed  $value   Value.
+	 * @param string $message Message.
+	 * @return void
+	 */
+	protected function assertWPError( $value, $message = '' ) {
+		$this->assertInstanceOf( WP_Error::class, $value, $message );
+	}
+
+	/**
+	 * Reads an option from the database, bypassing this process's cache (another process may have written it).
+	 *
+	 * @param string $name    Option.
+	 * @param mixed  $default Default.
+	 * @return mixed
+	 */
+	protected static function fresh_option( $name, $default = false ) {
+		wp_cache_delete( $name, 'options' );
+		wp_cache_delete( 'alloptions', 'options' );
+		wp_cache_delete( 'notoptions', 'options' );
+		return get_option( $name, $default );
+	}
+
+	/**
 	 * Full channel name.
 	 *
 	 * @param string $name Bare name.

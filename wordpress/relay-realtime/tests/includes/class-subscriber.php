@@ -53,6 +53,13 @@ final class Relay_Subscriber {
 	public $stderr = '';
 
 	/**
+	 * Exit code once ended.
+	 *
+	 * @var int|null
+	 */
+	public $exit_code = null;
+
+	/**
 	 * Starts relayctl subscribe.
 	 *
 	 * @param string[] $channels Channels (full names).
@@ -127,12 +134,27 @@ final class Relay_Subscriber {
 		$deadline = microtime( true ) + $timeout;
 		do {
 			if ( $pred( $this->lines ) ) {
+				$this->drain_if_ended();
 				return true;
 			}
 			$this->pump( 0.05 );
 		} while ( microtime( true ) < $deadline && $this->running() );
-		$this->pump( 0.05 );
+		$this->drain_if_ended();
 		return (bool) $pred( $this->lines );
+	}
+
+	/**
+	 * Reads everything left once the process ended.
+	 *
+	 * @return void
+	 */
+	private function drain_if_ended() {
+		if ( $this->running() ) {
+			return;
+		}
+		for ( $i = 0; $i < 50 && ! ( feof( $this->err ) && feof( $this->out ) ); $i++ ) {
+			$this->pump( 0.02 );
+		}
 	}
 
 	/**
@@ -220,7 +242,13 @@ final class Relay_Subscriber {
 	 * @return bool
 	 */
 	public function running() {
+		if ( ! is_resource( $this->proc ) ) {
+			return false;
+		}
 		$s = proc_get_status( $this->proc );
+		if ( ! $s['running'] && null === $this->exit_code ) {
+			$this->exit_code = $s['exitcode'];
+		}
 		return $s['running'];
 	}
 
