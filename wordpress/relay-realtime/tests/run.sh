@@ -29,8 +29,10 @@ SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 
 # --- packages -----------------------------------------------------------------
 need=()
-command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || need+=(mariadb-server)
+command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || need+=(mariadb-server-core mariadb-client-core)
 command -v phpunit >/dev/null 2>&1 || need+=(phpunit)
+command -v zip >/dev/null 2>&1 || need+=(zip)
+command -v curl >/dev/null 2>&1 || need+=(curl)
 php -r 'exit(extension_loaded("mysqli") ? 0 : 1);' 2>/dev/null || need+=(php-mysql)
 php -r 'exit(extension_loaded("curl") ? 0 : 1);' 2>/dev/null || need+=(php-curl)
 php -r 'exit(extension_loaded("mbstring") ? 0 : 1);' 2>/dev/null || need+=(php-mbstring)
@@ -91,8 +93,8 @@ mariadb-install-db --no-defaults --datadir="$TMP/db" --user="$DBUSER" \
   --pid-file="$TMP/mariadb.pid" --log-error="$TMP/mariadb.err" --user="$DBUSER" \
   --innodb-buffer-pool-size=64M --innodb-log-file-size=16M --skip-log-bin &
 PIDS+=($!)
-for _ in $(seq 1 100); do mariadb-admin --no-defaults -S "$TMP/m.sock" -uroot ping >/dev/null 2>&1 && break; sleep 0.1; done
-mariadb-admin --no-defaults -S "$TMP/m.sock" -uroot ping >/dev/null 2>&1 || die "MariaDB did not start"
+for _ in $(seq 1 100); do mariadb --no-defaults -S "$TMP/m.sock" -uroot -e "SELECT 1" >/dev/null 2>&1 && break; sleep 0.1; done
+mariadb --no-defaults -S "$TMP/m.sock" -uroot -e "SELECT 1" >/dev/null 2>&1 || die "MariaDB did not start"
 mariadb --no-defaults -S "$TMP/m.sock" -uroot -e 'CREATE DATABASE wordpress'
 log "MariaDB up on $TMP/m.sock"
 
@@ -139,8 +141,11 @@ cp -a "$WP_SRC" "$WP"
 rm -rf "$WP/wp-config.php" "$WP/wp-content" "$WP/.htaccess"
 mkdir -p "$WP/wp-content/plugins" "$WP/wp-content/mu-plugins" "$WP/wp-content/uploads" "$WP/wp-content/themes"
 cp -a "$WP_SRC/wp-content/themes/." "$WP/wp-content/themes/" 2>/dev/null || true
-cp -a "$PLUGIN" "$WP/wp-content/plugins/relay-realtime"
-rm -rf "$WP/wp-content/plugins/relay-realtime/tests"
+# The plugin is installed from the zip `make plugin-zip` builds (so the zip is what gets tested).
+make -s -C "$REPO" plugin-zip >/dev/null
+python3 -m zipfile -e "$REPO/.build-dist/relay-realtime.zip" "$WP/wp-content/plugins/"
+[ -f "$WP/wp-content/plugins/relay-realtime/relay-realtime.php" ] || die "the plugin zip does not unpack to relay-realtime/"
+[ ! -e "$WP/wp-content/plugins/relay-realtime/tests" ] || die "the plugin zip contains its tests"
 cp "$HERE/fixtures/"*.php "$WP/wp-content/mu-plugins/"
 salt() { head -c 48 /dev/urandom | base64 | tr -d '\n/+='; }
 cat >"$WP/wp-config.php" <<EOF
