@@ -51,6 +51,13 @@ final class Publisher {
 	private static $hooked = false;
 
 	/**
+	 * Depth of the queue lock held by this request.
+	 *
+	 * @var int
+	 */
+	private static $holding = 0;
+
+	/**
 	 * Hooks the retry cron.
 	 *
 	 * @return void
@@ -377,6 +384,7 @@ final class Publisher {
 	 * @return array
 	 */
 	private static function take_queue() {
+		wp_cache_delete( self::OPTION_QUEUE, 'options' );
 		$queue = self::read_list( self::OPTION_QUEUE );
 		Config::put_option( self::OPTION_QUEUE, array() );
 		update_option( self::OPTION_NEXT_RETRY, 0, true );
@@ -393,6 +401,8 @@ final class Publisher {
 		if ( empty( $items ) ) {
 			return;
 		}
+		$locked = self::lock_wait( 1.0 );
+		wp_cache_delete( self::OPTION_QUEUE, 'options' );
 		$queue = array_merge( self::read_list( self::OPTION_QUEUE ), $items );
 		$over  = count( $queue ) - self::MAX_QUEUE;
 		if ( $over > 0 ) {
@@ -415,6 +425,9 @@ final class Publisher {
 		if ( ! wp_next_scheduled( self::CRON_HOOK ) ) {
 			wp_schedule_single_event( $at, self::CRON_HOOK );
 		}
+		if ( $locked ) {
+			self::unlock();
+		}
 	}
 
 	/**
@@ -427,9 +440,15 @@ final class Publisher {
 		if ( empty( $items ) ) {
 			return;
 		}
+		$locked = self::lock_wait( 1.0 );
+		wp_cache_delete( self::OPTION_DEAD, 'options' );
+		wp_cache_delete( self::OPTION_DEAD_COUNT, 'options' );
 		$dead = array_merge( self::read_list( self::OPTION_DEAD ), $items );
 		Config::put_option( self::OPTION_DEAD, array_slice( $dead, -self::MAX_DEAD_KEPT ) );
 		Config::put_option( self::OPTION_DEAD_COUNT, (int) get_option( self::OPTION_DEAD_COUNT, 0 ) + count( $items ) );
+		if ( $locked ) {
+			self::unlock();
+		}
 		/**
 		 * Fires when publications are given up on.
 		 *
@@ -517,15 +536,42 @@ final class Publisher {
 	 * @return bool
 	 */
 	private static function lock() {
-		if ( add_option( self::OPTION_LOCK, time() + 60, '', 'no' ) ) {
+		if ( self::$holding > 0 ) {
+			++self::$holding;
 			return true;
 		}
-		$until = (int) get_option( self::OPTION_LOCK, 0 );
-		if ( $until < time() ) {
-			delete_option( self::OPTION_LOCK );
-			return add_option( self::OPTION_LOCK, time() + 60, '', 'no' );
+		global $wpdb;
+		// INSERT IGNORE is the mutex (add_option() upserts, so it is not one).
+		$insert = "INSERT IGNORE INTO {$wpdb->options} (option_name, option_value, autoload) VALUES (%s, %s, 'no')";
+		$got    = 1 === $wpdb->query( $wpdb->prepare( $insert, self::OPTION_LOCK, (string) ( time() + 60 ) ) ); // phpcs:ignore WordPress.DB.DirectDatabaseQuery
+		if ( ! $got ) {
+			$until = $wpdb->get_var( $wpdb->prepare( "SELECT option_value FROM {$wpdb->options} WHERE option_name = %s", self::OPTION_LOCK ) ); // phpcs:ignore WordPress.DB.DirectDatabaseQuery
+			if ( null !== $until && (int) $until < time() ) {
+				$wpdb->query( $wpdb->prepare( "DELETE FROM {$wpdb->options} WHERE option_name = %s AND option_value = %s", self::OPTION_LOCK, $until ) ); // phpcs:ignore WordPress.DB.DirectDatabaseQuery
+				$got = 1 === $wpdb->query( $wpdb->prepare( $insert, self::OPTION_LOCK, (string) ( time() + 60 ) ) ); // phpcs:ignore WordPress.DB.DirectDatabaseQuery
+			}
 		}
-		return false;
+		if ( $got ) {
+			self::$holding = 1;
+		}
+		return $got;
+	}
+
+	/**
+	 * Takes the lock, waiting up to $seconds for another request to release it.
+	 *
+	 * @param float $seconds Wait.
+	 * @return bool
+	 */
+	private static function lock_wait( $seconds ) {
+		$deadline = microtime( true ) + $seconds;
+		while ( ! self::lock() ) {
+			if ( microtime( true ) > $deadline ) {
+				return false;
+			}
+			usleep( 20000 );
+		}
+		return true;
 	}
 
 	/**
@@ -534,6 +580,13 @@ final class Publisher {
 	 * @return void
 	 */
 	private static function unlock() {
-		delete_option( self::OPTION_LOCK );
+		if ( self::$holding > 1 ) {
+			--self::$holding;
+			return;
+		}
+		global $wpdb;
+		self::$holding = 0;
+		$wpdb->query( $wpdb->prepare( "DELETE FROM {$wpdb->options} WHERE option_name = %s", self::OPTION_LOCK ) ); // phpcs:ignore WordPress.DB.DirectDatabaseQuery
+		wp_cache_delete( self::OPTION_LOCK, 'options' );
 	}
 }

@@ -189,7 +189,7 @@ php "$HERE/install.php" || die "WordPress install/activation failed"
 log "WordPress installed, plugin activated"
 
 # WordPress over HTTP (for the page-timing test), loopback only.
-( cd "$WP" && PHP_CLI_SERVER_WORKERS=2 exec php -S "127.0.0.1:$WP_PORT" -t "$WP" >"$TMP/php-server.log" 2>&1 ) &
+( cd "$WP" && PHP_CLI_SERVER_WORKERS=4 exec php -S "127.0.0.1:$WP_PORT" -t "$WP" >"$TMP/php-server.log" 2>&1 ) &
 PIDS+=($!)
 for _ in $(seq 1 50); do curl -fsS -o /dev/null "http://127.0.0.1:$WP_PORT/wp-login.php" 2>/dev/null && break; sleep 0.1; done
 

@@ -81,6 +81,30 @@ final class OutageTest extends Relay_Test_Case {
 		$this->assertCount( 2, $sub->messages( 'page.hit' ), 'no duplicates' );
 	}
 
+	public function test_concurrent_failing_requests_lose_nothing() {
+		$ids = array();
+		for ( $i = 0; $i < 8; $i++ ) {
+			$ids[] = 'c' . $i . '-' . wp_generate_password( 4, false );
+		}
+		self::relayd( 'stop' );
+		try {
+			$requests = array_map( static fn ( $id ) => array( 'url' => getenv( 'RRT_WP_URL' ) . '/?rrt_publish=' . $id ), $ids );
+			$answers  = Requests::request_multiple( $requests, array( 'timeout' => 30 ) );
+			foreach ( $answers as $a ) {
+				$this->assertSame( 'ok', $a->body );
+			}
+			$this->assertSame( 8, self::queued(), 'every failed publish was persisted' );
+		} finally {
+			self::relayd( 'start' );
+		}
+		$sub = $this->subscribe( array( self::ch( 'events' ) ), array( 'payload_key' => self::v2_key_b64() ) );
+		Publisher::make_due();
+		$this->assertSame( 8, Publisher::flush()['sent'] );
+		$sub->wait_for( fn () => count( $sub->messages( 'page.hit' ) ) >= 8, 10 );
+		$got = array_map( static fn ( $m ) => $m['data']['id'], $sub->messages( 'page.hit' ) );
+		$this->assertEqualsCanonicalizing( $ids, $got );
+	}
+
 	public function test_retries_end_in_the_dead_letter_queue() {
 		Config::set( 'url', 'http://127.0.0.1:9' ); // Nothing listens on discard.
 		$settings                = Config::DEFAULTS;
