@@ -102,7 +102,8 @@ final class Channels {
 		if ( null === $grant ) {
 			return false;
 		}
-		if ( is_callable( $grant ) ) {
+		// A string is always a capability, even when a function of that name exists (e.g. edit_post()).
+		if ( ! is_string( $grant ) && is_callable( $grant ) ) {
 			return (bool) call_user_func( $grant, $user_id );
 		}
 		return $user_id > 0 && user_can( $user_id, (string) $grant );

@@ -169,7 +169,8 @@ final class Trigger {
 				}
 			}
 			$data    = $this->data ? call_user_func_array( $this->data, $args ) : ( $args ? $args[0] : null );
-			$channel = is_callable( $this->channel ) ? (string) call_user_func_array( $this->channel, $args ) : (string) $this->channel;
+			// A string is always a channel name (never a function name such as `key` or `date`).
+			$channel = ( ! is_string( $this->channel ) && is_callable( $this->channel ) ) ? (string) call_user_func_array( $this->channel, $args ) : (string) $this->channel;
 			if ( '' === $channel ) {
 				return;
 			}

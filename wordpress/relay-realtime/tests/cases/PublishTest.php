@@ -128,4 +128,24 @@ final class PublishTest extends Relay_Test_Case {
 		$sub->wait_for( fn () => count( $sub->messages( 'batch.item' ) ) >= 5, 10 );
 		$this->assertSame( array( 1, 2, 3, 4, 5 ), array_map( static fn ( $m ) => $m['data']['i'], $sub->messages( 'batch.item' ) ), 'in order' );
 	}
+
+	public function test_force_deleting_a_published_post_is_post_deleted() {
+		$post_id = wp_insert_post( array( 'post_title' => 'Gone', 'post_status' => 'publish' ) );
+		Publisher::flush();
+		wp_delete_post( $post_id, true );
+		$pending = Publisher::pending();
+		$this->assertSame( array( 'post.deleted' ), wp_list_pluck( $pending, 'label' ) );
+		$this->assertSame( 'deleted', json_decode( \RelayRealtime\Crypto::open( $pending[0]['data'], \RelayRealtime\Config::v2_key(), $pending[0]['channel'] ), true )['data']['status'] );
+		Publisher::flush();
+	}
+
+	public function test_strings_are_names_never_functions() {
+		$sub = $this->subscribe( array( self::ch( 'key' ) ), array( 'payload_key' => self::v2_key_b64() ) );
+		relay_realtime()->trigger( 'named' )->on( 'rrt_named_channel' )->channel( 'key' )->register(); // key() is a PHP function.
+		do_action( 'rrt_named_channel', array( 'a' => 1 ) );
+		Publisher::flush();
+		$this->assertNotNull( $sub->wait_message( 'named', 10 ) );
+		$this->assertFalse( \RelayRealtime\Channels::passes( 'date', 1 ), 'a capability named like a function is a capability' );
+		$this->assertTrue( \RelayRealtime\Channels::passes( static fn ( $id ) => 1 === $id, 1 ) );
+	}
 }
