@@ -191,7 +191,13 @@ log "WordPress installed, plugin activated"
 # WordPress over HTTP (for the page-timing test), loopback only.
 ( cd "$WP" && PHP_CLI_SERVER_WORKERS=4 exec php -S "127.0.0.1:$WP_PORT" -t "$WP" >"$TMP/php-server.log" 2>&1 ) &
 PIDS+=($!)
-for _ in $(seq 1 50); do curl -fsS -o /dev/null "http://127.0.0.1:$WP_PORT/wp-login.php" 2>/dev/null && break; sleep 0.1; done
+for _ in $(seq 1 50); do curl -fsS -o /dev/null "http://127.0.0.1:$WP_PORT/?rrt_noop=1" 2>/dev/null && break; sleep 0.1; done
 
 # --- PHPUnit -----------------------------------------------------------------------
 phpunit --configuration "$HERE/phpunit.xml" ${PHPUNIT_ARGS:-}
+
+# Whatever the cases did (pages, REST, cron, admin), the plugin wrote nothing to the PHP error log.
+if grep -n 'plugins/relay-realtime/' "$TMP/debug.log" 2>/dev/null | grep -v '^\s*#' >&2; then
+  die "the plugin wrote to the PHP error log (WP_DEBUG on)"
+fi
+log "PHP error log: nothing from the plugin ($(grep -c . "$TMP/debug.log" 2>/dev/null || echo 0) lines from WordPress core on PHP $(php -r 'echo PHP_VERSION;'))"
