@@ -124,6 +124,11 @@ final class Status {
 				return __( 'relayd refused the admin key.', 'relay-realtime' );
 			case 'corrupt_option':
 				return __( 'A stored Relay Realtime option was corrupt and has been reset to its default.', 'relay-realtime' );
+			case 'trigger_failed':
+				/* translators: %s: event name and the callback's error. */
+				return sprintf( __( 'A trigger callback failed, nothing was published: %s', 'relay-realtime' ), isset( $error['message'] ) ? (string) $error['message'] : '' );
+			case 'not_connected':
+				return __( 'The site is not connected to relayd.', 'relay-realtime' );
 			case 'invalid_response':
 				return __( 'relayd answered with something that is not JSON. Is the relay URL pointing at relayd?', 'relay-realtime' );
 			default:

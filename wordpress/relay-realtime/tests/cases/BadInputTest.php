@@ -135,4 +135,16 @@ final class BadInputTest extends Relay_Test_Case {
 		$this->assertWPError( relay_realtime()->token( 1 ) );
 		$this->assertFrontPageFine();
 	}
+
+	public function test_a_throwing_trigger_callback_never_reaches_the_page() {
+		relay_realtime()->trigger( 'broken' )->on( 'rrt_broken' )->data(
+			static function () {
+				throw new RuntimeException( 'boom' );
+			}
+		)->register();
+		do_action( 'rrt_broken', 1 );
+		$this->assertSame( array(), Publisher::pending() );
+		$this->assertStringContainsString( 'A trigger callback failed', self::notices() );
+		$this->assertStringContainsString( 'broken: boom', self::notices() );
+	}
 }
