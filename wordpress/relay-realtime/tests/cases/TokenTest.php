@@ -164,4 +164,31 @@ final class TokenTest extends Relay_Test_Case {
 		$sub = $this->subscribe( array( self::ch( 'events' ) ), array( 'token' => $token, 'site_key' => $site['site_key'] ) );
 		$this->assertTrue( $sub->running(), 'relayd accepted the EdDSA token' );
 	}
+
+	public function test_yjs_room_read_write_and_read_only_with_real_y_websocket_clients() {
+		$post = wp_insert_post( array( 'post_title' => 'Collab', 'post_status' => 'publish', 'post_author' => 1 ) );
+		\RelayRealtime\Publisher::flush();
+		wp_set_current_user( 1 );
+		$writer = self::token( array( 'post_id' => $post ) )->get_data()['token'];
+		wp_set_current_user( self::user( 'subscriber' ) );
+		$reader   = self::token( array( 'post_id' => $post ) )->get_data()['token'];
+		$outsider = self::token()->get_data()['token']; // No post asked for: no room.
+		$cfg      = array(
+			'url'      => getenv( 'RRT_RELAY_URL' ),
+			'room'     => "postType/post:$post",
+			'writer'   => $writer,
+			'reader'   => $reader,
+			'outsider' => $outsider,
+		);
+		$node = getenv( 'RRT_NODE' ) ? getenv( 'RRT_NODE' ) : 'node';
+		$out  = shell_exec( 'NODE_PATH=' . escapeshellarg( getenv( 'NODE_PATH' ) ? getenv( 'NODE_PATH' ) : '/usr/share/nodejs' ) . ' timeout 30 ' . escapeshellarg( $node ) . ' ' . escapeshellarg( dirname( __DIR__ ) . '/yjs-session.cjs' ) . ' ' . escapeshellarg( wp_json_encode( $cfg ) ) . ' 2>&1' );
+		$res  = json_decode( (string) $out, true );
+		$this->assertIsArray( $res, (string) $out );
+		$this->assertTrue( $res['writer_synced'], 'editor joins the room' );
+		$this->assertTrue( $res['reader_synced'], 'reader joins the room' );
+		$this->assertTrue( $res['reader_saw_writer'], 'reader receives the editor\'s edits' );
+		$this->assertFalse( $res['writer_saw_reader'], 'relayd drops the reader\'s edits' );
+		$this->assertTrue( $res['reader_denied'], 'reader told permission-denied: ' . $out );
+		$this->assertSame( array( 4004 ), $res['outsider_closes'], 'a token without the room is refused' );
+	}
 }
