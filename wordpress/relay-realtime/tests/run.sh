@@ -68,7 +68,12 @@ TMP="$(mktemp -d /tmp/relay-wp.XXXXXX)"
 PIDS=()
 cleanup() {
   rc=$?
-  for pid in "${PIDS[@]:-}"; do [ -n "$pid" ] && kill "$pid" 2>/dev/null || true; done
+  # php -S forks workers (PHP_CLI_SERVER_WORKERS): end the children of each process we started, then it.
+  for pid in "${PIDS[@]:-}"; do
+    [ -n "$pid" ] || continue
+    pkill -TERM -P "$pid" 2>/dev/null || true
+    kill "$pid" 2>/dev/null || true
+  done
   [ -f "$TMP/relayd.pid" ] && { kill -CONT "$(cat "$TMP/relayd.pid")" 2>/dev/null; kill "$(cat "$TMP/relayd.pid")" 2>/dev/null; } || true
   [ -f "$TMP/mariadb.pid" ] && kill "$(cat "$TMP/mariadb.pid")" 2>/dev/null || true
   sleep 0.3
