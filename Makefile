@@ -3,7 +3,7 @@ export NODE_PATH := /usr/share/nodejs
 export RELAY_PYTHON := $(CURDIR)/.venv/bin/python
 export RELAY_REQUIRE_PEERS := 1
 
-.PHONY: run test build release deps test-deps bench bench-crypto bench-core bench-yjs-algebra bench-yjs bench-compare clean
+.PHONY: run test test-wordpress plugin-zip build release deps test-deps bench bench-crypto bench-core bench-yjs-algebra bench-yjs bench-compare clean
 
 ## Starts relayd on its embedded default (127.0.0.1:8080, ./relay-data, dev site).
 run: deps
@@ -15,6 +15,19 @@ run: deps
 test: test-deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
+	$(MAKE) test-wordpress
+
+## The WordPress plugin on Debian's WordPress 6.1 + MariaDB + relayd (.build/debug, or RELAYD_BIN/RELAYCTL_BIN).
+test-wordpress: test-deps
+	@[ -n "$$RELAYD_BIN" ] || [ -x .build/debug/relayd ] || $(SWIFT) build
+	wordpress/relay-realtime/tests/run.sh
+
+## Installable plugin zip (without its tests): .build-dist/relay-realtime.zip
+plugin-zip:
+	@command -v zip >/dev/null || { echo "plugin-zip needs zip (apt-get install zip)" >&2; exit 1; }
+	@mkdir -p .build-dist && rm -f .build-dist/relay-realtime.zip
+	cd wordpress && zip -qr -X ../.build-dist/relay-realtime.zip relay-realtime -x 'relay-realtime/tests/*' -x '*/.*'
+	@echo ".build-dist/relay-realtime.zip"
 
 deps:
 	@scripts/install-deps.sh build

@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 
 want=(libssl-dev libsodium-dev pkg-config libsqlite3-dev)
 case "${1:-build}" in
-  test)  want+=(php-cli nodejs node-yjs node-y-protocols node-y-websocket node-ws node-lib0 python3-venv openssl) ;;
+  test)  want+=(php-cli nodejs node-yjs node-y-protocols node-y-websocket node-ws node-lib0 python3-venv openssl
+               mariadb-server-core mariadb-client-core php-mysql php-curl php-mbstring php-xml phpunit zip curl) ;;  # 2nd line: WordPress suite
   bench) want+=(php-cli nodejs node-yjs node-y-protocols node-y-websocket node-ws node-lib0 python3-venv nginx libnginx-mod-nchan) ;;
 esac
 
