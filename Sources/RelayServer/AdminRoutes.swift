@@ -24,8 +24,10 @@ extension RelayService {
         } }
         router.post("/api/sites/remove") { request, _ in await self.admin(request) { body in
             guard let key = body["site_key"]?.stringValue else { return HTTPReply.error(.invalidBody, "site_key required", status: .badRequest) }
-            do { try self.sites.remove(siteKey: key); return HTTPReply.json(.object([("ok", .bool(true))])) }
-            catch { return HTTPReply.error(.notFound, "site not found", status: .notFound) }
+            let siteID = self.sites.record(key: key)?.siteID
+            do { try self.sites.remove(siteKey: key) } catch { return HTTPReply.error(.notFound, "site not found", status: .notFound) }
+            if let siteID { self.closeConnections(siteID: siteID, reason: "site removed") }
+            return HTTPReply.json(.object([("ok", .bool(true))]))
         } }
     }
 
@@ -135,10 +137,14 @@ extension RelayService {
         do { try sites.archive(siteKey: siteKey) } catch {
             return HTTPReply.error(.internalError, "could not archive the site", status: .internalServerError)
         }
-        // Connected browsers of an archived site are closed with 4003.
-        for e in sessions.all() where e.connection.siteID == record.siteID {
-            engine.disconnect(e.connection, code: .siteNotFound, reason: "site unregistered", flushPending: true)
-        }
+        closeConnections(siteID: record.siteID, reason: "site unregistered")
         return HTTPReply.json(.object([("ok", .bool(true))]))
+    }
+
+    /// Closes every connection of a site that is gone (archived or removed) with 4003.
+    func closeConnections(siteID: String, reason: String) {
+        for e in sessions.all() where e.connection.siteID == siteID {
+            engine.disconnect(e.connection, code: .siteNotFound, reason: reason, flushPending: true)
+        }
     }
 }

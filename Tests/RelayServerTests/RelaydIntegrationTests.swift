@@ -224,6 +224,7 @@ struct RelaydIntegrationTests {
         #expect(rot["remove"]["status"].int == 200)
         #expect(rot["publish_after_remove"][1]["error"].string == "unknown_site_key")
         #expect(rot["connect_after_remove"]["code"].int == 4003)
+        #expect(rot["connected_at_remove"]["code"].int == 4003, "a removed site's open connections are closed: \(rot["connected_at_remove"])")
 
         // Ordinary large request headers (10 KB) are served.
         let h = try await relay.python("big_header", ["sizes": [10_000]])

@@ -917,8 +917,11 @@ async def rotation():
     listing = jbody(raw)
     mine = [x for x in listing.get("sites", []) if x.get("site_key") == site["site_key"]]
     r["list"] = {"status": status, "entry": mine[0] if mine else None, "has_secrets": "publish_secret" in raw.decode()}
+    # A browser still connected when the site is removed is closed with 4003.
+    live, _ = await connect_and_subscribe(dict(site, jwt_secret=rot3.get("jwt_secret")), ["events"])
     status, j = admin("/api/sites/remove", {"site_key": site["site_key"]})
     r["remove"] = {"status": status, "body": j}
+    r["connected_at_remove"] = await wait_close(live, 6)
     r["publish_after_remove"] = publish(newest, "events", "e", '{"n":7}')
     r["connect_after_remove"] = await close_of(mint(dict(site, jwt_secret=rot3.get("jwt_secret")))[0])
     return r
