@@ -1,3 +1,5 @@
+@testable import RelayCore
+import RelayProtocol
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -7,7 +9,7 @@ import Darwin
 /// In-process benchmarks of the engine (no sockets). Called by a test that is
 /// disabled unless `RELAY_BENCH=1`, and meant for a `bench-core` command.
 /// Run in release mode; numbers are printed, never asserted.
-public enum RelayBenchmark {
+enum RelayBenchmark {
     public struct FanOutResult: Sendable, CustomStringConvertible {
         public var subscribers: Int
         public var publications: Int
