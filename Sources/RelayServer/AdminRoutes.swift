@@ -7,49 +7,56 @@ import RelayCrypto
 
 extension RelayService {
     /// `/api/sites/*`: the contract's register/unregister plus operator endpoints, behind the admin key.
-    func addAdminRoutes(to router: Router<RelayRequestContext>) {
-        router.post("/api/sites/register") { request, _ in await self.admin(request) { body in self.register(body) } }
-        router.post("/api/sites/unregister") { request, _ in await self.unregister(request) }
-        router.get("/api/sites") { request, _ in await self.admin(request) { _ in
+    /// `POST /api/sites/unregister`: WordPress disconnecting itself (its own publish secret; the admin key is optional).
+    func siteRoutes() -> RouteCollection<RelayRequestContext> {
+        let routes = RouteCollection(context: RelayRequestContext.self)
+        routes.post("/api/sites/unregister") { request, _ in try await self.unregister(request) }
+        return routes
+    }
+
+    /// The operator's API under `/api/sites` (register, list, add, rotate, remove), behind the admin key.
+    func adminRoutes() -> RouteCollection<RelayRequestContext> {
+        let routes = RouteCollection(context: RelayRequestContext.self)
+            .add(middleware: AdminAuthMiddleware(key: adminKey))
+        routes.post("/register") { request, _ in try self.register(try await self.adminBody(request)) }
+        routes.get("/") { _, _ in
             HTTPReply.json(.object([("sites", .array(self.sites.list().map { Self.publicJSON($0) }))]))
-        } }
-        router.post("/api/sites/add") { request, _ in await self.admin(request) { body in self.addSite(body) } }
-        router.post("/api/sites/rotate") { request, _ in await self.admin(request) { body in
-            guard let key = body["site_key"]?.stringValue else { return HTTPReply.error(.invalidBody, "site_key required", status: .badRequest) }
+        }
+        routes.post("/add") { request, _ in try self.addSite(try await self.adminBody(request)) }
+        routes.post("/rotate") { request, _ in
+            let body = try await self.adminBody(request)
+            guard let key = body["site_key"]?.stringValue else { throw RelayHTTPError(.invalidBody, "site_key required", status: .badRequest) }
             do {
                 let r = try self.sites.rotate(siteKey: key, graceSeconds: body["grace_seconds"]?.int64Value ?? self.configuration.rotationGraceSeconds,
                                               rotateJWTSecret: body["rotate_jwt_secret"]?.boolValue ?? false)
                 return HTTPReply.json(Self.credentialsJSON(r))
-            } catch { return HTTPReply.error(.notFound, "site not found", status: .notFound) }
-        } }
-        router.post("/api/sites/remove") { request, _ in await self.admin(request) { body in
-            guard let key = body["site_key"]?.stringValue else { return HTTPReply.error(.invalidBody, "site_key required", status: .badRequest) }
+            } catch { throw RelayHTTPError(.notFound, "site not found", status: .notFound) }
+        }
+        routes.post("/remove") { request, _ in
+            let body = try await self.adminBody(request)
+            guard let key = body["site_key"]?.stringValue else { throw RelayHTTPError(.invalidBody, "site_key required", status: .badRequest) }
             let siteID = self.sites.record(key: key)?.siteID
-            do { try self.sites.remove(siteKey: key) } catch { return HTTPReply.error(.notFound, "site not found", status: .notFound) }
+            do { try self.sites.remove(siteKey: key) } catch { throw RelayHTTPError(.notFound, "site not found", status: .notFound) }
             if let siteID { self.closeConnections(siteID: siteID, reason: "site removed") }
             return HTTPReply.json(.object([("ok", .bool(true))]))
-        } }
+        }
+        return routes
     }
 
-    func bearer(_ request: Request) -> String? {
+    static func bearer(_ request: Request) -> String? {
         guard let auth = request.headers[.authorization], auth.hasPrefix("Bearer ") else { return nil }
         return String(auth.dropFirst(7)).trimmingCharacters(in: .whitespaces)
     }
 
-    func admin(_ request: Request, _ body: (JSONValue) -> Response) async -> Response {
-        guard let key = bearer(request), ConstantTime.equals(key, adminKey) else {
-            return HTTPReply.error(.invalidAPIKey, "missing or wrong admin API key", status: .unauthorized)
-        }
+    /// An admin request's body: a JSON object, or empty.
+    func adminBody(_ request: Request) async throws -> JSONValue {
         guard let bytes = await readBody(request, limit: 64 * 1024) else {
-            return HTTPReply.error(.payloadTooLarge, "body too large", status: .contentTooLarge)
+            throw RelayHTTPError(.payloadTooLarge, "body too large", status: .contentTooLarge)
         }
-        let json: JSONValue
-        if bytes.allSatisfy({ $0 == 0x20 || $0 == 0x0a || $0 == 0x0d || $0 == 0x09 }) { json = .object([]) }
-        else {
-            guard let parsed = try? JSONParser.parse(bytes) else { return HTTPReply.error(.invalidBody, "body is not JSON", status: .badRequest) }
-            json = parsed
+        if bytes.allSatisfy({ $0 == 0x20 || $0 == 0x0a || $0 == 0x0d || $0 == 0x09 }) { return .object([]) }
+        do { return try JSONParser.parse(bytes) } catch {
+            throw RelayHTTPError(.invalidBody, "body is not JSON: \(error)", status: .badRequest)
         }
-        return body(json)
     }
 
     static func credentialsJSON(_ r: SiteRecord) -> JSONValue {
@@ -72,9 +79,9 @@ extension RelayService {
 
     /// Contract: `{"site_url","site_name"}` → `{"site_key","publish_secret","jwt_secret"}`. Re-registering an
     /// archived (or existing) URL returns the same site key with fresh secrets.
-    func register(_ body: JSONValue) -> Response {
+    func register(_ body: JSONValue) throws -> Response {
         guard let url = body["site_url"]?.stringValue, !url.isEmpty else {
-            return HTTPReply.error(.invalidBody, "site_url required", status: .badRequest)
+            throw RelayHTTPError(.invalidBody, "site_url required", status: .badRequest)
         }
         let name = body["site_name"]?.stringValue
         do {
@@ -91,12 +98,12 @@ extension RelayService {
             try sites.add(record)
             return HTTPReply.json(Self.credentialsJSON(record))
         } catch {
-            return HTTPReply.error(.internalError, "could not store the site", status: .internalServerError)
+            throw RelayHTTPError(.internalError, "could not store the site", status: .internalServerError)
         }
     }
 
     /// Operator import: create a site with given credentials (e.g. ones a WordPress install already has).
-    func addSite(_ body: JSONValue) -> Response {
+    func addSite(_ body: JSONValue) throws -> Response {
         var record = SiteRecord.generate(siteURL: body["site_url"]?.stringValue, siteName: body["site_name"]?.stringValue,
                                          limits: configuration.defaultSiteLimits)
         if let k = body["site_key"]?.stringValue { record.siteKey = k }
@@ -104,7 +111,7 @@ extension RelayService {
         if let j = body["jwt_secret"] { record.jwtSecret = j.stringValue }
         if let pk = body["ed25519_public_key"]?.stringValue {
             guard let raw = Base64.decode(pk, .url) ?? Base64.decode(pk, .standard), raw.count == 32 else {
-                return HTTPReply.error(.invalidBody, "ed25519_public_key must be 32 bytes base64", status: .badRequest)
+                throw RelayHTTPError(.invalidBody, "ed25519_public_key must be 32 bytes base64", status: .badRequest)
             }
             record.ed25519PublicKey = raw
         }
@@ -113,29 +120,29 @@ extension RelayService {
             try sites.add(record)
             return HTTPReply.json(Self.credentialsJSON(record))
         } catch SiteStoreError.duplicateKey {
-            return HTTPReply.error(.duplicateSite, "a site with this key exists", status: .conflict)
+            throw RelayHTTPError(.duplicateSite, "a site with this key exists", status: .conflict)
         } catch {
-            return HTTPReply.error(.internalError, "could not store the site", status: .internalServerError)
+            throw RelayHTTPError(.internalError, "could not store the site", status: .internalServerError)
         }
     }
 
     /// Contract: optional bearer key plus `{"site_key","publish_secret"}` in the body; archives the site.
-    func unregister(_ request: Request) async -> Response {
-        if let key = bearer(request), !ConstantTime.equals(key, adminKey) {
-            return HTTPReply.error(.invalidAPIKey, "wrong admin API key", status: .unauthorized)
+    func unregister(_ request: Request) async throws -> Response {
+        if let key = Self.bearer(request), !ConstantTime.equals(key, adminKey) {
+            throw RelayHTTPError(.invalidAPIKey, "wrong admin API key", status: .unauthorized)
         }
         guard let bytes = await readBody(request, limit: 64 * 1024), let body = try? JSONParser.parse(bytes),
               let siteKey = body["site_key"]?.stringValue, let secret = body["publish_secret"]?.stringValue else {
-            return HTTPReply.error(.invalidBody, "site_key and publish_secret required", status: .badRequest)
+            throw RelayHTTPError(.invalidBody, "site_key and publish_secret required", status: .badRequest)
         }
         guard let record = sites.record(key: siteKey) else {
-            return HTTPReply.error(.notFound, "site not found", status: .notFound)
+            throw RelayHTTPError(.notFound, "site not found", status: .notFound)
         }
         guard record.publishSecrets.contains(where: { ConstantTime.equals($0.secret, secret) }) else {
-            return HTTPReply.error(.unauthorized, "publish_secret does not match", status: .forbidden)
+            throw RelayHTTPError(.unauthorized, "publish_secret does not match", status: .forbidden)
         }
         do { try sites.archive(siteKey: siteKey) } catch {
-            return HTTPReply.error(.internalError, "could not archive the site", status: .internalServerError)
+            throw RelayHTTPError(.internalError, "could not archive the site", status: .internalServerError)
         }
         closeConnections(siteID: record.siteID, reason: "site unregistered")
         return HTTPReply.json(.object([("ok", .bool(true))]))

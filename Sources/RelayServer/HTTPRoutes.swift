@@ -26,22 +26,81 @@ enum HTTPReply {
     }
 }
 
+/// A refusal in the protocol's shape, thrown by route handlers: Hummingbird
+/// turns it into `{"error":<code>,"message":…}` with its status.
+struct RelayHTTPError: HTTPResponseError {
+    let status: HTTPResponse.Status
+    let code: ErrorCode
+    let message: String
+
+    init(_ code: ErrorCode, _ message: String, status: HTTPResponse.Status) {
+        self.code = code
+        self.message = message
+        self.status = status
+    }
+
+    func response(from request: Request, context: some RequestContext) throws -> Response {
+        HTTPReply.error(code, message, status: status)
+    }
+}
+
+/// Answers the admin API only with the operator's Bearer key (constant-time comparison).
+struct AdminAuthMiddleware<Context: RequestContext>: RouterMiddleware {
+    let key: String
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        guard let given = RelayService.bearer(request), ConstantTime.equals(given, key) else {
+            throw RelayHTTPError(.invalidAPIKey, "missing or wrong admin API key", status: .unauthorized)
+        }
+        return try await next(request, context)
+    }
+}
+
 extension RelayService {
-    func addHTTPRoutes(to router: Router<RelayRequestContext>) {
-        router.post("/publish") { request, _ in await self.handlePublish(request, batch: false) }
-        router.post("/publish/batch") { request, _ in await self.handlePublish(request, batch: true) }
-        router.get("/site/stats") { request, _ in await self.handleStats(request) }
-        router.get("/healthz") { _, _ in self.health() }
-        router.get("/readyz") { _, _ in
+    /// The router of every HTTP endpoint: CORS, then one route collection per job.
+    public func makeRouter() -> Router<RelayRequestContext> {
+        let router = Router(context: RelayRequestContext.self)
+        router.add(middleware: CORSMiddleware(
+            allowOrigin: configuration.corsAllowOrigin == "*" ? .all : .custom(configuration.corsAllowOrigin),
+            allowHeaders: [.contentType, .authorization, .init("Last-Event-ID")!],
+            allowMethods: [.get, .post, .options]))
+        router.addRoutes(publishRoutes())
+        router.addRoutes(operationsRoutes())
+        router.addRoutes(sseRoutes())
+        router.addRoutes(siteRoutes())
+        router.addRoutes(adminRoutes(), atPath: "/api/sites")
+        return router
+    }
+
+    /// WordPress's signed endpoints: `POST /publish`, `/publish/batch`, `GET /site/stats`.
+    func publishRoutes() -> RouteCollection<RelayRequestContext> {
+        let routes = RouteCollection(context: RelayRequestContext.self)
+        routes.post("/publish") { request, _ in try await self.handlePublish(request, batch: false) }
+        routes.post("/publish/batch") { request, _ in try await self.handlePublish(request, batch: true) }
+        routes.get("/site/stats") { request, _ in try await self.handleStats(request) }
+        return routes
+    }
+
+    /// `GET /healthz`, `/readyz`, `/metrics`.
+    func operationsRoutes() -> RouteCollection<RelayRequestContext> {
+        let routes = RouteCollection(context: RelayRequestContext.self)
+        routes.get("/healthz") { _, _ in self.health() }
+        routes.get("/readyz") { _, _ in
             self.shuttingDown.load(ordering: .relaxed)
                 ? HTTPReply.json(.object([("ready", .bool(false))]), status: .serviceUnavailable)
                 : HTTPReply.json(.object([("ready", .bool(true))]))
         }
-        router.get("/metrics") { _, _ in
+        routes.get("/metrics") { _, _ in
             HTTPReply.text(self.metricsRegistry.emitToBuffer(), contentType: "text/plain; version=0.0.4; charset=utf-8")
         }
-        router.get("/sse") { request, context in self.handleSSE(request, ip: context.remoteIP) }
-        addAdminRoutes(to: router)
+        return routes
+    }
+
+    /// `GET /sse`: the receive-only stream.
+    func sseRoutes() -> RouteCollection<RelayRequestContext> {
+        let routes = RouteCollection(context: RelayRequestContext.self)
+        routes.get("/sse") { request, context in try self.handleSSE(request, ip: context.remoteIP) }
+        return routes
     }
 
     static func signedRequest(_ request: Request, body: [UInt8]) -> SignedRequest {
@@ -162,9 +221,9 @@ extension RelayService {
     static let invalidBatchItem = errorJSON(.invalidBody, "expected channel, event and data")
 
     /// `POST /publish` and `/publish/batch` through Hummingbird (broker-aware engine calls).
-    func handlePublish(_ request: Request, batch: Bool) async -> Response {
+    func handlePublish(_ request: Request, batch: Bool) async throws -> Response {
         guard let body = await readBody(request, limit: configuration.maxPublishBodyBytes) else {
-            return HTTPReply.error(.payloadTooLarge, "body larger than \(configuration.maxPublishBodyBytes) bytes", status: .contentTooLarge)
+            throw RelayHTTPError(.payloadTooLarge, "body larger than \(configuration.maxPublishBodyBytes) bytes", status: .contentTooLarge)
         }
         switch planPublish(Self.signedRequest(request, body: body), batch: batch) {
         case .reply(let status, let json):
@@ -208,14 +267,14 @@ extension RelayService {
                  ("epoch", .string(r.position.epoch)), ("deliveries", .int(Int64(r.deliveries))), ("duplicate", .bool(r.duplicate))])
     }
 
-    func handleStats(_ request: Request) async -> Response {
+    func handleStats(_ request: Request) async throws -> Response {
         let publisher: VerifiedPublisher
         switch verify(request, body: []) {
         case .accepted(let p): publisher = p
         case .refused(let r): return r
         }
         guard let site = sites.site(key: publisher.siteKey), let stats = engine.stats(siteID: site.siteID) else {
-            return HTTPReply.error(.siteNotFound, "site not found", status: .notFound)
+            throw RelayHTTPError(.siteNotFound, "site not found", status: .notFound)
         }
         return HTTPReply.json(.object([("active_connections", .int(Int64(stats.activeConnections))),
                                        ("max_connections", .int(Int64(stats.maxConnections)))]))

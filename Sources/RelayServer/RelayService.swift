@@ -97,12 +97,7 @@ public final class RelayService: Sendable {
 
     /// The Hummingbird application, ready to run.
     public func makeApplication(extraServices: [any Service] = []) throws -> some ApplicationProtocol {
-        let router = Router(context: RelayRequestContext.self)
-        router.add(middleware: CORSMiddleware(
-            allowOrigin: configuration.corsAllowOrigin == "*" ? .all : .custom(configuration.corsAllowOrigin),
-            allowHeaders: [.contentType, .authorization, .init("Last-Event-ID")!],
-            allowMethods: [.get, .post, .options]))
-        addHTTPRoutes(to: router)
+        let router = makeRouter()
         let limits = HTTPTransportLimits(
             handshakeTimeout: .milliseconds(Int64(configuration.handshakeTimeout * 1000)),
             idleTimeout: .milliseconds(Int64(configuration.httpIdleTimeout * 1000)),

@@ -60,23 +60,23 @@ public enum StreamEventID {
 
 extension RelayService {
     /// `GET /sse?token=<JWT>&channels=a,b,c`: receive-only stream, framing chosen by the token's `v`.
-    func handleSSE(_ request: Request, ip: String) -> Response {
+    func handleSSE(_ request: Request, ip: String) throws -> Response {
         guard !shuttingDown.load(ordering: .relaxed) else {
-            return HTTPReply.error(.shuttingDown, "server shutting down", status: .serviceUnavailable)
+            throw RelayHTTPError(.shuttingDown, "server shutting down", status: .serviceUnavailable)
         }
         guard let token = Self.token(from: request) else {
-            return HTTPReply.error(.invalidToken, "token required", status: .unauthorized)
+            throw RelayHTTPError(.invalidToken, "token required", status: .unauthorized)
         }
         let grant: ConnectionGrant
         switch tokens.grant(for: token, sse: true) {
         case .success(let g): grant = g
         case .failure(let r):
-            return r.code == .siteNotFound
-                ? HTTPReply.error(.siteNotFound, r.reason, status: .forbidden)
-                : HTTPReply.error(.invalidToken, r.reason, status: .unauthorized)
+            throw r.code == .siteNotFound
+                ? RelayHTTPError(.siteNotFound, r.reason, status: .forbidden)
+                : RelayHTTPError(.invalidToken, r.reason, status: .unauthorized)
         }
         if let stats = engine.stats(siteID: grant.siteID), stats.activeConnections >= stats.maxConnections {
-            return HTTPReply.error(.connectionLimit, "site connection limit reached", status: .tooManyRequests)
+            throw RelayHTTPError(.connectionLimit, "site connection limit reached", status: .tooManyRequests)
         }
         let channels = (request.uri.queryParameters.get("channels") ?? "")
             .split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
