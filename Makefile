@@ -3,7 +3,7 @@ export NODE_PATH := /usr/share/nodejs
 export RELAY_PYTHON := $(CURDIR)/.venv/bin/python
 export RELAY_REQUIRE_PEERS := 1
 
-.PHONY: run test test-wordpress plugin-zip build release deps test-deps bench bench-crypto bench-core bench-yjs-algebra bench-yjs bench-compare clean
+.PHONY: run test test-swift test-protocol test-wordpress plugin-zip build release deps test-deps bench bench-crypto bench-core bench-yjs-algebra bench-yjs bench-compare clean
 
 ## Starts relayd on its embedded default (127.0.0.1:8080, ./relay-data, dev site).
 run: deps
@@ -11,11 +11,19 @@ run: deps
 	$(SWIFT) build -c release --product relayctl
 	.build/release/relayd
 
-## Runs every test (unit, cross-language, integration).
+## Runs every test: Swift (unit, cross-language, integration), the protocol vectors, the WordPress plugin.
 test: test-deps
 	$(SWIFT) build --build-tests
-	$(SWIFT) test --skip-build
+	$(MAKE) test-swift
+	$(MAKE) test-protocol
 	$(MAKE) test-wordpress
+
+test-swift:
+	$(SWIFT) test --skip-build
+
+## protocol/vectors: regenerated and diffed, recomputed in PHP, confirmed by relayctl.
+test-protocol:
+	RELAYCTL_BIN=$${RELAYCTL_BIN:-.build/debug/relayctl} RELAY_REQUIRE_RELAYCTL=1 sh protocol/generate/check.sh
 
 ## The WordPress plugin on Debian's WordPress 6.1 + MariaDB + relayd (.build/debug, or RELAYD_BIN/RELAYCTL_BIN).
 test-wordpress: test-deps
