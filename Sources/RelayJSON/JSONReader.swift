@@ -73,26 +73,7 @@ public struct JSONReader {
         guard let c = peek() else { throw fail("unexpected end") }
         switch c {
         case UInt8(ascii: "{"):
-            guard depth < maxDepth else { throw fail("nesting deeper than \(maxDepth)") }
-            pos += 1
-            var keys = KeyRanges()
-            skipWhitespace()
-            if peek() == UInt8(ascii: "}") { pos += 1; return }
-            while true {
-                skipWhitespace()
-                guard peek() == UInt8(ascii: "\"") else { throw fail("expected member name") }
-                let start = pos
-                let escaped = try skipString()
-                try keys.insert(start..<pos, escaped: escaped, in: self)
-                guard consume(UInt8(ascii: ":")) else { throw fail("expected ':'") }
-                skipWhitespace()
-                try skipValue(depth: depth + 1)
-                skipWhitespace()
-                guard let n = peek() else { throw fail("unexpected end in object") }
-                pos += 1
-                if n == UInt8(ascii: "}") { return }
-                if n != UInt8(ascii: ",") { pos -= 1; throw fail("expected ',' or '}'") }
-            }
+            try walkMembers(depth: depth) { (_, _, r: inout JSONReader) throws(JSONError) in try r.skipValue(depth: depth + 1) }
         case UInt8(ascii: "["):
             guard depth < maxDepth else { throw fail("nesting deeper than \(maxDepth)") }
             pos += 1
@@ -338,8 +319,19 @@ public struct JSONReader {
     /// Walks an object's members, calling `body(name, &reader)`, which must
     /// consume exactly the member's value. Names must be unique.
     public mutating func readObject(depth: Int = 0, _ body: (String, inout JSONReader) throws(JSONError) -> Void) throws(JSONError) {
+        skipWhitespace()
+        try walkMembers(depth: depth) { (range, escaped, r: inout JSONReader) throws(JSONError) in
+            try body(r.decodeString(range, escaped: escaped), &r)
+        }
+    }
+
+    /// The one object loop: checks depth and name uniqueness, hands each
+    /// name's literal range (and whether it holds an escape) to `body`, which
+    /// consumes the value. Starts at the `{`.
+    mutating func walkMembers(depth: Int, _ body: (Range<Int>, Bool, inout JSONReader) throws(JSONError) -> Void) throws(JSONError) {
         guard depth < maxDepth else { throw fail("nesting deeper than \(maxDepth)") }
-        guard consume(UInt8(ascii: "{")) else { throw fail("expected an object") }
+        guard peek() == UInt8(ascii: "{") else { throw fail("expected an object") }
+        pos += 1
         var keys = KeyRanges()
         skipWhitespace()
         if peek() == UInt8(ascii: "}") { pos += 1; return }
@@ -348,11 +340,11 @@ public struct JSONReader {
             guard peek() == UInt8(ascii: "\"") else { throw fail("expected member name") }
             let start = pos
             let escaped = try skipString()
-            try keys.insert(start..<pos, escaped: escaped, in: self)
-            let key = decodeString(start..<pos, escaped: escaped)
+            let name = start..<pos
+            try keys.insert(name, escaped: escaped, in: self)
             guard consume(UInt8(ascii: ":")) else { throw fail("expected ':'") }
             skipWhitespace()
-            try body(key, &self)
+            try body(name, escaped, &self)
             skipWhitespace()
             guard let n = peek() else { throw fail("unexpected end in object") }
             pos += 1
