@@ -1,0 +1,119 @@
+// The browser client (in node, with `ws` as WebSocket) against relayd: sealed publishes, recovery, refresh, close codes.
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import { Relay, WebSocket, RELAYCTL, until, sleep } from './harness.mjs';
+import { createClient } from '../../assets/js/client.js';
+
+const T = { timeout: 30000 };
+let relay;
+const clients = [];
+test.before(async () => { relay = await Relay.start(['--ping-interval', '2']); });
+test.after(async () => { for (const c of clients) c.destroy(); await relay?.close(); WebSocket.terminateAll(); });
+
+const key = crypto.randomBytes(32).toString('base64');
+function client(extra = {}, tok = relay.token()) {
+  const target = new EventTarget();
+  const events = [];
+  const c = createClient({ url: relay.url, siteId: relay.site.siteId, token: tok.token, exp: tok.exp, WebSocket, eventTarget: target,
+    payloadKeys: { v1: key, k1: key }, timing: { baseMs: 100, maxMs: 500, minRefreshMs: 200 }, ...extra });
+  const record = (name) => target.addEventListener(`relay:${name}`, (e) => events.push({ name, ...e.detail }));
+  clients.push(c);
+  return { c, target, events, record };
+}
+const ch = (name) => `site:${relay?.site.siteId}:${name}`;
+
+test('sealed v1 and v2 publishes arrive as relay:<event> CustomEvents; XC20P is reported, not thrown', T, async () => {
+  const { c, events, record } = client({ channels: [ch('posts')] });
+  record('post.updated'); record('plain'); record('connection.error');
+  assert.ok(await until(() => c.state.connected && c.positions[ch('posts')]));
+  await relay.publish(ch('posts'), 'post.updated', { id: 1, title: 'v1 ✓' }, ['--seal', '--payload-key', key, '--envelope', 'v1']);
+  await relay.publish('posts', 'post.updated', { id: 2, title: 'v2 😀' }, ['--seal', '--payload-key', key, '--envelope', 'v2']);
+  await relay.publish('posts', 'plain', { id: 3 });
+  assert.ok(await until(() => events.filter((e) => e.name !== 'connection.error').length === 3), JSON.stringify(events));
+  const got = events.filter((e) => e.name === 'post.updated');
+  assert.deepEqual(got.map((e) => e.data), [{ id: 1, title: 'v1 ✓' }, { id: 2, title: 'v2 😀' }]);
+  assert.ok(got.every((e) => e.channel.endsWith(':posts')));
+  assert.deepEqual(events.find((e) => e.name === 'plain').data, { id: 3 });
+  // A v2 envelope sealed for another channel does not open here (AAD binds the channel).
+  const sealed = await new Promise((res, rej) => import('node:child_process').then(({ execFile }) => {
+    const p = execFile(RELAYCTL, ['seal', '--key-base64', key, '--channel', ch('other'), '--alg', 'A256GCM', '--event', 'post.updated'], (e, out) => e ? rej(e) : res(JSON.parse(out)));
+    p.stdin.end('{"id":4}');
+  }));
+  await relay.publish('posts', 'encrypted', sealed);
+  const xc = await new Promise((res, rej) => import('node:child_process').then(({ execFile }) => {
+    const p = execFile(RELAYCTL, ['seal', '--key-base64', key, '--channel', ch('posts'), '--alg', 'XC20P', '--event', 'post.updated'], (e, out) => e ? rej(e) : res(JSON.parse(out)));
+    p.stdin.end('{"id":5}');
+  }));
+  assert.equal(xc.alg, 'XC20P');
+  await relay.publish('posts', 'encrypted', xc);
+  assert.ok(await until(() => events.filter((e) => e.name === 'connection.error').length === 2));
+  assert.deepEqual(events.filter((e) => e.name === 'connection.error').map((e) => e.data.code), ['decrypt_failed', 'unsupported_alg']);
+  assert.equal(got.length, 2);
+  assert.equal(c.state.connected, true, 'still connected');
+});
+
+test('resubscribes with positions after a reconnect and recovers missed messages; a lost history is reported as a gap', T, async () => {
+  const { c, events, record } = client({ channels: [ch('feed')] });
+  record('n'); record('connection.gap');
+  assert.ok(await until(() => c.state.connected && c.positions[ch('feed')]));
+  await relay.publish('feed', 'n', { i: 1 });
+  assert.ok(await until(() => events.length === 1));
+  c.disconnect();
+  for (let i = 2; i <= 4; i++) await relay.publish('feed', 'n', { i });
+  c.connect();
+  assert.ok(await until(() => events.filter((e) => e.name === 'n').length === 4), JSON.stringify(events));
+  assert.deepEqual(events.map((e) => e.data.i), [1, 2, 3, 4]);
+  assert.equal(events.some((e) => e.name === 'connection.gap'), false);
+  await relay.restart(); // history is lost: new epoch
+  assert.ok(await until(() => events.some((e) => e.name === 'connection.gap'), 10000), 'gap reported');
+  const gap = events.find((e) => e.name === 'connection.gap');
+  assert.equal(gap.channel, ch('feed'));
+  assert.equal(gap.data.recovered, false);
+  assert.ok(await until(() => c.state.connected));
+  await relay.publish('feed', 'n', { i: 5 });
+  assert.ok(await until(() => events.some((e) => e.data?.i === 5)));
+});
+
+test('answers pings; refreshes its token in-band before expiry', T, async () => {
+  let fetched = 0;
+  const { c } = client({ channels: [ch('x')], timing: { baseMs: 100, maxMs: 500, minRefreshMs: 200, refreshRatio: 0.3 },
+    fetchToken: async () => { fetched++; return relay.token({ ttl: 8 }); } }, relay.token({ ttl: 8 }));
+  const exp0 = c.tokens.exp;
+  // Connected through several 2 s ping intervals and past the first token's lifetime on one socket:
+  // relayd closes 4001 when a token expires without an accepted refresh, so one connect proves auth_ok.
+  await sleep(10000);
+  assert.equal(c.state.connected, true);
+  assert.equal(c.state.transport, 'ws');
+  assert.equal(c.state.connects, 1, 'never reconnected');
+  assert.ok(fetched >= 2, `refreshed ${fetched}×`);
+  assert.ok(c.state.exp > exp0 + 1);
+});
+
+test('4001 twice stops with an error; without a refresh route it stops at once', T, async () => {
+  const bad = () => relay.token({ secret: 'wrong' });
+  let fetched = 0;
+  const a = client({ fetchToken: async () => { fetched++; return bad(); } }, bad());
+  const errs = []; a.c.on('connection.error', (d) => errs.push(d.code));
+  assert.ok(await until(() => a.c.state.status === 'stopped'));
+  assert.equal(fetched, 1, 'reminted once');
+  assert.deepEqual(errs, ['authentication-failed']);
+  const now = Math.floor(Date.now() / 1000);
+  const b = client({}, relay.token({ exp: now - 60 }));
+  const e2 = []; b.c.on('connection.error', (d) => e2.push(d.code));
+  assert.ok(await until(() => b.c.state.status === 'stopped'));
+  assert.deepEqual(e2, ['connection-expired']);
+});
+
+test('browser publish and presence reach another client', T, async () => {
+  const A = client({ channels: [ch('chat')] }), B = client({ channels: [ch('chat')] });
+  const got = [], pres = [];
+  B.c.on('said', (d, channel) => got.push([d, channel]));
+  B.c.on('wps.presence', (d) => pres.push(d));
+  assert.ok(await until(() => A.c.positions[ch('chat')] && B.c.positions[ch('chat')]));
+  assert.equal(A.c.publish(ch('chat'), 'said', { t: 'hi' }), true);
+  assert.ok(await until(() => got.length === 1));
+  assert.deepEqual(got[0], [{ t: 'hi' }, ch('chat')]);
+  A.c.presence(ch('chat'), { name: 'A' });
+  assert.ok(await until(() => pres.some((p) => p.action === 'join' && p.state?.name === 'A')), JSON.stringify(pres));
+});
