@@ -35,3 +35,18 @@ test('unknown codes reconnect; retry_after_ms parsed; backoff in the upper half 
     assert.equal(backoffDelay(a, 1000, 60000, () => 0.999999), Math.round(cap / 2 + 0.999999 * cap / 2));
   }
 });
+
+test('browser modules import nothing but each other (no second Yjs, lib0 or y-protocols, no globals besides RelayRealtime)', async () => {
+  const { readdirSync, readFileSync } = await import('node:fs');
+  const dir = new URL('../../assets/js/', import.meta.url);
+  const files = readdirSync(dir).filter((f) => f.endsWith('.js'));
+  assert.ok(files.includes('client.js') && files.includes('yjs-provider.js'));
+  for (const f of files) {
+    const src = readFileSync(new URL(f, dir), 'utf8');
+    for (const m of src.matchAll(/^\s*(?:import|export)\s[^;]*?from\s+'([^']+)'/gm)) {
+      assert.match(m[1], /^\.\/[a-z-]+\.js$/, `${f} imports ${m[1]}`);
+    }
+    assert.doesNotMatch(src, /import\(/, `${f} has no dynamic import`);
+    for (const m of src.matchAll(/window\.([A-Za-z_]+)\s*=/g)) assert.equal(m[1], 'RelayRealtime', `${f} sets window.${m[1]}`);
+  }
+});
