@@ -3,7 +3,7 @@ export NODE_PATH := /usr/share/nodejs
 export RELAY_PYTHON := $(CURDIR)/.venv/bin/python
 export RELAY_REQUIRE_PEERS := 1
 
-.PHONY: run test build release deps test-deps bench bench-crypto bench-core bench-yjs-algebra bench-yjs bench-compare clean
+.PHONY: run test build release deps test-deps bench bench-crypto bench-core bench-yjs-algebra bench-yjs bench-compare clean test-browser bench-browser
 
 ## Starts relayd on its embedded default (127.0.0.1:8080, ./relay-data, dev site).
 run: deps
@@ -15,6 +15,15 @@ run: deps
 test: test-deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
+	$(MAKE) --no-print-directory test-browser
+
+## Browser client + Yjs provider (wordpress/relay-realtime/assets/js): node suite, then headless Chromium, against relayd
+## (RELAYD_BIN / RELAYCTL_BIN, else .build/debug).
+test-browser: test-deps
+	@[ -n "$$RELAYD_BIN" ] || [ -x .build/debug/relayd ] || $(SWIFT) build --product relayd
+	@[ -n "$$RELAYCTL_BIN" ] || [ -x .build/debug/relayctl ] || $(SWIFT) build --product relayctl
+	node --test --test-force-exit --test-timeout 60000 wordpress/relay-realtime/tests/js/
+	$(RELAY_PYTHON) wordpress/relay-realtime/tests/browser/run_browser_tests.py
 
 deps:
 	@scripts/install-deps.sh build
