@@ -74,7 +74,8 @@ export class RelayClient {
     /** @type {any} */ this.probe = null;
     this.state = { status: 'idle', transport: /** @type {null|'ws'|'sse'} */ (null), connected: false, failures: 0,
       lastError: /** @type {null|{code: string, message: string}} */ (null), lastMessageAt: 0, retryInMs: /** @type {number|undefined} */ (undefined),
-      exp: this.tokens.exp, messages: 0, gaps: 0, connects: 0 };
+      exp: this.tokens.exp, messages: 0, gaps: 0, connects: 0,
+      lastClose: /** @type {null|{code: number, reason: string}} */ (null) };
     this.authFailures = 0;
     this.stopped = false;
     this.closedByUser = false;
@@ -315,7 +316,7 @@ export class RelayClient {
     if (ws && ws !== this.ws) return;
     this.ws = null;
     clearTimeout(this.timers.refresh);
-    this.setState({ connected: false, transport: null });
+    this.setState({ connected: false, transport: null, lastClose: { code, reason } });
     if (this.closedByUser || this.stopped) return;
     this.log('ws closed', code, reason, opened ? '' : '(never opened)');
     if (!opened && typeof this.ES === 'function' && code !== 4001 && code !== 4003) {

@@ -107,6 +107,7 @@ export class RelayYjsProvider {
     this.authFailures = 0;
     this.stopped = false;
     this.lastMessageAt = 0;
+    /** @type {null|{code: number, reason: string}} */ this.lastClose = null;
     this.probed = false;
     /** @type {Uint8Array[]} */ this.queue = [];
     /** @type {any} */ this.status = { status: 'connecting' };
@@ -311,6 +312,7 @@ export class RelayYjsProvider {
   /** @param {number} code @param {string} reason */
   async failed(code, reason) {
     this.consecutiveFailures++;
+    this.lastClose = { code, reason };
     const action = closeAction(code).client;
     const errorCode = providerErrorFor(code, reason);
     const error = errorCode ? new ConnectionError(errorCode, `relay closed ${code}${reason ? `: ${reason}` : ''}`) : undefined;
@@ -399,7 +401,7 @@ export class RelayYjsProvider {
 
   /** State for a debug panel. */
   debugState() {
-    return { room: this.room, status: this.status.status, synced: this.synced, readOnly: this.readOnly,
+    return { room: this.room, status: this.status.status, lastClose: this.lastClose, synced: this.synced, readOnly: this.readOnly,
       consecutiveFailures: this.consecutiveFailures, queued: this.queue.length, ...this.counters };
   }
 }

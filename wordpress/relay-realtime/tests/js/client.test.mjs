@@ -4,6 +4,9 @@ import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import { Relay, WebSocket, RELAYCTL, until, sleep } from './harness.mjs';
 import { createClient } from '../../assets/js/client.js';
+import { createProviderCreator } from '../../assets/js/yjs-provider.js';
+import { retryAfterMs } from '../../assets/js/close-codes.js';
+import { Y } from './harness.mjs';
 
 const T = { timeout: 30000 };
 let relay;
@@ -116,4 +119,29 @@ test('browser publish and presence reach another client', T, async () => {
   assert.deepEqual(got[0], [{ t: 'hi' }, ch('chat')]);
   A.c.presence(ch('chat'), { name: 'A' });
   assert.ok(await until(() => pres.some((p) => p.action === 'join' && p.state?.name === 'A')), JSON.stringify(pres));
+});
+
+test('relayd shutting down (SIGTERM): 4500 with retry_after_ms; client and provider wait that long, then reconnect', T, async () => {
+  const { c } = client({ channels: [ch('bye')] });
+  const doc = new Y.Doc({ meta: new Map() });
+  const tok = relay.token();
+  const prov = await createProviderCreator({ url: relay.url, token: tok.token, exp: tok.exp, WebSocket, yjs: { syncTimeoutMs: 3000 } })(
+    { objectType: 'postType/post', objectId: '4500', ydoc: doc, Y });
+  const seen = [];
+  prov.on('status', (s) => seen.push(s));
+  assert.ok(await until(() => c.state.connected && seen.at(-1)?.status === 'connected'));
+  await relay.stopProcess('SIGTERM');
+  assert.ok(await until(() => c.state.lastClose && seen.some((s) => s.status === 'disconnected'), 8000));
+  assert.equal(c.state.lastClose.code, 4500, JSON.stringify(c.state.lastClose));
+  const wait = retryAfterMs(c.state.lastClose.reason);
+  assert.ok(wait > 0, c.state.lastClose.reason);
+  assert.equal(c.state.retryInMs, wait);
+  const pd = prov.provider.lastClose;
+  assert.equal(pd.code, 4500);
+  const st = seen.find((s) => s.status === 'disconnected');
+  assert.equal(st.willAutoRetryInMs, retryAfterMs(pd.reason));
+  assert.equal(st.error, undefined, 'a shutdown is not an error');
+  await relay.spawn();
+  assert.ok(await until(() => c.state.connected && seen.at(-1)?.status === 'connected', 20000), 'both back');
+  prov.destroy();
 });
