@@ -61,5 +61,11 @@ bench-yjs: test-deps
 bench-compare: deps
 	Benchmarks/compare.sh
 
+## Browser: wire cost per hour (idle editor, two typing) and keystroke latency p50/p99 in headless Chromium via relayd.
+bench-browser: test-deps
+	@[ -n "$$RELAYD_BIN" ] || [ -x .build/debug/relayd ] || $(SWIFT) build --product relayd
+	@[ -n "$$RELAYCTL_BIN" ] || [ -x .build/debug/relayctl ] || $(SWIFT) build --product relayctl
+	$(RELAY_PYTHON) Benchmarks/browser/run.py --markdown
+
 clean:
 	rm -rf .build
