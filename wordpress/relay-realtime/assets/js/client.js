@@ -80,6 +80,10 @@ export class RelayClient {
     this.stopped = false;
     this.closedByUser = false;
     /** @type {any} */ this.timers = {};
+    /** Messages are handled one after another, so an envelope being opened never lets a later message overtake it. */
+    /** @type {Promise<void>} */ this.inbox = Promise.resolve();
+    this.wsEverOpened = false;
+    this.wsOpenFailures = 0;
     this._online = () => { if (!this.state.connected) this.connectNow(); };
     this._visible = () => { if (typeof document === 'undefined' || document.visibilityState === 'visible') this.watchdog(true); };
     if (typeof window !== 'undefined' && window.addEventListener) window.addEventListener('online', this._online);
@@ -215,6 +219,7 @@ export class RelayClient {
   openWS(asProbe = false) {
     if (!asProbe) this.setState({ status: 'connecting', retryInMs: undefined });
     let ws;
+    if (!asProbe) this.usedToken = this.tokens.token;
     try {
       ws = new this.WS(this.wsURL(), ['relay', `token.${this.tokens.token}`]);
     } catch (e) {
@@ -245,6 +250,8 @@ export class RelayClient {
   onWSOpen(ws) {
     this.openedAt = Date.now();
     this.state.connects++;
+    this.wsEverOpened = true;
+    this.wsOpenFailures = 0;
     this.state.lastMessageAt = Date.now();
     if (this.wanted.size) this.sendJSON(this.subscribeFrame(Array.from(this.wanted)));
     for (const [channel, state] of this.presenceStates) this.sendJSON({ type: 'presence', channel, state });
@@ -268,7 +275,7 @@ export class RelayClient {
     try { f = JSON.parse(raw); } catch (_) { return; }
     switch (f.type) {
       case 'ping': this.sendJSON({ type: 'pong' }); break;
-      case 'message': this.onMessage(f.channel, f.event, f.data, f.offset, f.epoch); break;
+      case 'message': this.enqueue(f.channel, f.event, f.data, f.offset, f.epoch); break;
       case 'subscribed':
         for (const c of f.channels || []) {
           const had = this.positions[c];
@@ -290,6 +297,11 @@ export class RelayClient {
   gap(channel, info) {
     this.state.gaps++;
     this.emitLocal(GAP_EVENT, info, channel);
+  }
+
+  /** @param {string} channel @param {string} event @param {any} data @param {number} [offset] @param {string} [epoch] */
+  enqueue(channel, event, data, offset, epoch) {
+    this.inbox = this.inbox.then(() => this.onMessage(channel, event, data, offset, epoch)).catch((e) => this.log('message handling failed', e));
   }
 
   /**
@@ -319,8 +331,10 @@ export class RelayClient {
     this.setState({ connected: false, transport: null, lastClose: { code, reason } });
     if (this.closedByUser || this.stopped) return;
     this.log('ws closed', code, reason, opened ? '' : '(never opened)');
-    if (!opened && typeof this.ES === 'function' && code !== 4001 && code !== 4003) {
-      // The socket could not open: SSE now, WebSocket probed again later.
+    if (!opened) this.wsOpenFailures++;
+    if (!opened && typeof this.ES === 'function' && code !== 4001 && code !== 4003 && (!this.wsEverOpened || this.wsOpenFailures >= 3)) {
+      // The socket cannot open (blocked by a proxy or firewall): SSE now, WebSocket probed again later.
+      // A socket that worked before gets two more tries first (relayd restarting).
       this.state.failures++;
       return this.openSSE();
     }
@@ -330,10 +344,13 @@ export class RelayClient {
     if (action === 'remint_once_then_stop') {
       this.authFailures++;
       if (this.authFailures >= 2 || !this.tokens.canRefresh()) return this.stop(/expired/i.test(reason) ? 'connection-expired' : 'authentication-failed', `relay closed 4001 ${reason}`);
-      const r = await this.tokens.refresh();
-      if (this.stopped || this.closedByUser) return;
-      if (!r.ok && r.terminal) return this.stop('authentication-failed', r.error || 'token refresh refused');
-      return r.ok ? this.connect() : this.retryLater();
+      if (this.tokens.token === this.usedToken || this.tokens.ttl() < 30) {
+        const r = await this.tokens.refresh();
+        if (this.stopped || this.closedByUser) return;
+        if (!r.ok && r.terminal) return this.stop('authentication-failed', r.error || 'token refresh refused');
+        if (!r.ok) return this.retryLater();
+      }
+      return this.connect();
     }
     const after = action === 'reconnect_after_retry_after_ms' ? retryAfterMs(reason) : null;
     this.retryLater(after ?? undefined);
@@ -403,7 +420,7 @@ export class RelayClient {
       }
       const p = ids[f.channel];
       Object.assign(this.positions, ids);
-      this.onMessage(f.channel, f.event, f.data, p && p.offset, p && p.epoch);
+      this.enqueue(f.channel, f.event, f.data, p && p.offset, p && p.epoch);
     };
     es.onerror = () => {
       if (es !== this.es) return;

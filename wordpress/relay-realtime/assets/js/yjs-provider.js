@@ -170,6 +170,7 @@ export class RelayYjsProvider {
     if (this.destroyed || this.stopped || this.ws) return;
     if (typeof this.WS !== 'function') return this.stop(new ConnectionError('unknown-error', 'WebSocket unavailable'));
     let ws;
+    this.usedToken = this.tokens.token;
     try {
       ws = new this.WS(`${this.url}?auth=${encodeURIComponent(this.tokens.token)}`);
     } catch (e) {
@@ -321,10 +322,14 @@ export class RelayYjsProvider {
     if (action === 'remint_once_then_stop') {
       this.authFailures++;
       if (this.authFailures >= 2 || !this.tokens.canRefresh()) return this.stop(error);
-      this.setStatus(this.disconnectedStatus(error, 0));
-      const r = await this.tokens.refresh();
-      if (this.destroyed) return;
-      if (!r.ok) return this.stop(error);
+      // A routine expiry (relayd closes /yjs at the token's exp): re-mint and reconnect without
+      // reporting an error; the editor sees only 'connecting'. Reuse a token someone else refreshed.
+      this.setStatus({ status: 'connecting' });
+      if (this.tokens.token === this.usedToken || this.tokens.ttl() < 30) {
+        const r = await this.tokens.refresh();
+        if (this.destroyed) return;
+        if (!r.ok) return this.stop(r.terminal ? new ConnectionError('authentication-failed', r.error) : error);
+      }
       return this.connect();
     }
     let delay = backoffDelay(this.consecutiveFailures - 1, this.opts.retryBaseMs, this.opts.retryMaxMs);
@@ -364,6 +369,7 @@ export class RelayYjsProvider {
     if (this.destroyed) return;
     this.stopped = true;
     clearTimeout(this.retryTimer);
+    clearInterval(this.livenessTimer);
     if (this.ws) { const ws = this.ws; this.ws = null; closeQuietly(ws); }
     this.setStatus(this.disconnectedStatus(error || new ConnectionError('unknown-error'), undefined));
     this._resolveReady();

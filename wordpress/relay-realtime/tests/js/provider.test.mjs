@@ -261,3 +261,23 @@ test('register: replace or append; disabled config adds nothing', T, async () =>
   assert.ok(await until(() => eb.ydoc.getMap('document').get('content')?.toString() === 'both'));
   A.unloadAll(); B.unloadAll();
 });
+
+test('relayd closing a room at token expiry (4001 "token expired") is re-minted without an error status; no edit lost', T, async () => {
+  let minted = 0;
+  const short = () => relay.token({ ttl: 2 });
+  const cfg = config({ fetchToken: async () => { minted++; return short(); } }, short());
+  const A = editor(cfg, { id: 1 }), B = editor(config({ roomPrefix: cfg.yjs.roomPrefix }), { id: 2 });
+  const [ea, eb] = await Promise.all([A.load('postType/post', '16'), B.load('postType/post', '16')]);
+  const pa = ea.providers[0].provider;
+  let i = 0;
+  const typing = setInterval(() => text(ea.ydoc).insert(text(ea.ydoc).length, String(i++ % 10)), 50);
+  try {
+    assert.ok(await until(() => pa.lastClose?.code === 4001, 12000), 'relayd closed the expired token');
+    assert.equal(pa.lastClose.reason, 'token expired');
+    assert.ok(await until(() => lastStatus(ea).status === 'connected', 5000));
+  } finally { clearInterval(typing); }
+  assert.ok(minted >= 2);
+  assert.deepEqual(statuses(ea).filter((s) => s && s.startsWith('disconnected')), [], 'no disconnected status for a routine expiry');
+  assert.ok(await until(() => text(eb.ydoc).toString() === text(ea.ydoc).toString() && text(ea.ydoc).length === i, 5000), 'every keystroke arrived');
+  A.unloadAll(); B.unloadAll();
+});
