@@ -53,6 +53,16 @@ const T = {
     return true;
   },
   clientState() { return T.client.debugState(); },
+  /** A stock y-websocket client (Debian node-y-websocket, the page's Yjs) in the same room. */
+  async stock(url, room, token) {
+    const { WebsocketProvider } = await import('y-websocket');
+    T.sdoc = new Y.Doc();
+    T.sprov = new WebsocketProvider(url, room, T.sdoc, { params: { auth: token }, disableBc: true });
+    return new Promise((res) => T.sprov.on('sync', (s) => s && res(true)));
+  },
+  stockText() { const t = T.sdoc.getMap('document').get('content'); return t ? t.toString() : null; },
+  stockInsert(s) { const t = T.sdoc.getMap('document').get('content'); t.insert(t.length, s); },
+  stockPeers() { return Array.from(T.sprov.awareness.getStates().values()).map((s) => s.collaboratorInfo && s.collaboratorInfo.name); },
 };
 window.T = T;
 window.TReady = true;

@@ -39,7 +39,8 @@ def until(pred, timeout=10.0, step=0.05):
 
 def import_map():
     imports = {'yjs': '/nodejs/yjs/dist/yjs.mjs', 'isomorphic.js': '/nodejs/isomorphic.js/browser.mjs',
-               'y-protocols/awareness': '/nodejs/y-protocols/awareness.js'}
+               'y-protocols/awareness': '/nodejs/y-protocols/awareness.js', 'y-protocols/sync': '/nodejs/y-protocols/sync.js',
+               'y-protocols/auth': '/nodejs/y-protocols/auth.js', 'y-websocket': '/nodejs/y-websocket/src/y-websocket.js'}
     for f in glob.glob(os.path.join(NODEJS, 'lib0', '*.js')):
         name = os.path.basename(f)[:-3]
         if not name.endswith('.test'):
@@ -158,6 +159,14 @@ class BrowserSuite(unittest.TestCase):
         cls.httpd.shutdown()
         cls.httpd.server_close()
 
+    def tearDown(self):
+        for d in self.drivers:
+            try:
+                d.quit()
+            except Exception:
+                pass
+        self.drivers.clear()
+
     def browser(self):
         o = Options()
         for a in ('--headless=new', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--no-first-run',
@@ -204,6 +213,38 @@ class BrowserSuite(unittest.TestCase):
         c = self.browser()
         self.load(c, cfg, '101', 'Carol')
         self.assertEqual(c.execute_script('return T.text()'), want)
+
+    def test_stock_y_websocket_in_the_page_expired_and_read_only_tokens(self):
+        cfg = self.cfg()
+        a, s = self.browser(), self.browser()
+        self.load(a, cfg, '303', 'A')
+        a.execute_script('T.insert(0, "shared 🧪")')
+        room = 'postType/post:303'
+        ok = s.execute_async_script('const [u, r, t, done] = arguments; T.stock(u, r, t).then(done, (e) => done(String(e)))',
+                                    self.relay.url.replace('http', 'ws') + '/yjs', room, self.relay.token(user='7')['token'])
+        self.assertTrue(ok, 'stock y-websocket synced')
+        self.assertTrue(until(lambda: s.execute_script('return T.stockText()') == 'shared 🧪'))
+        s.execute_script('T.stockInsert(" + stock")')
+        self.assertTrue(until(lambda: a.execute_script('return T.text()') == 'shared 🧪 + stock'))
+        self.assertTrue(until(lambda: 'A' in s.execute_script('return T.stockPeers()')), 'stock client sees the provider\'s awareness')
+        # Expired token → connection-expired, no retry.
+        e = self.browser()
+        expired = self.relay.token(ttl=-60)
+        st = self.load(e, dict(cfg, token=expired['token'], exp=expired['exp']), '303', 'E')
+        self.assertEqual(st[-1], 'disconnected:connection-expired')
+        self.assertIsNone(e.execute_script('return T.entity.providers[0].provider.status.willAutoRetryInMs ?? null'))
+        # Read-only token: gets the document, cannot change it.
+        r = self.browser()
+        ro = self.relay.token(write=False, user='8')
+        self.load(r, dict(cfg, token=ro['token'], exp=ro['exp']), '303', 'R')
+        self.assertEqual(r.execute_script('return T.text()'), 'shared 🧪 + stock')
+        r.execute_script('T.insert(0, "HACK ")')
+        self.assertTrue(until(lambda: r.execute_script('return T.entity.providers[0].provider.readOnly'), 5))
+        a.execute_script('T.append("!")')
+        self.assertTrue(until(lambda: r.execute_script('return T.text()').endswith('stock!')))
+        time.sleep(0.3)
+        self.assertEqual(a.execute_script('return T.text()'), 'shared 🧪 + stock!')
+        self.assertEqual(s.execute_script('return T.stockText()'), 'shared 🧪 + stock!')
 
     def test_client_sealed_publish_sse_fallback_and_recovery(self):
         sid = self.relay.site['site_id']
