@@ -145,3 +145,52 @@ test('relayd shutting down (SIGTERM): 4500 with retry_after_ms; client and provi
   assert.ok(await until(() => c.state.connected && seen.at(-1)?.status === 'connected', 20000), 'both back');
   prov.destroy();
 });
+
+test('close codes from a real relayd: 4029 site connection limit backs off; 4003 site unregistered stops (client and provider)', T, async () => {
+  const site = await relay.addSite(['--max-connections', '1']);
+  const mk = (extra = {}) => {
+    const t = site.token();
+    const target = new EventTarget();
+    const c = createClient({ url: relay.url, siteId: site.site_id, token: t.token, exp: t.exp, WebSocket, eventTarget: target,
+      channels: [`site:${site.site_id}:x`], timing: { baseMs: 300, maxMs: 600 }, ...extra });
+    clients.push(c);
+    return c;
+  };
+  const first = mk();
+  assert.ok(await until(() => first.state.connected));
+  const second = mk();
+  assert.ok(await until(() => second.state.lastClose?.code === 4029, 5000), JSON.stringify(second.state.lastClose));
+  assert.equal(second.state.status, 'disconnected');
+  assert.equal(typeof second.state.retryInMs, 'number', 'backs off, does not stop');
+  const t = site.token();
+  const doc = new Y.Doc({ meta: new Map() });
+  const prov = await createProviderCreator({ url: relay.url, token: t.token, exp: t.exp, WebSocket, yjs: { syncTimeoutMs: 1500, retryBaseMs: 300, retryMaxMs: 600 } })(
+    { objectType: 'postType/post', objectId: '4029', ydoc: doc, Y });
+  const seen = []; prov.on('status', (x) => seen.push(x));
+  assert.ok(await until(() => prov.provider.lastClose?.code === 4029, 5000), JSON.stringify(prov.provider.lastClose));
+  assert.ok(await until(() => seen.some((x) => x.status === 'disconnected')));
+  const d = seen.find((x) => x.status === 'disconnected');
+  assert.equal(d.error, undefined); assert.equal(typeof d.willAutoRetryInMs, 'number');
+  second.destroy(); prov.destroy();
+  // Site unregistered (archived): its open sockets are closed with 4003 → the client stops.
+  await relay.unregisterSite(site);
+  assert.ok(await until(() => first.state.status === 'stopped', 5000), JSON.stringify(first.state));
+  assert.equal(first.state.lastClose.code, 4003);
+  // A provider for a removed site: authentication-failed, no retry.
+  const p2 = await createProviderCreator({ url: relay.url, token: t.token, exp: t.exp, WebSocket, yjs: { syncTimeoutMs: 1500 } })(
+    { objectType: 'postType/post', objectId: '4003', ydoc: new Y.Doc(), Y });
+  const s2 = []; p2.on('status', (x) => s2.push(x));
+  assert.ok(await until(() => s2.at(-1)?.status === 'disconnected' && s2.at(-1).willAutoRetryInMs === undefined, 5000), JSON.stringify(s2));
+  assert.equal(s2.at(-1).error.code, 'authentication-failed');
+  assert.equal(p2.provider.lastClose.code, 4003, JSON.stringify(p2.provider.lastClose));
+  p2.destroy();
+});
+
+test('liveness watchdog: silence beyond silenceMs replaces the socket; relayd pings keep a healthy one', T, async () => {
+  const quiet = client({ channels: [ch('w')], timing: { baseMs: 100, maxMs: 200, watchdogMs: 200, silenceMs: 5000 } });
+  const strict = client({ channels: [ch('w')], timing: { baseMs: 100, maxMs: 200, watchdogMs: 200, silenceMs: 1000 } });
+  assert.ok(await until(() => quiet.c.state.connected && strict.c.state.connected));
+  await sleep(5500); // relayd pings every 2 s here
+  assert.equal(quiet.c.state.connects, 1, 'pings kept the socket alive');
+  assert.ok(strict.c.state.connects >= 2, `watchdog reconnected (${strict.c.state.connects})`);
+});

@@ -85,6 +85,31 @@ export class Relay {
       allowed_publish_prefixes: pub || (write ? [`site:${id}:`] : [`site:${id}:nothing-here:`]) };
     return { token: jwt(claims, secret || this.site.jwtSecret), exp: claims.exp };
   }
+  /** relayctl against the running relayd's admin API; resolves to stdout. */
+  ctl(...args) {
+    const key = readFileSync(join(this.dataDir, 'admin.key'), 'utf8').trim();
+    return new Promise((res, rej) => execFile(RELAYCTL, [...args, '--url', this.url, '--admin-key', key], { timeout: 10000 },
+      (err, stdout, stderr) => err ? rej(new Error(`relayctl ${args.join(' ')}: ${stderr || err.message}`)) : res(stdout)));
+  }
+  /** A second site through the admin API: `{site_key, site_id, jwt_secret, …}` plus a token minter. */
+  async addSite(extra = []) {
+    const out = await this.ctl('site', 'add', '--site-url', `http://s${Date.now()}.test`, '--name', 'extra', ...extra);
+    const site = JSON.parse(out);
+    const siteId = site.site_id, secret = site.jwt_secret;
+    site.token = ({ ttl = 300 } = {}) => {
+      const now = Math.floor(Date.now() / 1000);
+      return { token: jwt({ site_id: siteId, user_id: '1', v: 2, iat: now, exp: now + ttl, allowed_channel_prefixes: [`site:${siteId}:`],
+        allowed_publish_prefixes: [`site:${siteId}:`] }, secret), exp: now + ttl };
+    };
+    return site;
+  }
+  /** `POST /api/sites/unregister` (WordPress "disconnect"): archives the site, closing its sockets with 4003. */
+  async unregisterSite(site) {
+    const key = readFileSync(join(this.dataDir, 'admin.key'), 'utf8').trim();
+    const r = await fetch(`${this.url}/api/sites/unregister`, { method: 'POST', headers: { Authorization: `Bearer ${key}`, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ site_key: site.site_key, publish_secret: site.publish_secret }) });
+    if (!r.ok) throw new Error(`unregister: ${r.status} ${await r.text()}`);
+  }
   /** Signed publish through relayctl (a real peer: Swift signs and seals). */
   publish(channel, event, data, extra = []) {
     return new Promise((res, rej) => {
