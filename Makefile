@@ -3,7 +3,7 @@ export NODE_PATH := /usr/share/nodejs
 export RELAY_PYTHON := $(CURDIR)/.venv/bin/python
 export RELAY_REQUIRE_PEERS := 1
 
-.PHONY: run test test-swift test-protocol test-wordpress plugin-zip build release deps test-deps bench bench-crypto bench-core bench-yjs-algebra bench-yjs bench-compare clean
+.PHONY: run test test-swift test-protocol test-wordpress test-browser plugin-zip build release deps test-deps bench bench-crypto bench-core bench-yjs-algebra bench-yjs bench-compare clean bench-browser
 
 ## Starts relayd on its embedded default (127.0.0.1:8080, ./relay-data, dev site).
 run: deps
@@ -11,15 +11,25 @@ run: deps
 	$(SWIFT) build -c release --product relayctl
 	.build/release/relayd
 
-## Runs every test: Swift (unit, cross-language, integration), the protocol vectors, the WordPress plugin.
+## Runs every test, one suite after another so a failure is easy to place: Swift (unit,
+## cross-language, integration), the protocol vectors, the WordPress plugin, the browser modules.
 test: test-deps
 	$(SWIFT) build --build-tests
-	$(MAKE) test-swift
-	$(MAKE) test-protocol
-	$(MAKE) test-wordpress
+	$(MAKE) --no-print-directory test-swift
+	$(MAKE) --no-print-directory test-protocol
+	$(MAKE) --no-print-directory test-wordpress
+	$(MAKE) --no-print-directory test-browser
 
 test-swift:
 	$(SWIFT) test --skip-build
+
+## Browser client + Yjs provider (wordpress/relay-realtime/assets/js): node suite, then headless Chromium, against relayd
+## (RELAYD_BIN / RELAYCTL_BIN, else .build/debug).
+test-browser: test-deps
+	@[ -n "$$RELAYD_BIN" ] || [ -x .build/debug/relayd ] || $(SWIFT) build --product relayd
+	@[ -n "$$RELAYCTL_BIN" ] || [ -x .build/debug/relayctl ] || $(SWIFT) build --product relayctl
+	node --test --test-force-exit --test-timeout 60000 wordpress/relay-realtime/tests/js/
+	$(RELAY_PYTHON) wordpress/relay-realtime/tests/browser/run_browser_tests.py
 
 ## protocol/vectors: regenerated and diffed, recomputed in PHP, confirmed by relayctl.
 test-protocol:
@@ -72,6 +82,12 @@ bench-yjs: test-deps
 ## relayd vs nginx + nchan with the same load generator, in one run (writes Docs/benchmarks.md).
 bench-compare: deps
 	Benchmarks/compare.sh
+
+## Browser: wire cost per hour (idle editor, two typing) and keystroke latency p50/p99 in headless Chromium via relayd.
+bench-browser: test-deps
+	@[ -n "$$RELAYD_BIN" ] || [ -x .build/debug/relayd ] || $(SWIFT) build --product relayd
+	@[ -n "$$RELAYCTL_BIN" ] || [ -x .build/debug/relayctl ] || $(SWIFT) build --product relayctl
+	$(RELAY_PYTHON) Benchmarks/browser/run.py --markdown
 
 clean:
 	rm -rf .build

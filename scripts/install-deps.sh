@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 want=(libssl-dev libsodium-dev pkg-config libsqlite3-dev)
 case "${1:-build}" in
   test)  want+=(php-cli nodejs node-yjs node-y-protocols node-y-websocket node-ws node-lib0 python3-venv openssl
-               mariadb-server-core mariadb-client-core php-mysql php-curl php-mbstring php-xml phpunit zip curl) ;;  # 2nd line: WordPress suite
+               mariadb-server-core mariadb-client-core php-mysql php-curl php-mbstring php-xml phpunit zip curl  # WordPress suite
+               chromium chromium-driver) ;;  # browser suite
   bench) want+=(php-cli nodejs node-yjs node-y-protocols node-y-websocket node-ws node-lib0 python3-venv nginx libnginx-mod-nchan) ;;
 esac
 
@@ -30,7 +31,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 if [ "${1:-build}" != build ]; then
-  if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import pycrdt, websockets' 2>/dev/null; then
+  if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import pycrdt, websockets, selenium' 2>/dev/null; then
     python3 -m venv .venv
     .venv/bin/pip install -q --disable-pip-version-check -r Tests/requirements.txt
   fi

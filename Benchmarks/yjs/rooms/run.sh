@@ -7,7 +7,7 @@
 # Builds relayd (release), prepares the document once, runs bench.js (which starts and stops the
 # servers on 127.0.0.1) under a time limit, and writes the `yjs` section of Docs/benchmarks.md.
 # Usage (from anywhere): Benchmarks/yjs/rooms/run.sh [--no-write] [extra bench.js options]
-# Env: TRACE (automerge-paper.json.gz), SWIFT (swift), SKIP_BUILD=1, BENCH_TIMEOUT (s, default 540)
+# Env: TRACE (automerge-paper.json.gz), SWIFT (swift), SKIP_BUILD=1, BENCH_TIMEOUT (s, default 540), RELAYD (binary, for A/B runs)
 set -eu
 ROOT=$(cd "$(dirname "$0")/../../.." && pwd)
 DIR="$ROOT/Benchmarks/yjs/rooms"
@@ -33,7 +33,7 @@ if [ -z "${SKIP_BUILD:-}" ]; then
   echo "building relayd (release)…" >&2
   "$SWIFT" build -c release --product relayd >&2
 fi
-RELAYD="$ROOT/.build/release/relayd"
+RELAYD="${RELAYD:-$ROOT/.build/release/relayd}"
 [ -x "$RELAYD" ] || { echo "no $RELAYD" >&2; exit 1; }
 
 # The document: replay the trace once into a Y.Doc (slow: ~10-40 s), cached by the trace's hash.

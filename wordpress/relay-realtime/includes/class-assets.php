@@ -74,10 +74,13 @@ final class Assets {
 	private static function register() {
 		$base = plugins_url( 'assets/js/', RELAY_REALTIME_FILE );
 		if ( ! wp_script_is( self::CLIENT, 'registered' ) ) {
-			wp_register_script( self::CLIENT, $base . 'client.js', array(), RELAY_REALTIME_VERSION, true );
+			// The page entry point: imports client.js and yjs-provider.js, creates window.RelayRealtime.
+			wp_register_script( self::CLIENT, $base . 'boot.js', array(), RELAY_REALTIME_VERSION, true );
 		}
 		if ( ! wp_script_is( self::YJS, 'registered' ) ) {
-			wp_register_script( self::YJS, $base . 'yjs-provider.js', array( self::CLIENT, 'wp-hooks' ), RELAY_REALTIME_VERSION, true );
+			// No file of its own: boot.js adds the provider to `sync.providers` when wp.hooks is on the page,
+			// so this handle only puts wp-hooks before it (module scripts run after classic ones).
+			wp_register_script( self::YJS, false, array( 'wp-hooks', self::CLIENT ), RELAY_REALTIME_VERSION, true );
 		}
 	}
 
@@ -172,7 +175,8 @@ final class Assets {
 			'kid'           => $kid,
 			'yjs'           => array(
 				'enabled'    => self::collaboration_available(),
-				'roomPrefix' => Config::channel( 'yjs:' ),
+				// relayd scopes `/yjs/{room}` to `site:{site_id}:yjs:{room}` itself: the room is the bare Gutenberg name.
+				'roomPrefix' => '',
 			),
 			'debug'         => (bool) Config::setting( 'debug' ),
 		);

@@ -58,7 +58,7 @@ final class AdminHttpTest extends Relay_Test_Case {
 		$this->assertStringContainsString( 'Send test event', $html );
 		$this->assertStringContainsString( 'Active connections', $html );
 		$this->assertSame( 1, substr_count( $html, 'window.RelayRealtimeConfig =' ), 'config once in wp-admin too' );
-		$this->assertMatchesRegularExpression( '#<script type="module"[^>]*client\.js#', $html );
+		$this->assertMatchesRegularExpression( '#<script type="module"[^>]*boot\.js#', $html );
 		foreach ( array( 'publish_secret', 'jwt_secret', 'admin_key' ) as $secret ) {
 			$this->assertStringNotContainsString( Config::get( $secret ), $html );
 		}

@@ -50,9 +50,9 @@ final class AssetsTest extends Relay_Test_Case {
 		$user = self::user( 'subscriber' );
 		wp_set_current_user( $user );
 		$html = self::page();
-		$this->assertMatchesRegularExpression( '#<script type="module"[^>]*src=[\'"][^\'"]*assets/js/client\.js\?ver=0\.1\.0[\'"][^>]*id=[\'"]relay-realtime-client-js[\'"]#', $html );
+		$this->assertMatchesRegularExpression( '#<script type="module"[^>]*src=[\'"][^\'"]*assets/js/boot\.js\?ver=0\.1\.0[\'"][^>]*id=[\'"]relay-realtime-client-js[\'"]#', $html );
 		$this->assertStringNotContainsString( 'text/javascript', preg_replace( '#<script(?![^>]*relay-realtime-client-js[\'"])[^>]*>#', '', $html ) );
-		$this->assertLessThan( strpos( $html, 'client.js' ), strpos( $html, 'window.RelayRealtimeConfig' ), 'config before the module' );
+		$this->assertLessThan( strpos( $html, 'boot.js' ), strpos( $html, 'window.RelayRealtimeConfig' ), 'config before the module' );
 
 		$c = $this->config( $html );
 		$this->assertSame( array( 'url', 'siteId', 'token', 'exp', 'tokenEndpoint', 'nonce', 'channels', 'payloadKeys', 'kid', 'yjs', 'debug' ), array_keys( $c ) );
@@ -76,7 +76,7 @@ final class AssetsTest extends Relay_Test_Case {
 	public function test_anonymous_visitors_get_nothing_by_default() {
 		$html = self::page();
 		$this->assertStringNotContainsString( 'RelayRealtimeConfig', $html );
-		$this->assertStringNotContainsString( 'client.js', $html );
+		$this->assertStringNotContainsString( 'boot.js', $html );
 	}
 
 	public function test_anonymous_with_a_public_channel_get_no_keys() {
@@ -95,7 +95,7 @@ final class AssetsTest extends Relay_Test_Case {
 		$post = wp_insert_post( array( 'post_title' => 'Edit me', 'post_status' => 'draft' ) );
 		$GLOBALS['post'] = get_post( $post );
 		$html = self::page( 'enqueue_block_editor_assets' );
-		$this->assertStringNotContainsString( 'yjs-provider.js', $html, 'not on WordPress 6.1 without the RTC flag' );
+		$this->assertStringNotContainsString( 'boot.js', $html, 'not on WordPress 6.1 without the RTC flag' );
 
 		$GLOBALS['wp_scripts'] = null;
 		wp_scripts();
@@ -108,12 +108,12 @@ final class AssetsTest extends Relay_Test_Case {
 		$html = self::page( 'relay_rrt_nothing' );
 		remove_filter( 'relay_realtime_collaboration_available', $on );
 		unset( $GLOBALS['post'] );
-		$this->assertMatchesRegularExpression( '#<script type="module"[^>]*yjs-provider\.js#', $html );
-		$this->assertLessThan( strpos( $html, 'yjs-provider.js' ), strpos( $html, 'client.js' ), 'client before provider' );
-		$this->assertLessThan( strpos( $html, 'yjs-provider.js' ), strpos( $html, 'wp-includes/js/dist/hooks' ), 'wp-hooks before provider' );
+		$this->assertMatchesRegularExpression( '#<script type="module"[^>]*boot\.js#', $html );
+		$this->assertSame( 1, substr_count( $html, 'boot.js' ), 'the entry point once' );
+		$this->assertLessThan( strpos( $html, 'boot.js' ), strpos( $html, 'wp-includes/js/dist/hooks' ), 'wp-hooks before the entry point (it registers the provider)' );
 		$c = $this->config( $html );
 		$this->assertTrue( $c['yjs']['enabled'] );
-		$this->assertSame( self::ch( 'yjs:' ), $c['yjs']['roomPrefix'] );
+		$this->assertSame( '', $c['yjs']['roomPrefix'], 'relayd scopes the room to the site itself' );
 		$claims = json_decode( \RelayRealtime\Crypto::b64url_decode( explode( '.', $c['token'] )[1] ), true );
 		$this->assertContains( self::ch( "yjs:postType/post:$post" ), $claims['allowed_publish_prefixes'], 'the edited post\'s room is writable' );
 	}
