@@ -11,6 +11,8 @@ public struct AwarenessTable: Sendable {
     private var meta: [UInt64: Meta] = [:]
     private var states: [UInt64: String] = [:]
     private var owners: [ConnectionID: Set<UInt64>] = [:]
+    /// The connection each client ID last sent a state on (the one whose close removes it).
+    private var ownerOf: [UInt64: ConnectionID] = [:]
     /// Remote states not renewed for this long are removed (y-protocols: 30 s).
     public var timeout: Duration
 
@@ -57,10 +59,16 @@ public struct AwarenessTable: Sendable {
             }
         }
         if let c = connection {
-            var owned = owners[c] ?? []
-            for id in change.added { owned.insert(id) }
-            for id in change.removed { owned.remove(id) }
-            owners[c] = owned
+            // A client belongs to the connection its latest state came on: after a reconnect
+            // the new connection owns it, so closing that one removes it at once (not after 30 s).
+            for id in change.added + change.updated {
+                if let old = ownerOf[id], old != c { owners[old]?.remove(id) }
+                owners[c, default: []].insert(id)
+                ownerOf[id] = c
+            }
+            for id in change.removed {
+                if let old = ownerOf.removeValue(forKey: id) { owners[old]?.remove(id) }
+            }
         }
         return change
     }
@@ -92,6 +100,7 @@ public struct AwarenessTable: Sendable {
     /// (their `null` states with unchanged clocks), or nil if nothing changed.
     public mutating func connectionClosed(_ connection: ConnectionID) -> AwarenessUpdate? {
         guard let owned = owners.removeValue(forKey: connection) else { return nil }
+        for id in owned where ownerOf[id] == connection { ownerOf[id] = nil }
         let removed = remove(clients: owned.sorted())
         return removed.isEmpty ? nil : encode(clients: removed)
     }
@@ -103,10 +112,8 @@ public struct AwarenessTable: Sendable {
             if let m = meta[id], now - m.lastUpdated >= timeout { stale.append(id) }
         }
         let removed = remove(clients: stale.sorted())
-        for (c, var owned) in owners {
-            let before = owned.count
-            for id in removed { owned.remove(id) }
-            if owned.count != before { owners[c] = owned }
+        for id in removed {
+            if let c = ownerOf.removeValue(forKey: id) { owners[c]?.remove(id) }
         }
         return removed.isEmpty ? nil : encode(clients: removed)
     }

@@ -85,4 +85,24 @@ import Testing
         #expect(t.isEmpty)
         #expect(t.encodeAll() == nil)
     }
+
+    /// A client that reconnects belongs to its new connection: closing that one removes it at
+    /// once (it used to wait for the 30 s timeout, because the client was only "updated" there).
+    @Test func reconnectedClientIsRemovedWithItsNewConnection() {
+        var t = AwarenessTable()
+        func upd(_ id: UInt64, _ clock: UInt64, _ s: String) -> AwarenessUpdate {
+            AwarenessUpdate(entries: [AwarenessEntry(clientID: id, clock: clock, state: s)])
+        }
+        _ = t.apply(upd(7, 1, #"{"u":1}"#), from: 100, now: .seconds(0))
+        // The tab's socket drops; it reconnects before relayd noticed and renews its state there.
+        #expect(t.apply(upd(7, 2, #"{"u":1}"#), from: 200, now: .seconds(1)).updated == [7])
+        #expect(t.connectionClosed(100) == nil, "the old connection no longer owns the client")
+        #expect(t.state(of: 7) != nil)
+        let closed = t.connectionClosed(200)
+        #expect(closed?.entries.map(\.clientID) == [7], "closing the new connection removes it")
+        #expect(t.isEmpty)
+        // After a removal the same client may come back on a third connection and is owned there.
+        _ = t.apply(upd(7, 3, #"{"u":1}"#), from: 300, now: .seconds(2))
+        #expect(t.connectionClosed(300)?.entries.map(\.clientID) == [7])
+    }
 }
