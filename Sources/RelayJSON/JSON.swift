@@ -4,8 +4,14 @@ public enum JSON {
     public static let maxDepth = 64
 
     /// Whether `bytes` is exactly one JSON value (surrounding whitespace allowed).
+    /// The engine calls this on every published `data`: concrete, no copy.
+    public static func isValid(_ bytes: [UInt8]) -> Bool {
+        (try? validate(bytes)) != nil
+    }
+
+    /// Whether `bytes` is exactly one JSON value.
     public static func isValid<C: Collection>(_ bytes: C) -> Bool where C.Element == UInt8 {
-        (try? validate(Array(bytes))) != nil
+        isValid(Array(bytes))
     }
 
     /// Whether `text` is exactly one JSON value.
@@ -73,12 +79,17 @@ public enum JSONParser {
     public static let defaultMaxDepth = JSON.maxDepth
 
     /// Parses one JSON value filling the whole input (surrounding whitespace allowed).
-    public static func parse<Bytes: Sequence>(_ bytes: Bytes, maxDepth: Int = defaultMaxDepth) throws(JSONError) -> JSONValue
-    where Bytes.Element == UInt8 {
-        var r = JSONReader(Array(bytes), maxDepth: maxDepth)
+    public static func parse(_ bytes: [UInt8], maxDepth: Int = defaultMaxDepth) throws(JSONError) -> JSONValue {
+        var r = JSONReader(bytes, maxDepth: maxDepth)
         let v = try r.readValue()
         try r.expectEnd()
         return v
+    }
+
+    /// Parses any byte sequence (copied into an array first).
+    public static func parse<Bytes: Sequence>(_ bytes: Bytes, maxDepth: Int = defaultMaxDepth) throws(JSONError) -> JSONValue
+    where Bytes.Element == UInt8 {
+        try parse(Array(bytes), maxDepth: maxDepth)
     }
 
     /// Parses a string's UTF-8 bytes.

@@ -31,6 +31,9 @@ public struct JSONReader {
     /// The next byte to read.
     public var pos: Int = 0
     public let maxDepth: Int
+    /// Member names of the objects being read, innermost last: one buffer per
+    /// reader for the uniqueness rule (no allocation per object).
+    private var names: [(range: Range<Int>, escaped: Bool)] = []
 
     public init(_ bytes: [UInt8], maxDepth: Int = JSON.maxDepth) {
         self.bytes = bytes
@@ -332,7 +335,9 @@ public struct JSONReader {
         guard depth < maxDepth else { throw fail("nesting deeper than \(maxDepth)") }
         guard peek() == UInt8(ascii: "{") else { throw fail("expected an object") }
         pos += 1
-        var keys = KeyRanges()
+        let base = names.count
+        defer { names.removeSubrange(base...) }
+        var many: Set<[UInt8]>?  // past 16 names, a set instead of the linear scan
         skipWhitespace()
         if peek() == UInt8(ascii: "}") { pos += 1; return }
         while true {
@@ -341,7 +346,7 @@ public struct JSONReader {
             let start = pos
             let escaped = try skipString()
             let name = start..<pos
-            try keys.insert(name, escaped: escaped, in: self)
+            try noteName(name, escaped: escaped, base: base, many: &many)
             guard consume(UInt8(ascii: ":")) else { throw fail("expected ':'") }
             skipWhitespace()
             try body(name, escaped, &self)
@@ -350,6 +355,32 @@ public struct JSONReader {
             pos += 1
             if n == UInt8(ascii: "}") { return }
             if n != UInt8(ascii: ",") { pos -= 1; throw fail("expected ',' or '}'") }
+        }
+    }
+
+    /// The uniqueness rule: names compare as raw bytes when neither holds an
+    /// escape, else unescaped.
+    private mutating func noteName(_ range: Range<Int>, escaped: Bool, base: Int, many: inout Set<[UInt8]>?) throws(JSONError) {
+        func key(_ r: Range<Int>, _ e: Bool) -> [UInt8] {
+            let inner = bytes[(r.lowerBound + 1)..<(r.upperBound - 1)]
+            return e ? unescape(inner) : Array(inner)
+        }
+        let duplicate = JSONError(offset: range.lowerBound, reason: "duplicate member name")
+        if many != nil {
+            guard many!.insert(key(range, escaped)).inserted else { throw duplicate }
+            return
+        }
+        for i in base..<names.count {
+            let (r, e) = names[i]
+            if !escaped && !e {
+                if r.count == range.count && bytes[r] == bytes[range] { throw duplicate }
+            } else if key(r, e) == key(range, escaped) {
+                throw duplicate
+            }
+        }
+        names.append((range, escaped))
+        if names.count - base > 16 {
+            many = Set(names[base...].map { key($0.range, $0.escaped) })
         }
     }
 
@@ -409,42 +440,5 @@ public struct JSONReader {
         default:
             throw fail("unexpected character")
         }
-    }
-}
-
-/// The member names seen in one object, for the uniqueness rule. Names are
-/// compared as raw bytes when neither holds an escape, else unescaped.
-struct KeyRanges {
-    private var ranges: [(Range<Int>, Bool)] = []
-    private var decoded: Set<[UInt8]>?
-
-    mutating func insert(_ range: Range<Int>, escaped: Bool, in reader: JSONReader) throws(JSONError) {
-        if decoded == nil && ranges.count < 16 {
-            for (r, e) in ranges {
-                if !escaped && !e {
-                    if r.count == range.count && reader.bytes[r] == reader.bytes[range] { throw duplicate(range) }
-                } else if key(r, e, reader) == key(range, escaped, reader) {
-                    throw duplicate(range)
-                }
-            }
-            ranges.append((range, escaped))
-            return
-        }
-        if decoded == nil {
-            var set = Set<[UInt8]>()
-            for (r, e) in ranges { set.insert(key(r, e, reader)) }
-            decoded = set
-            ranges = []
-        }
-        guard decoded!.insert(key(range, escaped, reader)).inserted else { throw duplicate(range) }
-    }
-
-    private func key(_ r: Range<Int>, _ escaped: Bool, _ reader: JSONReader) -> [UInt8] {
-        let inner = reader.bytes[(r.lowerBound + 1)..<(r.upperBound - 1)]
-        return escaped ? reader.unescape(inner) : Array(inner)
-    }
-
-    private func duplicate(_ r: Range<Int>) -> JSONError {
-        JSONError(offset: r.lowerBound, reason: "duplicate member name")
     }
 }

@@ -72,6 +72,10 @@ struct RulesTests {
         Self.expect(#"[{"a":1},{"a":2}]"#, valid: true, "same name in sibling objects")
         Self.expect(#"{"a":1,"\u0061":2}"#, valid: false, "duplicate after unescaping")
         Self.expect(#"{"a":1,"A":2}"#, valid: true, "names are case-sensitive")
+        // Names are scoped to their own object: a child's names never clash with its parent's.
+        Self.expect(#"{"a":{"a":1},"b":{"a":2,"b":3},"c":[{"c":1}]}"#, valid: true, "same name in parent and child")
+        Self.expect(#"{"a":{"b":1},"b":2}"#, valid: true, "a child's name reused by the parent after it")
+        Self.expect(#"{"a":{"b":1},"a":2}"#, valid: false, "a duplicate after a child object")
         // Past the linear-scan threshold the set path must agree.
         let many = (0..<40).map { "\"k\($0)\":\($0)" }.joined(separator: ",")
         Self.expect("{\(many)}", valid: true, "40 distinct names")
