@@ -3,9 +3,12 @@ import Metrics
 
 /// Outbox bounds per connection. Exceeding either closes with 4008.
 public struct OutboxLimits: Sendable, Equatable {
+    /// Default 4 MiB: room for two of the largest default payloads (2 MiB), so a
+    /// subscriber still writing a large Yjs update is not closed by the next one.
+    /// Memory is only used by a connection that has fallen behind.
     public var maxBytes: Int
     public var maxFrames: Int
-    public init(maxBytes: Int = 1 << 20, maxFrames: Int = 16_384) {
+    public init(maxBytes: Int = 4 << 20, maxFrames: Int = 16_384) {
         self.maxBytes = maxBytes
         self.maxFrames = maxFrames
     }

@@ -444,7 +444,10 @@ public final class RelayEngine: Sendable {
     }
 
     /// Every check before a publication is accepted (site, channel, ACL,
-    /// event, size, JSON, client rate). Closes the connection for 1009/4013.
+    /// event, size, JSON, client rate). Only the client rate closes the
+    /// connection (4013); every other refusal, including a payload over the
+    /// site's `maxMessageBytes`, is returned for the transport to report as an
+    /// error frame on a socket that stays open.
     func validatePublish(siteID: String, from conn: RelayConnection?, spelled: String, event: String, payload: Payload,
                          idempotencyKey: String?, source: PublishSource, now: Double) -> Result<ChannelName, PublishError> {
         let limits: SiteLimits
@@ -471,7 +474,6 @@ public final class RelayEngine: Sendable {
             return .failure(.invalidIdempotencyKey)
         }
         if payload.byteCount > limits.maxMessageBytes {
-            if let conn { close(conn, code: .messageTooBig, reason: "message too big", discardPending: true) }
             return .failure(.messageTooLarge(limit: limits.maxMessageBytes))
         }
         if case .json(let bytes) = payload, !JSON.isValid(bytes) { return .failure(.invalidJSON) }

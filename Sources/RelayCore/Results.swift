@@ -114,6 +114,24 @@ public enum PublishError: Error, Sendable, Equatable {
         }
     }
 
+    /// A sentence for the `message` of an error body or frame.
+    public var message: String {
+        switch self {
+        case .siteNotFound: return "unknown or revoked site"
+        case .invalidChannel: return "invalid channel name"
+        case .forbidden: return "channel outside the token's publish prefixes"
+        case .reservedChannel: return "the wps: namespace is reserved for the relay"
+        case .invalidJSON: return "data is not valid JSON"
+        case .invalidEvent: return "invalid event name"
+        case .invalidIdempotencyKey: return "invalid idempotency key"
+        case .messageTooLarge(let limit): return "payload over the site's max_message_bytes (\(limit) bytes)"
+        case .quotaExceeded(let limit): return "monthly message quota (\(limit)) exhausted"
+        case .rateLimited: return "client publish rate exceeded"
+        case .connectionClosed: return "connection closed"
+        case .brokerUnavailable: return "broker unavailable"
+        }
+    }
+
     /// Error code for `{"error":…}` bodies and WebSocket error frames.
     public var code: ErrorCode {
         switch self {

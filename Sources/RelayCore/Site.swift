@@ -6,7 +6,9 @@ public struct SiteLimits: Sendable, Equatable {
     /// Concurrent connections across transports; exceeding it refuses with 4029.
     public var maxConnections: Int
     /// Largest published payload (`data` JSON or binary payload) in bytes.
-    /// Default 1 MiB: the wordsocket Yjs provider's update cap.
+    /// Default 2 MiB, the WebSocket frame cap: the wordsocket Yjs provider
+    /// sends updates up to 1 MiB plus a 1-byte type tag, and the relay counts
+    /// the payload it forwards, not what the payload means.
     public var maxMessageBytes: Int
     /// Subscriptions per connection; exceeding it closes with 4009.
     public var maxChannelsPerConnection: Int
@@ -15,7 +17,7 @@ public struct SiteLimits: Sendable, Equatable {
     /// Client (browser) publish rate per connection, token bucket.
     public var clientPublishRate: RateLimit
 
-    public init(maxConnections: Int = 500, maxMessageBytes: Int = 1 << 20,
+    public init(maxConnections: Int = 500, maxMessageBytes: Int = 2 << 20,
                 maxChannelsPerConnection: Int = 128, monthlyMessageQuota: Int? = nil,
                 clientPublishRate: RateLimit = RateLimit(perSecond: 10, burst: 20)) {
         self.maxConnections = maxConnections

@@ -214,7 +214,7 @@ extension RelayService {
             return (.ok, Self.receiptJSON(receipt))
         case .failure(let e):
             metrics.httpPublishRejections.increment(code: e.code)
-            return (HTTPResponse.Status(code: e.httpStatus), Self.errorJSON(e.code, "publish refused"))
+            return (HTTPResponse.Status(code: e.httpStatus), Self.errorJSON(e.code, "publish refused: \(e.message)"))
         }
     }
 

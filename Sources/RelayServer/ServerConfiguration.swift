@@ -59,8 +59,8 @@ public struct ServerConfiguration: Sendable {
     /// How long shutdown waits for queued frames to flush, seconds.
     public var shutdownFlushTimeout: Double = 5
     /// Limits given to sites created by registration or `site add` without explicit limits.
-    /// (1 MiB messages: the wordsocket Yjs provider sends updates up to 1 MiB.)
-    public var defaultSiteLimits = SiteLimits(maxMessageBytes: 1 << 20)
+    /// (2 MiB payloads, the frame cap: the wordsocket Yjs provider sends a 1-byte tag plus updates up to 1 MiB.)
+    public var defaultSiteLimits = SiteLimits(maxMessageBytes: 2 << 20)
     /// The y-websocket endpoint (`/yjs/{room}`).
     public var yjs = YjsConfiguration()
     /// The engine's own settings (outbox bytes/frames, history, presence, idempotency).

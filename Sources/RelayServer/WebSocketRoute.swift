@@ -122,7 +122,7 @@ extension RelayService {
     private func reportBinaryPublish(_ result: Result<PublishReceipt, PublishError>, channel: String, _ conn: RelayConnection) {
         switch result {
         case .success: publishedMessages.wrappingAdd(1, ordering: .relaxed)
-        case .failure(let e): _ = engine.send(Wire.error(code: e.code, message: "binary publish refused", channel: channel), to: conn)
+        case .failure(let e): _ = engine.send(Wire.error(code: e.code, message: "binary publish refused: \(e.message)", channel: channel), to: conn)
         }
     }
 
@@ -141,7 +141,7 @@ extension RelayService {
     private func reportPublish(_ result: Result<PublishReceipt, PublishError>, channel: String, _ conn: RelayConnection) {
         switch result {
         case .success: publishedMessages.wrappingAdd(1, ordering: .relaxed)
-        case .failure(let e): _ = engine.send(Wire.error(code: e.code, message: "publish refused", channel: channel), to: conn)
+        case .failure(let e): _ = engine.send(Wire.error(code: e.code, message: "publish refused: \(e.message)", channel: channel), to: conn)
         }
     }
 

@@ -38,7 +38,7 @@ struct Relayd: AsyncParsableCommand {
     @Option(name: .customLong("max-batch"), help: "Most publications per /publish/batch. Env: RELAY_MAX_BATCH [default: 100]") var maxBatch: Int?
     @Option(name: .customLong("max-connections"), help: "Process-wide connection cap (WebSocket + SSE). Env: RELAY_MAX_CONNECTIONS [default: 18000]") var maxConnections: Int?
     @Option(name: .customLong("max-connections-per-ip"), help: "WebSocket + SSE connections from one address (close 1013). Env: RELAY_MAX_CONNECTIONS_PER_IP [default: 2000]") var maxConnectionsPerIP: Int?
-    @Option(name: .customLong("outbox-bytes"), help: "Per-connection outbound queue, bytes; overflow closes with 4008. Env: RELAY_OUTBOX_BYTES [default: 1048576]") var outboxBytes: Int?
+    @Option(name: .customLong("outbox-bytes"), help: "Per-connection outbound queue, bytes; overflow closes with 4008. Env: RELAY_OUTBOX_BYTES [default: 4194304]") var outboxBytes: Int?
     @Option(name: .customLong("outbox-frames"), help: "Per-connection outbound queue, frames. Env: RELAY_OUTBOX_FRAMES [default: 16384]") var outboxFrames: Int?
     @Option(name: .customLong("ping-interval"), help: "Seconds between {\"type\":\"ping\"} frames. Env: RELAY_PING_INTERVAL [default: 20]") var pingInterval: Double?
     @Option(name: .customLong("idle-timeout"), help: "Close a silent WebSocket after this many seconds (4002). Env: RELAY_IDLE_TIMEOUT [default: 65]") var idleTimeout: Double?
@@ -50,7 +50,7 @@ struct Relayd: AsyncParsableCommand {
     @Option(name: .customLong("history-size"), help: "Publications kept per channel for recovery. Env: RELAY_HISTORY_SIZE [default: 200]") var historySize: Int?
     @Option(name: .customLong("history-ttl"), help: "Seconds publications are kept for recovery. Env: RELAY_HISTORY_TTL [default: 300]") var historyTTL: Double?
     @Option(name: .customLong("site-max-connections"), help: "Default per-site connection limit (4029). Env: RELAY_SITE_MAX_CONNECTIONS [default: 500]") var siteMaxConnections: Int?
-    @Option(name: .customLong("site-max-message-bytes"), help: "Default per-site message size limit. Env: RELAY_SITE_MAX_MESSAGE_BYTES [default: 1048576]") var siteMaxMessageBytes: Int?
+    @Option(name: .customLong("site-max-message-bytes"), help: "Default per-site limit on a publication's payload (JSON data or binary payload); over it a WebSocket publish gets a message_too_large error frame, HTTP 413. Env: RELAY_SITE_MAX_MESSAGE_BYTES [default: 2097152]") var siteMaxMessageBytes: Int?
     @Option(name: .customLong("site-monthly-quota"), help: "Default monthly message quota (0 = none). Env: RELAY_SITE_MONTHLY_QUOTA [default: 0]") var siteMonthlyQuota: Int?
     @Option(name: .customLong("yjs-persistence"), help: "Yjs documents: sqlite (in the data dir) or memory. Env: RELAY_YJS_PERSISTENCE [default: sqlite]") var yjsPersistence: String?
     @Option(name: .customLong("yjs-max-update-bytes"), help: "Largest Yjs update (close 4011). Env: RELAY_YJS_MAX_UPDATE_BYTES [default: 1048576]") var yjsMaxUpdateBytes: Int?

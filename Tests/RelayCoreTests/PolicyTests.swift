@@ -89,12 +89,25 @@ import Testing
         #expect(fx.metrics.value("relay_client_rate_limited_total") == 1)
     }
 
-    @Test func clientMessageTooBigCloses1009ButServerPublishOnlyFails() throws {
+    @Test("A payload over the site's limit is refused without closing the client (issue 20); one at the limit passes")
+    func clientMessageTooBigIsRefusedAndTheConnectionStaysOpen() throws {
         let fx = Fixture(limits: SiteLimits(maxMessageBytes: 8))
         #expect(fx.publish("x", "[1,2,3,4,5]") == .failure(.messageTooLarge(limit: 8)))
         let c = try fx.connect()
         #expect(fx.engine.publishBinary(from: c, channel: "x", payload: Array(repeating: 0, count: 9)) == .failure(.messageTooLarge(limit: 8)))
-        #expect(c.closeItem()?.0 == .messageTooBig)
+        #expect(fx.engine.publish(from: c, channel: "x", event: "e", data: Array("[1,2,3,4]".utf8)) == .failure(.messageTooLarge(limit: 8)))
+        #expect(c.closeItem() == nil, "refused, not closed")
+        #expect((try? fx.engine.publishBinary(from: c, channel: "x", payload: Array(repeating: 0, count: 8)).get()) != nil)
+        #expect((try? fx.engine.publish(from: c, channel: "x", event: "e", data: Array("[1,2,34]".utf8)).get()) != nil)
+        #expect(c.closeItem() == nil)
+        #expect(PublishError.messageTooLarge(limit: 8).message.contains("8 bytes"))
+    }
+
+    @Test("Defaults: a payload up to the 2 MiB frame cap, and an outbox that holds two of them")
+    func defaultsFitTheWordsocketProvider() {
+        #expect(SiteLimits().maxMessageBytes == 2 << 20)
+        #expect(SiteLimits().maxMessageBytes >= (1 << 20) + 1, "1-byte tag + the provider's 1 MiB update cap")
+        #expect(OutboxLimits().maxBytes >= 2 * SiteLimits().maxMessageBytes)
     }
 
     @Test func monthlyQuotaReturnsTypedErrorAndResetsNextMonth() throws {

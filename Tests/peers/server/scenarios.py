@@ -693,10 +693,18 @@ async def frame_limits():
     big = await ws_open(mint(site)[0])
     await big.send('{"type":"message","channel":"x","event":"e","data":"' + "y" * (max_frame + 1000) + '"}')
     r["over_frame"] = await wait_close(big, 5)
-    # Under the frame limit but over the site's message limit: close 1009 from the engine.
-    msg = await ws_open(mint(site)[0])
+    # Under the frame limit but over the site's message limit: an error frame, and the
+    # socket stays open (issue 20): the same connection then publishes within the limit.
+    msg, _ = await connect_and_subscribe(site, ["x"])
     await msg.send('{"type":"message","channel":"x","event":"e","data":"' + "y" * int(CFG["over_message_bytes"]) + '"}')
-    r["over_message"] = await wait_close(msg, 5)
+    _, r["over_message"], _ = await until(msg, lambda j: j.get("type") in ("error", "message"), 5)
+    await msg.send(binframe("x", b"\x01" * int(CFG["over_message_bytes"])))
+    _, r["over_message_binary"], _ = await until(msg, lambda j: j.get("type") == "error" or "binary" in j, 5)
+    await msg.send('{"type":"message","channel":"x","event":"after","data":{"ok":true}}')
+    _, r["over_message_after"], _ = await until(msg, lambda j: j.get("type") in ("error", "message"), 5)
+    await msg.send(binframe("x", b"\x02small"))
+    _, r["over_message_after_binary"], _ = await until(msg, lambda j: "binary" in j or j.get("type") == "error", 5)
+    await msg.close()
     # Over the limit in a binary frame too.
     binws = await ws_open(mint(site)[0])
     await binws.send(binframe("x", b"\x00" * (max_frame + 10)))
@@ -966,11 +974,20 @@ async def big_binary():
     b, _ = await connect_and_subscribe(SITE, [ch])
     payload = bytes([0]) + os.urandom(int(CFG["size"]) - 1)
     frame = binframe(ch, payload)
+    # The large update, then (as a typing editor would) small ones at once: a subscriber
+    # still writing the large frame must not be closed as a slow consumer.
+    then = [binframe(ch, bytes([0]) + os.urandom(40)) for _ in range(int(CFG.get("then", 0)))]
     await a.send(frame)
+    for f in then:
+        await a.send(f)
     for key, ws in (("echo", a), ("other", b)):
         try:
             m = await next_frame(ws, 5)
             r[key] = {"timeout": True} if m is None else {"same": m == frame, "length": len(m)}
+            rest = []
+            for _ in then:
+                rest.append(await next_frame(ws, 5))
+            r[key]["then_same"] = rest == then
         except ConnectionClosed as e:
             r[key] = {"close_code": e.rcvd.code if e.rcvd else 1006, "reason": e.rcvd.reason if e.rcvd else ""}
     await a.close()
