@@ -1,3 +1,4 @@
+import RelayProtocol
 import RelayJSON
 import ArgumentParser
 import Foundation
@@ -9,6 +10,7 @@ struct RelayCtl: AsyncParsableCommand {
         commandName: "relayctl",
         abstract: "Scripting tool for Relay: keys, tokens, signing, sealing, publishing, subscribing, sites, benchmarks.",
         discussion: "Every command exits 0 on success and prints a one-line error on stderr otherwise. See Docs/relayctl.md.",
+        version: RelayVersion.description,
         subcommands: [Keygen.self, Token.self, Sign.self, Seal.self, Open.self, DeriveKey.self, Publish.self, Subscribe.self, Stats.self, Health.self, SiteCommand.self, YjsCommand.self, Bench.self]
     )
 }

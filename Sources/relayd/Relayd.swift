@@ -3,6 +3,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import RelayCore
+import RelayProtocol
 import RelayServer
 import ServiceLifecycle
 
@@ -17,7 +18,8 @@ struct Relayd: AsyncParsableCommand {
             dev site on first start, printing its credentials. Every option can also be set by the environment \
             variable shown (RELAY_…) or in a JSON config file (--config, keys as the long option names). \
             Precedence: flag, then environment, then file, then default. See Docs/self-hosting.md.
-            """)
+            """,
+        version: RelayVersion.description)
 
     @Option(help: "JSON config file (keys are the long option names, e.g. {\"port\":8080}). Env: RELAY_CONFIG")
     var config: String?
