@@ -144,7 +144,8 @@ let package = Package(
         .executableTarget(
             name: "relayd",
             dependencies: [
-                "RelayServer", "RelaySites", "RelayCore", "RelayProtocol",
+                "RelayServer", "RelaySites", "RelayCore", "RelayProtocol", "RelayWebSocket", "RelayJSON",
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

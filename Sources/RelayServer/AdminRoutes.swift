@@ -94,7 +94,7 @@ extension RelayService {
                 try sites.save(existing)
                 return HTTPReply.json(Self.credentialsJSON(existing))
             }
-            let record = SiteRecord.generate(siteURL: url, siteName: name, limits: configuration.defaultSiteLimits)
+            let record = SiteRecord.generate(siteURL: url, siteName: name, limits: settings.defaultSiteLimits)
             try sites.add(record)
             return HTTPReply.json(Self.credentialsJSON(record))
         } catch {
@@ -105,7 +105,7 @@ extension RelayService {
     /// Operator import: create a site with given credentials (e.g. ones a WordPress install already has).
     func addSite(_ body: JSONValue) throws -> Response {
         var record = SiteRecord.generate(siteURL: body["site_url"]?.stringValue, siteName: body["site_name"]?.stringValue,
-                                         limits: configuration.defaultSiteLimits)
+                                         limits: settings.defaultSiteLimits)
         if let k = body["site_key"]?.stringValue { record.siteKey = k }
         if let s = body["publish_secret"]?.stringValue { record.publishSecrets = [PublishSecret(keyID: body["publish_key_id"]?.stringValue ?? "k1", secret: s)] }
         if let j = body["jwt_secret"] { record.jwtSecret = j.stringValue }

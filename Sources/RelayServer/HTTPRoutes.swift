@@ -60,10 +60,7 @@ extension RelayService {
     /// The router of every HTTP endpoint: CORS, then one route collection per job.
     public func makeRouter() -> Router<RelayRequestContext> {
         let router = Router(context: RelayRequestContext.self)
-        router.add(middleware: CORSMiddleware(
-            allowOrigin: configuration.corsAllowOrigin == "*" ? .all : .custom(configuration.corsAllowOrigin),
-            allowHeaders: [.contentType, .authorization, .init("Last-Event-ID")!],
-            allowMethods: [.get, .post, .options]))
+        router.add(middleware: ReloadableCORSMiddleware(relay: self))
         router.addRoutes(publishRoutes())
         router.addRoutes(operationsRoutes())
         router.addRoutes(sseRoutes())
@@ -99,7 +96,13 @@ extension RelayService {
     /// `GET /sse`: the receive-only stream.
     func sseRoutes() -> RouteCollection<RelayRequestContext> {
         let routes = RouteCollection(context: RelayRequestContext.self)
-        routes.get("/sse") { request, context in try self.handleSSE(request, ip: context.remoteIP) }
+        routes.get("/sse") { request, context in
+            let ip = self.clientIP(request, context)
+            do { return try self.handleSSE(request, ip: ip) } catch let e as RelayHTTPError {
+                self.refusals.refused(endpoint: "/sse", ip: ip, code: Int(e.status.code), name: e.code.rawValue, reason: e.message)
+                throw e
+            }
+        }
         return routes
     }
 
@@ -289,5 +292,22 @@ extension RelayService {
             ("sites", .int(Int64(sites.list().count))),
             ("uptime_s", .int(Int64(Date().timeIntervalSince(startedAt)))),
         ]))
+    }
+}
+
+/// Hummingbird's CORS middleware for the origin now configured (`--cors-origin`,
+/// reloadable with `SIGHUP`).
+struct ReloadableCORSMiddleware: RouterMiddleware {
+    typealias Context = RelayRequestContext
+    let relay: RelayService
+
+    static func cors(_ origin: String) -> CORSMiddleware<RelayRequestContext> {
+        CORSMiddleware(allowOrigin: origin == "*" ? .all : .custom(origin),
+                       allowHeaders: [.contentType, .authorization, .init("Last-Event-ID")!],
+                       allowMethods: [.get, .post, .options])
+    }
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        try await Self.cors(relay.settings.corsAllowOrigin).handle(request, context: context, next: next)
     }
 }

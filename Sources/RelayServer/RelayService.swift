@@ -31,6 +31,10 @@ public final class RelayService: Sendable {
     let publishVerifier: PublishVerifier
     let sessions = SessionRegistry()
     let logger: Logger
+    /// One line per refused connection, rate-bounded.
+    let refusals: RefusalLog
+    /// The settings `reload(_:)` may change while running (`SIGHUP`).
+    let live: Mutex<ReloadableSettings>
     let startedAt = Date()
     let publishedMessages = Atomic<Int>(0)
     let shuttingDown = Atomic<Bool>(false)
@@ -45,6 +49,8 @@ public final class RelayService: Sendable {
                 metricsRegistry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) throws {
         self.configuration = configuration
         self.logger = logger
+        refusals = RefusalLog(logger: logger, nowSeconds: { Int64(Date().timeIntervalSince1970) })
+        live = Mutex(ReloadableSettings(configuration))
         self.metricsRegistry = metricsRegistry
         let dir = configuration.dataDirectory.isEmpty ? nil : configuration.dataDirectory
         sites = try SiteStore(directory: dir)
@@ -85,7 +91,7 @@ public final class RelayService: Sendable {
     /// Returns the new site, or nil when sites already exist.
     public func ensureDevSite() throws -> SiteRecord? {
         guard configuration.createDevSite, sites.list().isEmpty else { return nil }
-        let record = SiteRecord.generate(siteURL: "http://localhost", siteName: "dev", limits: configuration.defaultSiteLimits)
+        let record = SiteRecord.generate(siteURL: "http://localhost", siteName: "dev", limits: settings.defaultSiteLimits)
         try sites.add(record)
         return record
     }
@@ -104,7 +110,8 @@ public final class RelayService: Sendable {
             maxFrameBytes: max(configuration.maxFrameBytes, configuration.yjs.maxUpdateBytes + 64),
             maxHeaderBytes: configuration.maxHeaderBytes,
             maxPublishBodyBytes: configuration.maxPublishBodyBytes,
-            closeTimeout: .milliseconds(Int64(configuration.closeHandshakeTimeout * 1000)))
+            closeTimeout: .milliseconds(Int64(configuration.closeHandshakeTimeout * 1000)),
+            trustedProxies: configuration.trustedProxies)
         // HTTP goes to Hummingbird's router; WebSocket upgrades to relayd's event-loop handler.
         // Single node: /publish is answered on the event loop (a broker would have to be awaited).
         var fastPublish: PublishFastPath.Publish?
@@ -250,3 +257,41 @@ extension RelayService {
     }
 }
 
+
+/// What relayd can change without a restart (`SIGHUP` re-reads the config file).
+/// Everything else (addresses, TLS, data directory, frame and Yjs limits,
+/// trusted proxies) needs a restart.
+public struct ReloadableSettings: Sendable, Equatable {
+    public var corsAllowOrigin: String
+    public var maxConnections: Int
+    public var maxConnectionsPerIP: Int
+    /// Given to sites registered from now on; existing sites keep their own limits.
+    public var defaultSiteLimits: SiteLimits
+
+    public init(_ c: ServerConfiguration) {
+        corsAllowOrigin = c.corsAllowOrigin
+        maxConnections = c.maxConnections
+        maxConnectionsPerIP = c.maxConnectionsPerIP
+        defaultSiteLimits = c.defaultSiteLimits
+    }
+}
+
+extension RelayService {
+    /// The reloadable settings now in force.
+    public var settings: ReloadableSettings { live.withLock { $0 } }
+
+    /// Applies the reloadable part of `configuration` and logs what changed.
+    /// Returns the names of the settings that changed.
+    @discardableResult
+    public func reload(_ configuration: ServerConfiguration) -> [String] {
+        let new = ReloadableSettings(configuration)
+        let old = live.withLock { s in defer { s = new }; return s }
+        var changed: [String] = []
+        if old.corsAllowOrigin != new.corsAllowOrigin { changed.append("cors-origin") }
+        if old.maxConnections != new.maxConnections { changed.append("max-connections") }
+        if old.maxConnectionsPerIP != new.maxConnectionsPerIP { changed.append("max-connections-per-ip") }
+        if old.defaultSiteLimits != new.defaultSiteLimits { changed.append("site defaults") }
+        logger.notice("configuration reloaded", metadata: ["changed": "\(changed.isEmpty ? "nothing" : changed.joined(separator: ","))"])
+        return changed
+    }
+}

@@ -91,8 +91,10 @@ extension RelayService {
     }
 
     func streamSSE(writer: inout any ResponseBodyWriter, grant: ConnectionGrant, channels: [String], lastEventID: String?, ip: String) async throws {
-        if let refusal = sessions.admit(ip: ip, maxTotal: configuration.maxConnections, maxPerIP: configuration.maxConnectionsPerIP) {
+        let limits = settings
+        if let refusal = sessions.admit(ip: ip, maxTotal: limits.maxConnections, maxPerIP: limits.maxConnectionsPerIP) {
             let code = (refusal == .serverFull ? ErrorCode.serverFull : .tooManyConnectionsFromAddress).rawValue
+            refusals.refused(endpoint: "/sse", ip: ip, code: 200, name: code, reason: refusal.reason)
             try await writer.write(ByteBuffer(string: "event: wps.error\ndata: {\"code\":\"\(code)\"}\n\n"))
             try await writer.finish(nil)
             return

@@ -1,3 +1,4 @@
+import RelayWebSocket
 import RelayCore
 
 /// Everything relayd can be told. Every limit is here, with its default;
@@ -52,6 +53,9 @@ public struct ServerConfiguration: Sendable {
     public var replayCacheCapacity = 1_000_000
     /// Grace for the previous publish secret after `site rotate`, seconds.
     public var rotationGraceSeconds: Int64 = 3600
+    /// Reverse proxies whose `Forwarded`/`X-Forwarded-For` headers name the client
+    /// (for per-IP limits and logs). Empty: the TCP peer is the client, headers are ignored.
+    public var trustedProxies = TrustedProxies.none
     /// `Access-Control-Allow-Origin` for the browser-facing endpoints (`*` or one origin).
     public var corsAllowOrigin = "*"
     /// Reconnect hint range sent with the shutdown close (4500), milliseconds.

@@ -51,12 +51,13 @@ extension RelayService {
     /// the per-IP cap. Returns false (after closing the session) when refused.
     func admitWebSocket(_ session: WebSocketSession) -> Bool {
         guard !shuttingDown.load(ordering: .relaxed) else {
-            session.close(code: .shuttingDown, reason: "server shutting down; retry_after_ms=\(Int.random(in: configuration.shutdownRetryAfterMs))")
+            refuse(session, code: .shuttingDown, reason: "server shutting down; retry_after_ms=\(Int.random(in: configuration.shutdownRetryAfterMs))")
             return false
         }
-        if let refusal = sessions.admit(ip: session.request.remoteIP, maxTotal: configuration.maxConnections,
-                                        maxPerIP: configuration.maxConnectionsPerIP) {
-            session.close(code: CloseCode.tryAgainLater, reason: refusal.reason)
+        let limits = settings
+        if let refusal = sessions.admit(ip: session.request.remoteIP, maxTotal: limits.maxConnections,
+                                        maxPerIP: limits.maxConnectionsPerIP) {
+            refuse(session, code: CloseCode.tryAgainLater, reason: refusal.reason)
             return false
         }
         return true
@@ -229,7 +230,7 @@ final class RelaySocketEndpoint: WebSocketEndpoint, @unchecked Sendable {
         awaitingAuth.store(true, ordering: .relaxed)
         session.schedule(in: .seconds(10)) { [self] in
             if awaitingAuth.compareExchange(expected: true, desired: false, ordering: .relaxed).exchanged {
-                session.close(code: CloseCode.invalidToken, reason: "token required: send {\"type\":\"auth\",\"token\":…} first")
+                relay.refuse(session, code: CloseCode.invalidToken, reason: "token required: send {\"type\":\"auth\",\"token\":…} first")
             }
         }
     }
@@ -239,7 +240,7 @@ final class RelaySocketEndpoint: WebSocketEndpoint, @unchecked Sendable {
         switch relay.tokens.grant(for: token, sse: false) {
         case .success(let g): grant = g
         case .failure(let refusal):
-            session.close(code: refusal.code, reason: refusal.reason)
+            relay.refuse(session, code: refusal.code, reason: refusal.reason)
             return
         }
         switch relay.engine.connect(grant, onWake: { session.wake() }) {
@@ -248,7 +249,7 @@ final class RelaySocketEndpoint: WebSocketEndpoint, @unchecked Sendable {
             relay.sessions.add(SessionRegistry.Entry(connection: conn, isSSE: false, activity: session.activity))
             session.attach(conn)
         case .failure(let refusal):
-            session.close(code: refusal.code, reason: refusal.reason)
+            relay.refuse(session, code: refusal.code, reason: refusal.reason)
         }
     }
 
@@ -257,7 +258,7 @@ final class RelaySocketEndpoint: WebSocketEndpoint, @unchecked Sendable {
     private func accept(_ message: WebSocketMessage, _ session: WebSocketSession) -> RelayConnection? {
         if awaitingAuth.compareExchange(expected: true, desired: false, ordering: .relaxed).exchanged {
             guard case .text(let bytes) = message, case .auth(let token)? = ClientMessage.parse(bytes) else {
-                session.close(code: .invalidToken, reason: "token required: send {\"type\":\"auth\",\"token\":…} first")
+                relay.refuse(session, code: .invalidToken, reason: "token required: send {\"type\":\"auth\",\"token\":…} first")
                 return nil
             }
             authenticate(token, session)

@@ -163,7 +163,7 @@ final class YjsEndpoint: WebSocketEndpoint, @unchecked Sendable {
         admitted = true
         let request = session.request
         guard let token = request.query["auth"] ?? RelayService.token(from: request) else {
-            session.close(code: CloseCode.invalidToken, reason: "token required (?auth=)")
+            relay.refuse(session, code: CloseCode.invalidToken, reason: "token required (?auth=)")
             return
         }
         let grant: ConnectionGrant
@@ -172,15 +172,15 @@ final class YjsEndpoint: WebSocketEndpoint, @unchecked Sendable {
             g.endpoint = .yjs
             grant = g
         case .failure(let r):
-            session.close(code: r.code, reason: r.reason)
+            relay.refuse(session, code: r.code, reason: r.reason)
             return
         }
         guard let channel = RelayService.yjsChannel(room: room, siteID: grant.siteID) else {
-            session.close(code: CloseCode.roomForbidden, reason: "invalid room name")
+            relay.refuse(session, code: CloseCode.roomForbidden, reason: "invalid room name")
             return
         }
         guard RelayService.allowed(channel, by: grant.subscribePrefixes, siteID: grant.siteID) else {
-            session.close(code: CloseCode.roomForbidden, reason: "token does not grant this room")
+            relay.refuse(session, code: CloseCode.roomForbidden, reason: "token does not grant this room")
             return
         }
         self.channel = channel
@@ -189,7 +189,7 @@ final class YjsEndpoint: WebSocketEndpoint, @unchecked Sendable {
         switch relay.engine.connect(grant, onWake: { session.wake() }) {
         case .success(let c): conn = c
         case .failure(let r):
-            session.close(code: r.code, reason: r.reason)
+            relay.refuse(session, code: r.code, reason: r.reason)
             return
         }
         let yjs = relay.configuration.yjs
@@ -198,11 +198,11 @@ final class YjsEndpoint: WebSocketEndpoint, @unchecked Sendable {
         case .joined: break
         case .roomFull:
             relay.engine.disconnect(conn, code: CloseCode.roomFull, reason: "room connection limit")
-            session.close(code: CloseCode.roomFull, reason: "room connection limit (\(yjs.maxConnectionsPerRoom))")
+            relay.refuse(session, code: CloseCode.roomFull, reason: "room connection limit (\(yjs.maxConnectionsPerRoom))")
             return
         case .tooManyCollaborators:
             relay.engine.disconnect(conn, code: CloseCode.tooManyCollaborators, reason: "collaborator limit")
-            session.close(code: CloseCode.tooManyCollaborators, reason: "room collaborator limit (\(yjs.maxCollaboratorsPerRoom))")
+            relay.refuse(session, code: CloseCode.tooManyCollaborators, reason: "room collaborator limit (\(yjs.maxCollaboratorsPerRoom))")
             return
         }
         joined = true

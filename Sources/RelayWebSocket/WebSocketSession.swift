@@ -13,10 +13,11 @@ public struct WebSocketRequest: Sendable {
     /// Query parameters, percent-decoded.
     public let query: [String: String]
     public let headers: HTTPHeaders
-    /// The peer's IP address as text ("unknown" when not an IP socket).
+    /// The client's IP address as text: the TCP peer's ("unknown" when not an
+    /// IP socket), or the forwarded one when the peer is a trusted proxy.
     public let remoteIP: String
 
-    public init(head: HTTPRequestHead, remoteAddress: SocketAddress?) {
+    public init(head: HTTPRequestHead, remoteAddress: SocketAddress?, trustedProxies: TrustedProxies = .none) {
         let uri = Array(head.uri.utf8)
         if let q = uri.firstIndex(of: UInt8(ascii: "?")) {
             path = String(decoding: uri[..<q], as: UTF8.self)
@@ -32,7 +33,10 @@ public struct WebSocketRequest: Sendable {
             query = [:]
         }
         headers = head.headers
-        remoteIP = remoteAddress?.ipAddress ?? "unknown"
+        let peer = remoteAddress?.ipAddress ?? "unknown"
+        remoteIP = trustedProxies.isEmpty ? peer
+            : trustedProxies.clientAddress(peer: peer, forwarded: head.headers["Forwarded"],
+                                           xForwardedFor: head.headers["X-Forwarded-For"])
     }
 
     /// `application/x-www-form-urlencoded` decoding (`+` is a space, `%XX` a byte), on bytes;

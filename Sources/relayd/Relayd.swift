@@ -4,7 +4,10 @@ import Foundation
 import Logging
 import RelayCore
 import RelayProtocol
+import RelayJSON
+import UnixSignals
 import RelayServer
+import RelayWebSocket
 import ServiceLifecycle
 
 /// relayd: parses configuration (flags > environment > config file > defaults) and runs the relay.
@@ -59,82 +62,140 @@ struct Relayd: AsyncParsableCommand {
     @Option(name: .customLong("yjs-max-document-bytes"), help: "Largest Yjs document (close 4010). Env: RELAY_YJS_MAX_DOCUMENT_BYTES [default: 67108864]") var yjsMaxDocumentBytes: Int?
     @Option(name: .customLong("yjs-max-connections-per-room"), help: "Connections per Yjs room (close 4012). Env: RELAY_YJS_MAX_CONNECTIONS_PER_ROOM [default: 100]") var yjsMaxConnectionsPerRoom: Int?
     @Option(name: .customLong("yjs-max-collaborators-per-room"), help: "Distinct users per Yjs room (close 4014). Env: RELAY_YJS_MAX_COLLABORATORS_PER_ROOM [default: 50]") var yjsMaxCollaboratorsPerRoom: Int?
-    @Option(name: .customLong("log-level"), help: "trace|debug|info|notice|warning|error. Env: RELAY_LOG_LEVEL [default: info]") var logLevel: String?
+    @Option(name: .customLong("trusted-proxy"), help: "Reverse proxies (IPs or CIDR ranges, comma-separated) whose Forwarded / X-Forwarded-For headers give the client address for per-IP limits and logs; headers from other peers are ignored. Env: RELAY_TRUSTED_PROXY [default: none]") var trustedProxy: String?
+    @Option(name: .customLong("log-level"), help: "trace|debug|info|notice|warning|error|critical; reloaded on SIGHUP. Env: RELAY_LOG_LEVEL [default: info]") var logLevel: String?
+    @Option(name: .customLong("log-format"), help: "text, or json (one object per line). Env: RELAY_LOG_FORMAT [default: text]") var logFormat: String?
+    @Option(name: .customLong("log-file"), help: "Append logs to this file (reopened on SIGHUP, for logrotate) instead of standard error. Env: RELAY_LOG_FILE") var logFile: String?
+
+    /// Logging options, read like every other option.
+    struct LogOptions {
+        var level: Logger.Level = .info
+        var format: LogOutput.Format = .text
+        var file: String?
+    }
 
     func run() async throws {
         let env = ProcessInfo.processInfo.environment
-        let file = try loadConfigFile(config ?? env["RELAY_CONFIG"])
-        func pick<T>(_ flag: T?, _ name: String, _ parse: (String) -> T?) -> T? {
-            if let flag { return flag }
-            let envName = "RELAY_" + name.uppercased().replacingOccurrences(of: "-", with: "_")
-            if let v = env[envName], let parsed = parse(v) { return parsed }
-            if let v = file[name] { return parse(v) }
-            return nil
+        let configPath = config ?? env["RELAY_CONFIG"]
+        let (c, log) = try makeConfiguration(file: try loadConfigFile(configPath), env: env)
+        let output: LogOutput
+        do { output = try LogOutput(format: log.format, path: log.file, level: log.level) } catch {
+            throw ValidationError("\(error)")
         }
-        var c = ServerConfiguration()
-        c.host = pick(host, "host", { $0 }) ?? c.host
-        c.port = pick(port, "port", { Int($0) }) ?? c.port
-        c.dataDirectory = pick(dataDir, "data-dir", { $0 }) ?? c.dataDirectory
-        c.adminAPIKey = pick(adminKey, "admin-key", { $0 })
-        c.tlsCertificatePath = pick(tlsCert, "tls-cert", { $0 })
-        c.tlsKeyPath = pick(tlsKey, "tls-key", { $0 })
-        c.createDevSite = pick(devSite, "dev-site", { Bool($0) }) ?? c.createDevSite
-        c.maxFrameBytes = pick(maxFrameBytes, "max-frame-bytes", { Int($0) }) ?? c.maxFrameBytes
-        c.maxHeaderBytes = pick(maxHeaderBytes, "max-header-bytes", { Int($0) }) ?? c.maxHeaderBytes
-        c.handshakeTimeout = pick(handshakeTimeout, "handshake-timeout", { Double($0) }) ?? c.handshakeTimeout
-        c.httpIdleTimeout = pick(httpIdleTimeout, "http-idle-timeout", { Double($0) }) ?? c.httpIdleTimeout
-        c.closeHandshakeTimeout = pick(closeTimeout, "close-timeout", { Double($0) }) ?? c.closeHandshakeTimeout
-        c.maxPublishBodyBytes = pick(maxPublishBodyBytes, "max-publish-body-bytes", { Int($0) }) ?? c.maxPublishBodyBytes
-        c.maxBatchSize = pick(maxBatch, "max-batch", { Int($0) }) ?? c.maxBatchSize
-        c.maxConnections = pick(maxConnections, "max-connections", { Int($0) }) ?? c.maxConnections
-        c.maxConnectionsPerIP = pick(maxConnectionsPerIP, "max-connections-per-ip", { Int($0) }) ?? c.maxConnectionsPerIP
-        c.engine.outbox.maxBytes = pick(outboxBytes, "outbox-bytes", { Int($0) }) ?? c.engine.outbox.maxBytes
-        c.engine.outbox.maxFrames = pick(outboxFrames, "outbox-frames", { Int($0) }) ?? c.engine.outbox.maxFrames
-        c.pingInterval = pick(pingInterval, "ping-interval", { Double($0) }) ?? c.pingInterval
-        c.idleTimeout = pick(idleTimeout, "idle-timeout", { Double($0) }) ?? c.idleTimeout
-        c.sseHeartbeatInterval = pick(sseHeartbeat, "sse-heartbeat", { Double($0) }) ?? c.sseHeartbeatInterval
-        c.tokenLeeway = pick(tokenLeeway, "token-leeway", { Int64($0) }) ?? c.tokenLeeway
-        c.signatureWindow = pick(signatureWindow, "signature-window", { Int64($0) }) ?? c.signatureWindow
-        c.rotationGraceSeconds = pick(rotationGrace, "rotation-grace", { Int64($0) }) ?? c.rotationGraceSeconds
-        c.corsAllowOrigin = pick(corsOrigin, "cors-origin", { $0 }) ?? c.corsAllowOrigin
-        if let n = pick(historySize, "history-size", { Int($0) }) { c.engine.history.defaultPolicy.maxPublications = n }
-        if let t = pick(historyTTL, "history-ttl", { Double($0) }) { c.engine.history.defaultPolicy.maxAge = t }
-        c.defaultSiteLimits.maxConnections = pick(siteMaxConnections, "site-max-connections", { Int($0) }) ?? c.defaultSiteLimits.maxConnections
-        c.defaultSiteLimits.maxMessageBytes = pick(siteMaxMessageBytes, "site-max-message-bytes", { Int($0) }) ?? c.defaultSiteLimits.maxMessageBytes
-        if let q = pick(siteMonthlyQuota, "site-monthly-quota", { Int($0) }) { c.defaultSiteLimits.monthlyMessageQuota = q > 0 ? q : nil }
-
-        if let p = pick(yjsPersistence, "yjs-persistence", { $0 }) {
-            guard p == "sqlite" || p == "memory" else { throw ValidationError("--yjs-persistence must be sqlite or memory") }
-            c.yjs.persistent = p == "sqlite"
-        }
-        c.yjs.maxUpdateBytes = pick(yjsMaxUpdateBytes, "yjs-max-update-bytes", { Int($0) }) ?? c.yjs.maxUpdateBytes
-        c.yjs.maxDocumentBytes = pick(yjsMaxDocumentBytes, "yjs-max-document-bytes", { Int($0) }) ?? c.yjs.maxDocumentBytes
-        c.yjs.maxConnectionsPerRoom = pick(yjsMaxConnectionsPerRoom, "yjs-max-connections-per-room", { Int($0) }) ?? c.yjs.maxConnectionsPerRoom
-        c.yjs.maxCollaboratorsPerRoom = pick(yjsMaxCollaboratorsPerRoom, "yjs-max-collaborators-per-room", { Int($0) }) ?? c.yjs.maxCollaboratorsPerRoom
-        let level = pick(logLevel.flatMap { Logger.Level(rawValue: $0) }, "log-level", { Logger.Level(rawValue: $0) }) ?? .info
-        LoggingSystem.bootstrap { label in
-            var h = StreamLogHandler.standardError(label: label)
-            h.logLevel = level
-            return h
-        }
+        LoggingSystem.bootstrap { output.handler(label: $0) }
         let logger = Logger(label: "relayd")
         let relay = try RelayService(configuration: c, logger: logger)
         if let dev = try relay.ensureDevSite() {
             printDevSite(dev, configuration: c)
         }
-        say("relayd listening on \(c.tlsCertificatePath == nil ? "http" : "https")://\(c.host):\(c.port) (data: \(c.dataDirectory), sites: \(relay.sites.list().count))")
+        say("relayd \(RelayVersion.description) listening on \(c.tlsCertificatePath == nil ? "http" : "https")://\(c.host):\(c.port) (data: \(c.dataDirectory), sites: \(relay.sites.list().count))")
         say("admin API key: \(c.adminAPIKey == nil ? "in \(c.dataDirectory)/admin.key" : "from configuration")")
-        let group = ServiceGroup(configuration: .init(services: try relay.makeServices(), gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        // SIGHUP: reopen the log file, re-read the config file, apply what can change while running.
+        let reload = SignalReloadService(logger: logger) {
+            do { try output.reopen() } catch { logger.error("SIGHUP: \(error)") }
+            do {
+                let (new, newLog) = try makeConfiguration(file: try loadConfigFile(configPath), env: env)
+                output.level = newLog.level
+                relay.reload(new)
+            } catch {
+                logger.error("SIGHUP: configuration not reloaded, the running one is kept: \(error)")
+            }
+        }
+        let group = ServiceGroup(configuration: .init(services: try relay.makeServices() + [reload],
+                                                      gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
+    }
+
+    /// The configuration from flags, then environment, then config file, then defaults.
+    /// A value that does not parse is an error naming where it came from.
+    func makeConfiguration(file: [String: String], env: [String: String]) throws -> (ServerConfiguration, LogOptions) {
+        func pick<T>(_ flag: T?, _ name: String, _ parse: (String) -> T?) throws -> T? {
+            if let flag { return flag }
+            let envName = "RELAY_" + name.uppercased().replacingOccurrences(of: "-", with: "_")
+            if let v = env[envName] {
+                guard let parsed = parse(v) else { throw ValidationError("\(envName)=\(v) is not a valid value for --\(name)") }
+                return parsed
+            }
+            if let v = file[name] {
+                guard let parsed = parse(v) else { throw ValidationError("config file: \"\(name)\": \(v) is not a valid value") }
+                return parsed
+            }
+            return nil
+        }
+        var c = ServerConfiguration()
+        c.host = try pick(host, "host", { $0 }) ?? c.host
+        c.port = try pick(port, "port", { Int($0) }) ?? c.port
+        c.dataDirectory = try pick(dataDir, "data-dir", { $0 }) ?? c.dataDirectory
+        c.adminAPIKey = try pick(adminKey, "admin-key", { $0 })
+        c.tlsCertificatePath = try pick(tlsCert, "tls-cert", { $0 })
+        c.tlsKeyPath = try pick(tlsKey, "tls-key", { $0 })
+        c.createDevSite = try pick(devSite, "dev-site", { Bool($0) }) ?? c.createDevSite
+        c.maxFrameBytes = try pick(maxFrameBytes, "max-frame-bytes", { Int($0) }) ?? c.maxFrameBytes
+        c.maxHeaderBytes = try pick(maxHeaderBytes, "max-header-bytes", { Int($0) }) ?? c.maxHeaderBytes
+        c.handshakeTimeout = try pick(handshakeTimeout, "handshake-timeout", { Double($0) }) ?? c.handshakeTimeout
+        c.httpIdleTimeout = try pick(httpIdleTimeout, "http-idle-timeout", { Double($0) }) ?? c.httpIdleTimeout
+        c.closeHandshakeTimeout = try pick(closeTimeout, "close-timeout", { Double($0) }) ?? c.closeHandshakeTimeout
+        c.maxPublishBodyBytes = try pick(maxPublishBodyBytes, "max-publish-body-bytes", { Int($0) }) ?? c.maxPublishBodyBytes
+        c.maxBatchSize = try pick(maxBatch, "max-batch", { Int($0) }) ?? c.maxBatchSize
+        c.maxConnections = try pick(maxConnections, "max-connections", { Int($0) }) ?? c.maxConnections
+        c.maxConnectionsPerIP = try pick(maxConnectionsPerIP, "max-connections-per-ip", { Int($0) }) ?? c.maxConnectionsPerIP
+        c.engine.outbox.maxBytes = try pick(outboxBytes, "outbox-bytes", { Int($0) }) ?? c.engine.outbox.maxBytes
+        c.engine.outbox.maxFrames = try pick(outboxFrames, "outbox-frames", { Int($0) }) ?? c.engine.outbox.maxFrames
+        c.pingInterval = try pick(pingInterval, "ping-interval", { Double($0) }) ?? c.pingInterval
+        c.idleTimeout = try pick(idleTimeout, "idle-timeout", { Double($0) }) ?? c.idleTimeout
+        c.sseHeartbeatInterval = try pick(sseHeartbeat, "sse-heartbeat", { Double($0) }) ?? c.sseHeartbeatInterval
+        c.tokenLeeway = try pick(tokenLeeway, "token-leeway", { Int64($0) }) ?? c.tokenLeeway
+        c.signatureWindow = try pick(signatureWindow, "signature-window", { Int64($0) }) ?? c.signatureWindow
+        c.rotationGraceSeconds = try pick(rotationGrace, "rotation-grace", { Int64($0) }) ?? c.rotationGraceSeconds
+        c.corsAllowOrigin = try pick(corsOrigin, "cors-origin", { $0 }) ?? c.corsAllowOrigin
+        if let list = try pick(trustedProxy, "trusted-proxy", { $0 }) {
+            do { c.trustedProxies = try TrustedProxies(parsing: list) } catch {
+                throw ValidationError("--trusted-proxy: \(error)")
+            }
+        }
+        if let n = try pick(historySize, "history-size", { Int($0) }) { c.engine.history.defaultPolicy.maxPublications = n }
+        if let t = try pick(historyTTL, "history-ttl", { Double($0) }) { c.engine.history.defaultPolicy.maxAge = t }
+        c.defaultSiteLimits.maxConnections = try pick(siteMaxConnections, "site-max-connections", { Int($0) }) ?? c.defaultSiteLimits.maxConnections
+        c.defaultSiteLimits.maxMessageBytes = try pick(siteMaxMessageBytes, "site-max-message-bytes", { Int($0) }) ?? c.defaultSiteLimits.maxMessageBytes
+        if let q = try pick(siteMonthlyQuota, "site-monthly-quota", { Int($0) }) { c.defaultSiteLimits.monthlyMessageQuota = q > 0 ? q : nil }
+
+        if let p = try pick(yjsPersistence, "yjs-persistence", { $0 }) {
+            guard p == "sqlite" || p == "memory" else { throw ValidationError("--yjs-persistence must be sqlite or memory") }
+            c.yjs.persistent = p == "sqlite"
+        }
+        c.yjs.maxUpdateBytes = try pick(yjsMaxUpdateBytes, "yjs-max-update-bytes", { Int($0) }) ?? c.yjs.maxUpdateBytes
+        c.yjs.maxDocumentBytes = try pick(yjsMaxDocumentBytes, "yjs-max-document-bytes", { Int($0) }) ?? c.yjs.maxDocumentBytes
+        c.yjs.maxConnectionsPerRoom = try pick(yjsMaxConnectionsPerRoom, "yjs-max-connections-per-room", { Int($0) }) ?? c.yjs.maxConnectionsPerRoom
+        c.yjs.maxCollaboratorsPerRoom = try pick(yjsMaxCollaboratorsPerRoom, "yjs-max-collaborators-per-room", { Int($0) }) ?? c.yjs.maxCollaboratorsPerRoom
+        var log = LogOptions()
+        log.level = try pick(logLevel.flatMap { Logger.Level(rawValue: $0) }, "log-level", { Logger.Level(rawValue: $0) }) ?? .info
+        if let l = logLevel, Logger.Level(rawValue: l) == nil { throw ValidationError("--log-level \(l): expected trace, debug, info, notice, warning, error or critical") }
+        log.format = try pick(logFormat.flatMap { LogOutput.Format(rawValue: $0) }, "log-format", { LogOutput.Format(rawValue: $0) }) ?? .text
+        if let f = logFormat, LogOutput.Format(rawValue: f) == nil { throw ValidationError("--log-format \(f): expected text or json") }
+        log.file = try pick(logFile, "log-file", { $0 })
+        return (c, log)
     }
 
     func loadConfigFile(_ path: String?) throws -> [String: String] {
         guard let path else { return [:] }
-        guard let data = FileManager.default.contents(atPath: path),
-              let object = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
-            throw ValidationError("cannot read config file \(path) (expected a JSON object)")
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ValidationError("cannot read config file \(path)")
         }
-        return object.mapValues { "\($0)" }
+        guard let members = (try? JSONParser.parse(Array(data)))?.objectValue else {
+            throw ValidationError("config file \(path) is not a JSON object (keys are the long option names, e.g. {\"port\": 8080})")
+        }
+        var out: [String: String] = [:]
+        for (key, value) in members {
+            switch value {
+            case .string(let s): out[key] = s
+            case .number(let n): out[key] = n
+            case .bool(let b): out[key] = b ? "true" : "false"
+            case .array(let items) where items.allSatisfy({ $0.stringValue != nil }):
+                out[key] = items.compactMap(\.stringValue).joined(separator: ",")  // e.g. "trusted-proxy": ["127.0.0.1", "::1"]
+            default: throw ValidationError("config file \(path): \"\(key)\" must be a string, number or boolean")
+            }
+        }
+        return out
     }
 
     func printDevSite(_ site: SiteRecord, configuration c: ServerConfiguration) {
@@ -158,4 +219,20 @@ struct Relayd: AsyncParsableCommand {
 /// Unbuffered stdout, so credentials and status lines appear at once even when piped.
 func say(_ s: String) {
     FileHandle.standardOutput.write(Data((s + "\n").utf8))
+}
+
+/// Runs `onReload` for every SIGHUP until shutdown.
+struct SignalReloadService: Service {
+    let logger: Logger
+    let onReload: @Sendable () -> Void
+
+    func run() async throws {
+        let signals = await UnixSignalsSequence(trapping: .sighup)
+        await cancelWhenGracefulShutdown {
+            for await _ in signals {
+                logger.notice("SIGHUP: reopening logs and reloading the configuration")
+                onReload()
+            }
+        }
+    }
 }

@@ -34,6 +34,8 @@ struct HTTPTransportLimits: Sendable {
     var maxPublishBodyBytes: Int
     /// Time to wait for the client's close frame after ours.
     var closeTimeout: TimeAmount
+    /// Peers whose forwarding headers name the client (`--trusted-proxy`).
+    var trustedProxies: TrustedProxies = .none
 }
 
 /// The server's child channel: HTTP/1.1 for Hummingbird's router, and
@@ -79,7 +81,7 @@ struct RelayChildChannel: ServerChildChannel, HTTPChannelHandler {
                 enableAutomaticErrorHandling: true,
                 shouldUpgrade: { channel, head in
                     upgradeAttempted.value = true
-                    let request = WebSocketRequest(head: head, remoteAddress: channel.remoteAddress)
+                    let request = WebSocketRequest(head: head, remoteAddress: channel.remoteAddress, trustedProxies: limits.trustedProxies)
                     let r = route(request)
                     accepted.value = r.map { (request, $0) }
                     return channel.eventLoop.makeSucceededFuture(r?.responseHeaders)

@@ -1224,6 +1224,46 @@ def close_and_idle_timeouts():
     s.close()
     return r
 
+async def forwarded_clients():
+    """Per-IP admission by forwarded address (relayd trusts 127.0.0.1 as a proxy) and CORS.
+
+    CFG["phase"] 1: limit 1 per IP; 2: after SIGHUP raised it to 2."""
+    r = {}
+    tok, _ = mint(SITE)
+
+    async def open_as(xff):
+        try:
+            return await ws_open(tok, additional_headers={"X-Forwarded-For": xff}), None
+        except Exception as e:  # refused before the upgrade
+            return None, {"error": str(e)}
+
+    async def state(ws):
+        if ws is None:
+            return {"code": None}
+        c = await wait_close(ws, 0.8)
+        return {"open": True} if c["code"] is None else c
+
+    keep = []
+    for key, xff in (("a1", "6.6.6.6, 198.51.100.1"), ("a2", "198.51.100.1"), ("b1", "198.51.100.2")):
+        ws, first = await open_as(xff)
+        keep.append(ws)
+    for key, ws in zip(("a1", "a2", "b1"), keep):
+        r[key] = await state(ws)
+    for ws in keep:
+        if ws is not None:
+            await ws.close()
+    # A refused token, forwarded for 203.0.113.5: logged with that address, not the token.
+    bad = mint(SITE, secret="not-the-site-secret")[0]
+    r["bad_token"] = bad
+    try:
+        ws = await ws_open(bad, additional_headers={"X-Forwarded-For": "203.0.113.5"})
+        r["bad"] = await wait_close(ws, 3)
+    except Exception as e:
+        r["bad"] = {"error": str(e)}
+    status, headers, _ = http("GET", "/healthz", None, {"Origin": "https://a.example"})
+    r["cors"] = headers.get("access-control-allow-origin")
+    return r
+
 
 SCENARIOS = {
     "close_and_idle_timeouts": close_and_idle_timeouts,
@@ -1236,7 +1276,7 @@ SCENARIOS = {
     "slow_consumer": slow_consumer, "frame_limits": frame_limits, "shutdown": shutdown,
     "registry_before": registry_before, "registry_after": registry_after, "rfc6455": rfc6455,
     "rotation": rotation, "server_full": server_full, "stats": stats, "big_binary": big_binary,
-    "ordering": ordering, "big_header": big_header,
+    "ordering": ordering, "big_header": big_header, "forwarded_clients": forwarded_clients,
 }
 
 if __name__ == "__main__":

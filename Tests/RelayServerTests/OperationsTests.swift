@@ -1,0 +1,89 @@
+import Foundation
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// relayd as an operator runs it: a config file, JSON logs in a file, a trusted
+/// proxy, and SIGHUP to reopen the log and reload what can change.
+@Suite("Operations: refusal logs, trusted proxy, SIGHUP reload", .serialized)
+struct OperationsTests {
+    func writeConfig(_ url: URL, _ json: String) throws {
+        try Data(json.utf8).write(to: url)
+    }
+
+    func lines(_ url: URL) -> [[String: Any]] {
+        guard let text = try? String(contentsOf: url, encoding: .utf8) else { return [] }
+        return text.split(separator: "\n").compactMap {
+            (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any]
+        }
+    }
+
+    @Test("Refused connections are logged (JSON) with the forwarded address and close code, never the token; SIGHUP reopens the log and reloads CORS and per-IP limits; a bad config on SIGHUP keeps the running one",
+          .enabled(if: Peers.pythonEnabled, "needs a Python with websockets: set RELAY_PYTHON"), .timeLimit(.minutes(1)))
+    func refusalLogsAndReload() async throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("relayd-ops-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let config = dir.appendingPathComponent("relayd.json")
+        let logFile = dir.appendingPathComponent("relayd.log")
+        try writeConfig(config, #"{"cors-origin": "https://a.example", "max-connections-per-ip": 1, "trusted-proxy": ["127.0.0.1"], "dev-site": true}"#)
+        let relay = try await Relayd.start(["--config", config.path, "--log-format", "json", "--log-file", logFile.path],
+                                           dataDir: dir.appendingPathComponent("data"))
+        defer { relay.stop() }
+        let site = try #require(relay.site)
+
+        let one = try await relay.python("forwarded_clients")
+        #expect(one["a1"]["open"].bool == true, "\(one["a1"])")
+        #expect(one["a2"]["code"].int == 1013, "second connection forwarded for 198.51.100.1: \(one["a2"])")
+        #expect(one["b1"]["open"].bool == true, "another forwarded address has its own slot: \(one["b1"])")
+        #expect(one["bad"]["code"].int == 4001, "\(one["bad"])")
+        #expect(one["cors"].string == "https://a.example")
+
+        let logged = lines(logFile)
+        let refused = logged.filter { $0["message"] as? String == "connection refused" }
+        #expect(refused.contains { $0["ip"] as? String == "198.51.100.1" && $0["code"] as? String == "1013" && $0["endpoint"] as? String == "/ws" },
+                "\(refused)")
+        #expect(refused.contains { $0["ip"] as? String == "203.0.113.5" && $0["code"] as? String == "4001" && $0["name"] as? String != nil },
+                "\(refused)")
+        #expect(!refused.contains { $0["ip"] as? String == "6.6.6.6" }, "the address a client forged is not believed")
+        let text = (try? String(contentsOf: logFile, encoding: .utf8)) ?? ""
+        let badToken = try #require(one["bad_token"].string)
+        #expect(!text.contains(badToken), "tokens are never logged")
+        #expect(!text.contains(site.jwtSecret) && !text.contains(site.publishSecret), "secrets are never logged")
+
+        // logrotate: move the file, SIGHUP; relayd writes a new one. The new config is applied.
+        try writeConfig(config, #"{"cors-origin": "https://b.example", "max-connections-per-ip": 2, "trusted-proxy": ["127.0.0.1"], "dev-site": true}"#)
+        let rotated = dir.appendingPathComponent("relayd.log.1")
+        try FileManager.default.moveItem(at: logFile, to: rotated)
+        kill(relay.pid, SIGHUP)
+        var reloaded: [String: Any]?
+        for _ in 0..<100 where reloaded == nil {
+            try await Task.sleep(for: .milliseconds(50))
+            reloaded = lines(logFile).first { $0["message"] as? String == "configuration reloaded" }
+        }
+        let line = try #require(reloaded, "a new log file with the reload line")
+        let changed = (line["changed"] as? String) ?? ""
+        #expect(changed.contains("cors-origin") && changed.contains("max-connections-per-ip"), "\(line)")
+        #expect(lines(rotated).contains { $0["message"] as? String == "connection refused" }, "the old file keeps its lines")
+
+        let two = try await relay.python("forwarded_clients")
+        #expect(two["a1"]["open"].bool == true && two["a2"]["open"].bool == true, "limit 2 after reload: \(two["a2"])")
+        #expect(two["b1"]["open"].bool == true)
+        #expect(two["cors"].string == "https://b.example")
+
+        // A broken config file on SIGHUP: an error line, and the running settings stay.
+        try writeConfig(config, #"{"cors-origin": "https://c.example", "max-connections-per-ip": "lots"}"#)
+        kill(relay.pid, SIGHUP)
+        var refusedReload: [String: Any]?
+        for _ in 0..<100 where refusedReload == nil {
+            try await Task.sleep(for: .milliseconds(50))
+            refusedReload = lines(logFile).first { ($0["message"] as? String)?.contains("configuration not reloaded") == true }
+        }
+        #expect(refusedReload != nil, "\(lines(logFile))")
+        #expect((refusedReload?["message"] as? String)?.contains("max-connections-per-ip") == true, "the error names the setting")
+        let three = try await relay.python("forwarded_clients")
+        #expect(three["cors"].string == "https://b.example", "the running configuration is kept")
+        #expect(relay.process.isRunning)
+    }
+}
