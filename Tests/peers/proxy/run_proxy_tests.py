@@ -13,8 +13,9 @@ the proxy sends upstream, and the per-address connection limits with and
 without --trusted-proxy. Prints one PASS/FAIL/SKIP line per check and exits
 non-zero on any failure. Everything it starts is stopped before it exits.
 
-Env: RELAYD_BIN, RELAYCTL_BIN (default .build/debug/), RELAY_REQUIRE_PEERS=1
-(a missing nginx, caddy or node is a failure, not a skip), KEEP_TMP=1.
+Env: RELAYD_BIN, RELAYCTL_BIN (default .build/debug/), NGINX_BIN, CADDY_BIN
+(default: from PATH), RELAY_REQUIRE_PEERS=1 (a missing nginx, caddy or node is
+a failure, not a skip), KEEP_TMP=1 (keep the temp dir; it is kept on failure).
 Usage: run_proxy_tests.py [--only nginx|caddy] [--break NAME] [--list-breaks]
 --break applies a deliberate mistake to the generated config to show that the
 checks catch it (the run is then expected to fail).
@@ -72,8 +73,10 @@ BREAKS = {
                           "proxy_set_header X-Forwarded-For $http_x_forwarded_for;"),
     "nginx-short-timeout": ("nginx", "proxy_read_timeout 300s;", "proxy_read_timeout 1s;"),
     "nginx-small-body": ("nginx", "client_max_body_size 5m;", "client_max_body_size 1m;"),
-    "caddy-forwarded": ("caddy", "header_up -Forwarded", ""),
+    "caddy-forwarded": ("caddy", "\t\theader_up -Forwarded\n", ""),
     "caddy-no-upgrade": ("caddy", "header_up -Forwarded", "header_up -Forwarded\n\t\theader_up -Upgrade"),
+    # relayd trusting too much: every loopback address, so direct clients' headers count too.
+    "relayd-trust-all": ("relayd", "127.0.0.1", "127.0.0.0/8"),
 }
 
 
@@ -337,6 +340,24 @@ def start_relayd(phase, *args):
     raise RuntimeError(f"relayd ({' '.join(args)}) did not start: {tail(E.relayd_log)}")
 
 
+def wait_idle(timeout=5.0):
+    """Until relayd counts no connection (closed sockets release their per-address slots)."""
+    end = time.monotonic() + timeout
+    n = None
+    while time.monotonic() < end:
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", E.relayd_port, timeout=1)
+            c.request("GET", "/healthz")
+            n = json.loads(c.getresponse().read()).get("active_connections")
+            c.close()
+            if n == 0:
+                return True
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"relayd still counts {n} connection(s) {timeout} s after the clients closed")
+
+
 def stop_relayd():
     if E.relayd is not None:
         PROCS.stop(E.relayd)
@@ -355,6 +376,13 @@ def substitute(text, subs, source):
                              "update Tests/peers/proxy/run_proxy_tests.py together with the shipped config")
         text = text.replace(old, new)
     return text
+
+
+def find_bin(var, name, debian_path):
+    """$var if set (it must be executable), else `name` on PATH, else Debian's path; None when missing."""
+    if os.environ.get(var):
+        return os.environ[var] if os.access(os.environ[var], os.X_OK) else None
+    return shutil.which(name) or (debian_path if os.access(debian_path, os.X_OK) else None)
 
 
 def apply_break(proxy, text, brk):
@@ -377,7 +405,7 @@ class Nginx(Proxy):
     name = "nginx"
 
     def __init__(self, brk):
-        self.bin = shutil.which("nginx") or ("/usr/sbin/nginx" if os.access("/usr/sbin/nginx", os.X_OK) else None)
+        self.bin = find_bin("NGINX_BIN", "nginx", "/usr/sbin/nginx")
         self.brk = brk
         self.dir = os.path.join(E.tmp, "nginx")
         self.port = free_port()
@@ -444,7 +472,7 @@ class Caddy(Proxy):
     name = "caddy"
 
     def __init__(self, brk):
-        self.bin = shutil.which("caddy")
+        self.bin = find_bin("CADDY_BIN", "caddy", "/usr/bin/caddy")
         self.brk = brk
         self.dir = os.path.join(E.tmp, "caddy")
         self.port = free_port()
@@ -481,10 +509,14 @@ class Caddy(Proxy):
         return clean_env(HOME=f"{d}/home", XDG_DATA_HOME=f"{d}/data", XDG_CONFIG_HOME=f"{d}/config")
 
     def validate(self, conf):
-        r = subprocess.run([self.bin, "adapt", "--config", conf, "--adapter", "caddyfile"], capture_output=True,
-                           text=True, timeout=20, env=self.env(), cwd=self.dir)
-        warnings = [ln for ln in r.stderr.splitlines() if '"level":"warn"' in ln or '"level":"error"' in ln]
-        return r.returncode == 0 and not warnings, (r.stderr or "").strip()
+        """The shipped file as it is and the generated one both adapt without warnings."""
+        for path in (CADDY_SHIPPED, conf):
+            r = subprocess.run([self.bin, "adapt", "--config", path, "--adapter", "caddyfile"], capture_output=True,
+                               text=True, timeout=20, env=self.env(), cwd=self.dir)
+            warnings = [ln for ln in r.stderr.splitlines() if '"level":"warn"' in ln or '"level":"error"' in ln]
+            if r.returncode != 0 or warnings:
+                return False, f"{path}: {(r.stderr or '').strip()}"
+        return True, ""
 
     def start(self, conf):
         self.proc = PROCS.start("caddy", [self.bin, "run", "--config", conf, "--adapter", "caddyfile"],
@@ -601,7 +633,7 @@ def check_sse_unbuffered(px):
     try:
         s = TLSSSE(px.port, sse_query([ch]))
     except (OSError, ConnectionError) as e:
-        R.fail(name, f"GET /sse through the proxy: {e}")
+        R.fail(name, f"GET /sse through the proxy: {e} (a buffering proxy holds back even the response head)")
         return
     try:
         if s.status != 200 or not s.headers.get("content-type", "").startswith("text/event-stream"):
@@ -750,6 +782,20 @@ def refused_log_lines():
         return []
 
 
+def check_refusal_logged(name, want_ip, not_ips):
+    """relayd's text log names refused connections with ip=<addr>: the client's address as relayd
+    should see it. Skipped while the relayd under test logs no ip= at all."""
+    lines = refused_log_lines()
+    if not lines:
+        R.skip(name, "this relayd logs no ip=<addr> (nothing to assert yet)")
+        return
+    has = lambda ln, ip: re.search(rf"\bip={re.escape(ip)}(?![\d.:])", ln) is not None  # noqa: E731
+    named = [ln for ln in lines if has(ln, want_ip)]
+    wrong = [ln.strip() for ln in lines if any(has(ln, ip) for ip in not_ips)]
+    R.check(name, named and not wrong, f"{len(named)} refusal line(s) with ip={want_ip}, none with {'/'.join(not_ips)}",
+            f"want ip={want_ip}, not {not_ips}; lines: {[ln.strip() for ln in lines][-6:]}")
+
+
 async def check_trusted_through(px, a, b):
     """relayd --trusted-proxy 127.0.0.1 --max-connections-per-ip 2: buckets are the clients' addresses."""
     keep = []
@@ -783,19 +829,13 @@ async def check_trusted_through(px, a, b):
         R.check(f"{px.name}: --trusted-proxy: SSE from a full address gets wps.error",
                 s.status == 200 and "too_many_connections_from_address" in txt and "wps.error" in txt,
                 f"{a}: wps.error too_many_connections_from_address", f"status {s.status}, events {txt!r}")
-        # relayd's log names the client, not the proxy (only once relayd logs ip=).
-        lines = refused_log_lines()
-        if not lines:
-            R.skip(f"{px.name}: --trusted-proxy: refusals logged with the client address",
-                   "this relayd logs no ip=<addr> (nothing to assert yet)")
-        else:
-            named = [ln for ln in lines if f"ip={a}" in ln]
-            wrong = [ln.strip() for ln in lines if "ip=127.0.0.1 " in ln + " " or "ip=10.9.9.9" in ln]
-            R.check(f"{px.name}: --trusted-proxy: refusals logged with the client address", named and not wrong,
-                    f"{len(named)} line(s) with ip={a}", f"lines with ip=: {[ln.strip() for ln in lines][-5:]}")
+        # relayd's log names the client, not the proxy or a forged address.
+        check_refusal_logged(f"{px.name}: --trusted-proxy: refusals logged with the client address", a,
+                             ["127.0.0.1", "10.9.9.9"])
     finally:
         for w in keep:
             await w.close()
+        await asyncio.to_thread(wait_idle)
 
 
 async def check_untrusted_peer_direct(a):
@@ -817,6 +857,7 @@ async def check_untrusted_peer_direct(a):
     finally:
         for w in keep:
             await w.close()
+        await asyncio.to_thread(wait_idle)
 
 
 async def check_shared_bucket(px, sources):
@@ -844,7 +885,7 @@ async def check_shared_bucket(px, sources):
     finally:
         for w in keep:
             await w.close()
-    await asyncio.sleep(0.3)  # let relayd release the slots before the next proxy
+        await asyncio.to_thread(wait_idle)  # the slots are shared by the next proxy
 
 
 # --- the run -----------------------------------------------------------------------------------------
@@ -883,7 +924,7 @@ async def run(args):
     E.relayd_port = free_port()
     E.trusted_supported = "--trusted-proxy" in relayd_help()
     if args.brk:
-        print(f"NOTE --break {args.brk}: the generated {BREAKS[args.brk][0]} config is deliberately wrong; "
+        print(f"NOTE --break {args.brk}: the {BREAKS[args.brk][0]} configuration is deliberately wrong; "
               "failures are expected", flush=True)
 
     shipped_static_checks()
@@ -945,6 +986,8 @@ async def run(args):
         await check_shared_bucket(px, [f"127.0.0.{5 + 10 * i}", f"127.0.0.{6 + 10 * i}", f"127.0.0.{8 + 10 * i}"])
     ok, good, bad = await check_untrusted_peer_direct("127.0.0.7")
     R.check("direct: without --trusted-proxy forged headers are ignored", ok, good, bad)
+    check_refusal_logged("direct: without --trusted-proxy refusals are logged with the peer address", "127.0.0.7",
+                         ["10.9.9.3", "10.9.9.4"])
     stop_relayd()
 
     # Phase 4: --trusted-proxy 127.0.0.1 (the proxies connect from there).
@@ -952,18 +995,20 @@ async def run(args):
         "per-address limit applies to the client behind the proxy",
         "forged X-Forwarded-For / Forwarded keep the client's bucket",
         "SSE from a full address gets wps.error",
-        "refusals logged with the client address")] + ["direct: --trusted-proxy 127.0.0.1: an untrusted peer's "
-                                                       "forged headers are ignored"]
+        "refusals logged with the client address")] + [
+        "direct: --trusted-proxy 127.0.0.1: an untrusted peer's forged headers are ignored",
+        "direct: --trusted-proxy 127.0.0.1: an untrusted peer's refusals are logged with its address"]
     if not E.trusted_supported:
         for n in trusted_names:
             R.skip(n, f"{RELAYD} has no --trusted-proxy (not in relayd --help); rerun with a relayd that has it")
         return
-    start_relayd("trusted", "--trusted-proxy", "127.0.0.1", "--max-connections-per-ip", str(PER_IP))
+    trusted = BREAKS[args.brk][2] if args.brk and BREAKS[args.brk][0] == "relayd" else "127.0.0.1"
+    start_relayd("trusted", "--trusted-proxy", trusted, "--max-connections-per-ip", str(PER_IP))
     for i, px in enumerate(proxies):
         await check_trusted_through(px, f"127.0.0.{5 + 10 * i}", f"127.0.0.{6 + 10 * i}")
-        await asyncio.sleep(0.3)
     ok, good, bad = await check_untrusted_peer_direct("127.0.0.7")
-    R.check(trusted_names[-1], ok, good, bad)
+    R.check(trusted_names[-2], ok, good, bad)
+    check_refusal_logged(trusted_names[-1], "127.0.0.7", ["10.9.9.3", "10.9.9.4"])
     stop_relayd()
 
 
