@@ -37,6 +37,7 @@ import tempfile
 import threading
 import time
 import urllib.parse
+import zlib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "../../.."))
@@ -53,7 +54,7 @@ NGINX_SHIPPED = os.path.join(REPO, "deploy/nginx/relayd.conf")
 CADDY_SHIPPED = os.path.join(REPO, "deploy/caddy/Caddyfile")
 YJS_SESSION = os.path.join(REPO, "Tests/peers/yjs/ywebsocket-session.cjs")
 NODE_PATH = os.environ.get("NODE_PATH") or "/usr/share/nodejs"
-TOTAL_TIMEOUT = 150  # seconds; the whole run is cut off after this
+TOTAL_TIMEOUT = 120  # seconds; the whole run is cut off after this (a normal run takes about 10 s)
 
 # relayd settings the checks rely on.
 PING_INTERVAL = 2      # --ping-interval in the functional phase
@@ -67,6 +68,7 @@ RELAYD_MAX_BODY = 4 * 1024 * 1024  # relayd's default --max-publish-body-bytes
 # Deliberate mistakes (--break): (proxy, text in the generated config, replacement).
 BREAKS = {
     "nginx-sse-buffering": ("nginx", "proxy_buffering off;", "proxy_buffering on; proxy_ignore_headers X-Accel-Buffering;"),
+    "nginx-no-http2": ("nginx", "ssl http2;", "ssl;"),
     "nginx-no-upgrade": ("nginx", "proxy_set_header Upgrade $http_upgrade;", ""),
     "nginx-forwarded": ("nginx", 'proxy_set_header Forwarded "";', ""),
     "nginx-xff-replace": ("nginx", "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
@@ -276,13 +278,15 @@ async def refused_or_admitted(port, channel, source, headers=None, scheme="wss")
 
 
 class TLSSSE(rp.SSE):
-    """relaypeer's SSE reader over a verified TLS socket from a chosen source address."""
+    """relaypeer's SSE reader over a verified TLS socket from a chosen source address. It asks
+    for compression as browsers do (a proxy that compresses event streams must still flush
+    each event) and inflates a gzip body as it arrives."""
 
     def __init__(self, port, query, source="127.0.0.1", timeout=5.0):
         raw = socket.create_connection(("127.0.0.1", port), timeout=timeout, source_address=(source, 0))
         self.s = tls_context().wrap_socket(raw, server_hostname="127.0.0.1")
         req = (f"GET /sse?{query} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: text/event-stream\r\n"
-               f"Origin: https://wp.example\r\n\r\n")
+               f"Accept-Encoding: gzip\r\nOrigin: https://wp.example\r\n\r\n")
         self.s.sendall(req.encode())
         self.raw, self.body, self.eof = b"", b"", False
         deadline = time.monotonic() + timeout
@@ -297,6 +301,17 @@ class TLSSSE(rp.SSE):
             k, _, v = line.partition(":")
             self.headers[k.strip().lower()] = v.strip()
         self.chunked = self.headers.get("transfer-encoding", "").lower() == "chunked"
+        enc = self.headers.get("content-encoding", "").lower()
+        if enc not in ("", "identity", "gzip"):
+            raise ConnectionError(f"unexpected Content-Encoding {enc!r}")
+        self.inflate = zlib.decompressobj(16 + zlib.MAX_WBITS) if enc == "gzip" else None
+
+    def _decode(self):
+        if self.inflate is None:
+            return super()._decode()
+        plain, self.body = self.body, b""
+        super()._decode()
+        self.body = plain + self.inflate.decompress(self.body)
 
     def _fill(self, deadline):
         try:
@@ -666,6 +681,55 @@ def check_sse_unbuffered(px):
         s.close()
 
 
+def check_sse_http2(px):
+    """The same over HTTP/2, as browsers' EventSource uses it through these proxies (curl, which
+    negotiates h2 by ALPN; -N: no buffering on curl's side)."""
+    name = f"{px.name}: SSE over HTTP/2 arrives at once"
+    curl = shutil.which("curl")
+    if not curl:
+        R.missing(name, "curl not found")
+        return
+    ch = f"sse2-{px.name}"
+    p = subprocess.Popen([curl, "-sS", "-N", "-v", "--http2", "--compressed", "--cacert", E.cert, "--max-time", "10",
+                          f"{px.url()}/sse?{sse_query([ch])}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         env=clean_env())
+    lines, err = [], []
+    got = threading.Event()
+
+    def read():
+        for ln in p.stdout:
+            lines.append(ln.decode(errors="replace"))
+            if '"sse2.check"' in lines[-1]:
+                got.set()
+    threading.Thread(target=read, daemon=True).start()
+    threading.Thread(target=lambda: err.extend(ln.decode(errors="replace") for ln in p.stderr), daemon=True).start()
+    try:
+        deliveries, j, t_pub, end = 0, {}, None, time.monotonic() + 5
+        while time.monotonic() < end and deliveries < 1:
+            t_pub = time.monotonic()
+            status, j = publish(px.port, ch, "sse2.check", '{"h2":true}')
+            deliveries = j.get("deliveries", 0) if status == 200 else 0
+            if deliveries < 1:
+                time.sleep(0.1)
+        if deliveries < 1:
+            R.fail(name, f"relayd never had the stream registered (last publish {j}); curl: {''.join(err)[-300:]}")
+            return
+        arrived = got.wait(SSE_DEADLINE_S + 0.5)
+        dt = time.monotonic() - t_pub
+    finally:
+        p.terminate()
+        try:
+            p.wait(3)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+    time.sleep(0.05)
+    h2 = any(re.search(r"^< HTTP/2 200", ln) for ln in err)
+    R.check(name, h2 and arrived and dt <= SSE_DEADLINE_S, f"HTTP/2 200, event {dt * 1000:.0f} ms after its publish",
+            f"HTTP/2 response: {h2}; event within {SSE_DEADLINE_S} s: {arrived and dt <= SSE_DEADLINE_S} "
+            f"(stdout {''.join(lines)[-200:]!r}, curl {''.join(err)[-300:]!r})")
+
+
 async def check_yjs(px):
     name = f"{px.name}: two y-websocket clients converge over wss://.../yjs/<room>"
     node = shutil.which("node")
@@ -973,6 +1037,7 @@ async def run(args):
     for px in proxies:
         await check_wss_publish(px)
         await asyncio.to_thread(check_sse_unbuffered, px)
+        await asyncio.to_thread(check_sse_http2, px)
         await asyncio.to_thread(check_body_size, px)
         await asyncio.to_thread(check_metrics_restricted, px)
         await check_yjs(px)
