@@ -745,10 +745,12 @@ async def check_yjs(px):
     try:
         out, err = await asyncio.wait_for(p.communicate(), 30)
     except asyncio.TimeoutError:
-        p.kill()
-        await p.wait()
         R.fail(name, "node client did not finish in 30 s")
         return
+    finally:
+        if p.returncode is None:  # timed out or the run was cut off
+            p.kill()
+            await p.wait()
     try:
         res = json.loads(out.decode().strip().splitlines()[-1])
     except (ValueError, IndexError):
@@ -1091,11 +1093,14 @@ def main():
     def on_alarm(*_):
         raise TimeoutError(f"the proxy suite did not finish in {TOTAL_TIMEOUT + 10} s")
     signal.signal(signal.SIGALRM, on_alarm)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so `finally` stops what was started
     signal.alarm(TOTAL_TIMEOUT + 10)
     try:
         asyncio.run(asyncio.wait_for(run(args), TOTAL_TIMEOUT))
     except (asyncio.TimeoutError, TimeoutError) as e:
         R.fail("suite", f"timed out: {e or TOTAL_TIMEOUT}")
+    except (SystemExit, KeyboardInterrupt):
+        R.fail("suite", "interrupted (SIGTERM or SIGINT)")
     except Exception as e:  # noqa: BLE001  (reported as a failure, with the logs)
         R.fail("suite", f"{type(e).__name__}: {e}")
         if E.relayd_log:
