@@ -3,7 +3,7 @@ export NODE_PATH := /usr/share/nodejs
 export RELAY_PYTHON := $(CURDIR)/.venv/bin/python
 export RELAY_REQUIRE_PEERS := 1
 
-.PHONY: run test test-swift test-protocol test-wordpress test-browser plugin-zip build release deps test-deps bench bench-crypto bench-core bench-yjs-algebra bench-yjs bench-compare clean bench-browser
+.PHONY: run test test-swift test-protocol test-wordpress test-browser test-proxy plugin-zip build release deps test-deps bench bench-crypto bench-core bench-yjs-algebra bench-yjs bench-compare clean bench-browser
 
 ## Starts relayd on its embedded default (127.0.0.1:8080, ./relay-data, dev site).
 run: deps
@@ -12,13 +12,15 @@ run: deps
 	.build/release/relayd
 
 ## Runs every test, one suite after another so a failure is easy to place: Swift (unit,
-## cross-language, integration), the protocol vectors, the WordPress plugin, the browser modules.
+## cross-language, integration), the protocol vectors, the WordPress plugin, the browser modules,
+## relayd behind the shipped reverse-proxy configs.
 test: test-deps
 	$(SWIFT) build --build-tests
 	$(MAKE) --no-print-directory test-swift
 	$(MAKE) --no-print-directory test-protocol
 	$(MAKE) --no-print-directory test-wordpress
 	$(MAKE) --no-print-directory test-browser
+	$(MAKE) --no-print-directory test-proxy
 
 test-swift:
 	$(SWIFT) test --skip-build
@@ -30,6 +32,14 @@ test-browser: test-deps
 	@[ -n "$$RELAYCTL_BIN" ] || [ -x .build/debug/relayctl ] || $(SWIFT) build --product relayctl
 	node --test --test-force-exit --test-timeout 60000 wordpress/relay-realtime/tests/js/
 	$(RELAY_PYTHON) wordpress/relay-realtime/tests/browser/run_browser_tests.py
+
+## relayd behind deploy/nginx/relayd.conf and deploy/caddy/Caddyfile (configs generated from those files), TLS on
+## loopback: WSS, SSE without buffering, y-websocket, pings, forwarded headers, --trusted-proxy
+## (RELAYD_BIN / RELAYCTL_BIN, else .build/debug).
+test-proxy: test-deps
+	@[ -n "$$RELAYD_BIN" ] || [ -x .build/debug/relayd ] || $(SWIFT) build --product relayd
+	@[ -n "$$RELAYCTL_BIN" ] || [ -x .build/debug/relayctl ] || $(SWIFT) build --product relayctl
+	$(RELAY_PYTHON) Tests/peers/proxy/run_proxy_tests.py
 
 ## protocol/vectors: regenerated and diffed, recomputed in PHP, confirmed by relayctl.
 test-protocol:

@@ -8,7 +8,8 @@ want=(libssl-dev libsodium-dev pkg-config libsqlite3-dev)
 case "${1:-build}" in
   test)  want+=(php-cli nodejs node-yjs node-y-protocols node-y-websocket node-ws node-lib0 python3-venv openssl
                mariadb-server-core mariadb-client-core php-mysql php-curl php-mbstring php-xml phpunit zip curl  # WordPress suite
-               chromium chromium-driver) ;;  # browser suite
+               chromium chromium-driver  # browser suite
+               nginx caddy) ;;  # reverse-proxy suite (run as foreground processes by the tests, never as services)
   bench) want+=(php-cli nodejs node-yjs node-y-protocols node-y-websocket node-ws node-lib0 python3-venv nginx libnginx-mod-nchan) ;;
 esac
 
