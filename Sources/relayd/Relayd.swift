@@ -88,7 +88,8 @@ struct Relayd: AsyncParsableCommand {
         if let dev = try relay.ensureDevSite() {
             printDevSite(dev, configuration: c)
         }
-        say("relayd \(RelayVersion.description) listening on \(c.tlsCertificatePath == nil ? "http" : "https")://\(c.host):\(c.port) (data: \(c.dataDirectory), sites: \(relay.sites.list().count))")
+        say("relayd \(RelayVersion.description)")
+        say("relayd listening on \(c.tlsCertificatePath == nil ? "http" : "https")://\(c.host):\(c.port) (data: \(c.dataDirectory), sites: \(relay.sites.list().count))")
         say("admin API key: \(c.adminAPIKey == nil ? "in \(c.dataDirectory)/admin.key" : "from configuration")")
         // SIGHUP: reopen the log file, re-read the config file, apply what can change while running.
         let reload = SignalReloadService(logger: logger) {

@@ -30,7 +30,7 @@ final class RecordingSink: RelayTransportSink {
         #expect(got.count == 2 && contains(got[0], "subscribed") && offsetOf(got[1]) == 1)
         #expect(c.queuedFrames == 0)
 
-        sink.backlog.store(1 << 20, ordering: .relaxed)   // the socket stopped draining
+        sink.backlog.store(OutboxLimits().maxBytes, ordering: .relaxed)   // the socket stopped draining, a full outbox behind
         _ = fx.publish("events")
         #expect(sink.take() == ["CLOSE 4008"])
         #expect(fx.engine.connectionCount == 0)

@@ -87,3 +87,97 @@ struct OperationsTests {
         #expect(relay.process.isRunning)
     }
 }
+
+/// Backup and restore of the data directory while relayd runs.
+@Suite("Operations: online backup and restore", .serialized)
+struct BackupTests {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    /// Runs a y-websocket node scenario without blocking a Swift concurrency thread.
+    static func node(_ scenario: String, _ config: [String: String]) async throws -> [String: Any] {
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("node-\(UUID().uuidString).out")
+        _ = FileManager.default.createFile(atPath: out.path, contents: nil)
+        defer { try? FileManager.default.removeItem(at: out) }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/node")
+        p.arguments = [root.appendingPathComponent("Tests/peers/yjs/ywebsocket-session.cjs").path, scenario,
+                       String(decoding: try JSONSerialization.data(withJSONObject: config), as: UTF8.self)]
+        var env = ProcessInfo.processInfo.environment
+        env["NODE_PATH"] = env["NODE_PATH"] ?? "/usr/share/nodejs"
+        p.environment = env
+        p.standardOutput = try FileHandle(forWritingTo: out)
+        p.standardError = FileHandle.nullDevice
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            p.terminationHandler = { _ in c.resume() }
+            do { try p.run() } catch { c.resume() }
+        }
+        let text = (try? String(contentsOf: out, encoding: .utf8)) ?? ""
+        let last = text.split(separator: "\n").last.map(String.init) ?? ""
+        guard let obj = try JSONSerialization.jsonObject(with: Data(last.utf8)) as? [String: Any] else {
+            throw HarnessError("node \(scenario) printed no JSON: \(text)")
+        }
+        return obj
+    }
+
+    static func relayctl(_ args: [String]) async throws -> (status: Int32, output: String) {
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("relayctl-\(UUID().uuidString).out")
+        _ = FileManager.default.createFile(atPath: out.path, contents: nil)
+        defer { try? FileManager.default.removeItem(at: out) }
+        let p = Process()
+        p.executableURL = root.appendingPathComponent(".build/debug/relayctl")
+        p.arguments = args
+        let handle = try FileHandle(forWritingTo: out)
+        p.standardOutput = handle
+        p.standardError = handle
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            p.terminationHandler = { _ in c.resume() }
+            do { try p.run() } catch { c.resume() }
+        }
+        return (p.terminationStatus, (try? String(contentsOf: out, encoding: .utf8)) ?? "")
+    }
+
+    @Test("relayctl backup copies a running relayd's data directory mid-typing; relayd started on the copy has the sites, the documents and a consistent prefix of the typing; a backup never overwrites",
+          .enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/node") || ProcessInfo.processInfo.environment["RELAY_REQUIRE_PEERS"] == "1"),
+          .timeLimit(.minutes(2)))
+    func onlineBackupAndRestore() async throws {
+        let base = FileManager.default.temporaryDirectory.appendingPathComponent("relayd-backup-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: base) }
+        let data = base.appendingPathComponent("data"), copy = base.appendingPathComponent("copy")
+        let relay = try await Relayd.start(dataDir: data)
+        defer { relay.stop(removeData: false) }
+        let site = try #require(relay.site)
+        func config(_ r: Relayd, _ room: String, _ extra: [String: String] = [:]) -> [String: String] {
+            ["url": "http://127.0.0.1:\(r.port)", "site_id": site.siteID, "jwt_secret": site.jwtSecret, "room": room].merging(extra) { $1 }
+        }
+        let edit = try await Self.node("edit", config(relay, "postType/post:1"))
+        #expect(edit["converged"] as? Bool == true, "\(edit)")
+
+        // Typing in another room while the backup runs.
+        async let typing = Self.node("typing", config(relay, "postType/post:2", ["chars": "400", "interval_ms": "8"]))
+        try await Task.sleep(for: .milliseconds(1200))
+        let backup = try await Self.relayctl(["backup", "--data-dir", data.path, "--to", copy.path])
+        let typed = try await typing
+        #expect(backup.status == 0, "\(backup.output)")
+        #expect(backup.output.contains("sites.sqlite") && backup.output.contains("yjs.sqlite") && backup.output.contains("integrity ok"), "\(backup.output)")
+        #expect(typed["all_seen"] as? Bool == true, "\(typed)")
+        let full = try #require(typed["text"] as? String)
+        let keyMode = try FileManager.default.attributesOfItem(atPath: copy.appendingPathComponent("admin.key").path)[.posixPermissions] as? Int
+        #expect(keyMode == 0o600)
+
+        // Never over an existing backup.
+        let again = try await Self.relayctl(["backup", "--data-dir", data.path, "--to", copy.path])
+        #expect(again.status != 0 && again.output.contains("never overwrites"), "\(again.output)")
+        let notData = try await Self.relayctl(["backup", "--data-dir", base.appendingPathComponent("nothing").path, "--to", base.appendingPathComponent("x").path])
+        #expect(notData.status != 0 && notData.output.contains("no data directory"), "\(notData.output)")
+
+        // Restore: a relayd on the copy (the original keeps running on its own port).
+        let restored = try await Relayd.start(dataDir: copy)
+        defer { restored.stop(removeData: false) }
+        let one = try await Self.node("read", config(restored, "postType/post:1"))
+        #expect(one["text"] as? String == "hello wörld 😀", "the site's token is accepted and the document is there: \(one)")
+        let two = try await Self.node("read", config(restored, "postType/post:2"))
+        let snapshot = (two["text"] as? String) ?? ""
+        #expect(!snapshot.isEmpty && full.hasPrefix(snapshot), "a consistent prefix of what was typed: \(snapshot.count) of \(full.count)")
+        #expect(snapshot.count < full.count, "the backup was taken mid-typing (\(snapshot.count) of \(full.count))")
+    }
+}
