@@ -1,8 +1,8 @@
 import RelayJSON
+import AsyncHTTPClient
 import Foundation
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
+import NIOCore
+import NIOHTTP1
 import RelayCrypto
 
 /// An HTTP answer.
@@ -19,17 +19,21 @@ public struct RelayClientError: Error, CustomStringConvertible, Sendable {
     public init(_ description: String) { self.description = description }
 }
 
-/// Minimal HTTP over URLSession (FoundationNetworking on Linux).
+/// Minimal HTTP over AsyncHTTPClient (SwiftNIO): no libcurl, the system's trust store for HTTPS.
 public enum RelayHTTP {
+    /// Largest answer read.
+    public static let maxAnswerBytes = 64 << 20
+
     public static func send(method: String, url: String, headers: [(String, String)] = [], body: [UInt8]? = nil,
                             timeout: Double = 10) async throws -> HTTPAnswer {
-        guard let u = URL(string: url) else { throw RelayClientError("invalid URL \(url)") }
-        var request = URLRequest(url: u, timeoutInterval: timeout)
-        request.httpMethod = method
-        for (k, v) in headers { request.setValue(v, forHTTPHeaderField: k) }
-        if let body { request.httpBody = Data(body) }
-        let (data, response) = try await URLSession.shared.data(for: request)
-        return HTTPAnswer(status: (response as? HTTPURLResponse)?.statusCode ?? 0, body: Array(data))
+        guard URL(string: url) != nil else { throw RelayClientError("invalid URL \(url)") }
+        var request = HTTPClientRequest(url: url)
+        request.method = HTTPMethod(rawValue: method)
+        for (k, v) in headers { request.headers.add(name: k, value: v) }
+        if let body { request.body = .bytes(ByteBuffer(bytes: body)) }
+        let response = try await HTTPClient.shared.execute(request, timeout: .milliseconds(Int64(timeout * 1000)))
+        let data = try await response.body.collect(upTo: maxAnswerBytes)
+        return HTTPAnswer(status: Int(response.status.code), body: Array(data.readableBytesView))
     }
 }
 

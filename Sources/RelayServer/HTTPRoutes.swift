@@ -291,6 +291,9 @@ extension RelayService {
             ("channels", .int(Int64(engine.channelCount))),
             ("sites", .int(Int64(sites.list().count))),
             ("uptime_s", .int(Int64(Date().timeIntervalSince(startedAt)))),
+            ("version", .string(RelayVersion.description)),
+            // The relay's clock, for `relayctl doctor`'s skew check (tokens and signatures depend on it).
+            ("time_ms", .int(SystemClock.nowMs)),
         ]))
     }
 }

@@ -11,7 +11,7 @@ struct RelayCtl: AsyncParsableCommand {
         abstract: "Scripting tool for Relay: keys, tokens, signing, sealing, publishing, subscribing, sites, benchmarks.",
         discussion: "Every command exits 0 on success and prints a one-line error on stderr otherwise. See Docs/relayctl.md.",
         version: RelayVersion.description,
-        subcommands: [Keygen.self, Token.self, Sign.self, Seal.self, Open.self, DeriveKey.self, Publish.self, Subscribe.self, Stats.self, Health.self, SiteCommand.self, YjsCommand.self, Backup.self, Bench.self]
+        subcommands: [Keygen.self, Token.self, Sign.self, Seal.self, Open.self, DeriveKey.self, Publish.self, Subscribe.self, Stats.self, Health.self, SiteCommand.self, YjsCommand.self, Backup.self, Doctor.self, Bench.self]
     )
 }
 

@@ -181,3 +181,63 @@ struct BackupTests {
         #expect(snapshot.count < full.count, "the backup was taken mid-typing (\(snapshot.count) of \(full.count))")
     }
 }
+
+@Suite("relayctl doctor against a real relayd", .serialized)
+struct DoctorTests {
+    @Test("All checks pass with the site's credentials; wrong secrets and an unreachable relay fail with what to fix and exit 1",
+          .timeLimit(.minutes(1)))
+    func plainHTTP() async throws {
+        let relay = try await Relayd.start()
+        defer { relay.stop() }
+        let site = try #require(relay.site)
+        let url = "http://127.0.0.1:\(relay.port)"
+        let good = try await BackupTests.relayctl(["doctor", "--url", url, "--site-key", site.siteKey,
+                                                   "--secret", site.publishSecret, "--jwt-secret", site.jwtSecret])
+        #expect(good.status == 0, "\(good.output)")
+        for check in ["reachable", "clock", "websocket", "sse", "site"] {
+            #expect(good.output.contains("ok   \(check):"), "\(check): \(good.output)")
+        }
+        #expect(good.output.contains("no problems found"))
+
+        let bad = try await BackupTests.relayctl(["doctor", "--url", url, "--site-key", site.siteKey,
+                                                  "--secret", "0" + site.publishSecret.dropFirst(), "--jwt-secret", "wrong"])
+        #expect(bad.status == 1, "\(bad.output)")
+        #expect(bad.output.contains("FAIL websocket") && bad.output.contains("JWT secret is wrong"), "\(bad.output)")
+        #expect(bad.output.contains("FAIL site") && bad.output.contains("publish secret is wrong"), "\(bad.output)")
+        #expect(bad.output.contains("FAIL sse"), "\(bad.output)")
+
+        let anonymous = try await BackupTests.relayctl(["doctor", "--url", url, "--json"])
+        #expect(anonymous.status == 0, "skipped checks do not fail: \(anonymous.output)")
+        let lines = anonymous.output.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        #expect(lines.contains { $0["check"] as? String == "websocket" && $0["outcome"] as? String == "ok" }, "\(lines)")
+        #expect(lines.contains { $0["check"] as? String == "site" && $0["outcome"] as? String == "skipped" }, "\(lines)")
+
+        let port = try freePort()
+        let down = try await BackupTests.relayctl(["doctor", "--url", "http://127.0.0.1:\(port)"])
+        #expect(down.status == 1 && down.output.contains("connection refused"), "\(down.output)")
+    }
+
+    @Test("HTTPS: a self-signed certificate is trusted with --ca-file (and its near expiry is a warning), refused without it",
+          .enabled(if: Peers.which("openssl") != nil || Peers.required, "needs the openssl CLI"), .timeLimit(.minutes(1)))
+    func tls() async throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("relayd-doctor-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let cert = dir.appendingPathComponent("cert.pem").path, key = dir.appendingPathComponent("key.pem").path
+        let gen = try await runProcess(try #require(Peers.which("openssl")), [
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "3",
+            "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"], timeout: 30)
+        try #require(gen.status == 0, "openssl: \(gen.stderr)")
+        let relay = try await Relayd.start(["--tls-cert", cert, "--tls-key", key], dataDir: dir.appendingPathComponent("data"))
+        defer { relay.stop() }
+        let site = try #require(relay.site)
+        let url = "https://127.0.0.1:\(relay.port)"
+        let trusted = try await BackupTests.relayctl(["doctor", "--url", url, "--ca-file", cert, "--site-key", site.siteKey,
+                                                      "--secret", site.publishSecret, "--jwt-secret", site.jwtSecret])
+        #expect(trusted.status == 0, "\(trusted.output)")
+        #expect(trusted.output.contains("WARN tls") && trusted.output.contains("expires in 2 days"), "\(trusted.output)")
+        #expect(trusted.output.contains("ok   websocket") && trusted.output.contains("ok   sse") && trusted.output.contains("ok   site"), "\(trusted.output)")
+        let untrusted = try await BackupTests.relayctl(["doctor", "--url", url])
+        #expect(untrusted.status == 1 && untrusted.output.contains("FAIL reachable") && untrusted.output.contains("--ca-file"), "\(untrusted.output)")
+    }
+}
