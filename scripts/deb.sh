@@ -43,7 +43,8 @@ U=$WORK/unpack/$NAME
 (cd "$U" && sha256sum --quiet -c SHA256SUMS) || die "SHA256SUMS inside the tarball do not match"
 
 step "assembling the package tree"
-install -d -m 0755 "$PKG/usr/bin" "$PKG/lib/systemd/system" "$PKG/etc/relayd" "$PKG/usr/share/doc/relayd" "$PKG/DEBIAN"
+install -d -m 0755 "$PKG/usr/bin" "$PKG/lib/systemd/system" "$PKG/etc/relayd" "$PKG/usr/share/doc/relayd" \
+  "$PKG/usr/share/lintian/overrides" "$PKG/DEBIAN"
 install -m 0755 "$U/bin/relayd" "$U/bin/relayctl" "$PKG/usr/bin/"
 install -m 0644 "$U/systemd/relayd.service" "$PKG/lib/systemd/system/relayd.service"
 install -m 0644 "$U/config/relayd.json" "$U/config/relayd.env" "$PKG/etc/relayd/"
@@ -59,6 +60,7 @@ done
   printf ' -- %s  %s\n' "$MAINTAINER" "$(date -R -u -d "@$COMMIT_TIME")"
 } | gzip -9nc > "$D/changelog.gz"
 chmod 0644 "$D"/*
+install -m 0644 "$P/lintian-overrides" "$PKG/usr/share/lintian/overrides/relayd"
 install -m 0644 "$P/conffiles" "$PKG/DEBIAN/conffiles"
 install -m 0755 "$P/postinst" "$P/prerm" "$P/postrm" "$PKG/DEBIAN/"
 
@@ -70,7 +72,8 @@ SHLIBS=$(cd "$WORK" && dpkg-shlibdeps -O -e root/usr/bin/relayd -e root/usr/bin/
 grep -v '^$' "$WORK/shlibdeps.log" >&2 || true
 SHLIBS=${SHLIBS#shlibs:Depends=}
 [ -n "$SHLIBS" ] || die "dpkg-shlibdeps found no dependencies"
-DEPENDS="adduser, $SHLIBS"
+# adduser: postinst's system user; init-system-helpers: deb-systemd-helper/-invoke.
+DEPENDS="adduser, init-system-helpers, $SHLIBS"
 
 step "control, md5sums"
 (cd "$PKG" && find . -path ./DEBIAN -prune -o -type f -print | sed 's#^\./##' | LC_ALL=C sort \
