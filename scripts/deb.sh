@@ -72,8 +72,9 @@ SHLIBS=$(cd "$WORK" && dpkg-shlibdeps -O -e root/usr/bin/relayd -e root/usr/bin/
 grep -v '^$' "$WORK/shlibdeps.log" >&2 || true
 SHLIBS=${SHLIBS#shlibs:Depends=}
 [ -n "$SHLIBS" ] || die "dpkg-shlibdeps found no dependencies"
-# adduser: postinst's system user; init-system-helpers: deb-systemd-helper/-invoke.
-DEPENDS="adduser, init-system-helpers, $SHLIBS"
+# adduser: postinst's system user (deb-systemd-helper/-invoke come with the essential
+# init-system-helpers).
+DEPENDS="adduser, $SHLIBS"
 
 step "control, md5sums"
 (cd "$PKG" && find . -path ./DEBIAN -prune -o -type f -print | sed 's#^\./##' | LC_ALL=C sort \

@@ -9,7 +9,7 @@ case "${1:-build}" in
   test)  want+=(php-cli nodejs node-yjs node-y-protocols node-y-websocket node-ws node-lib0 python3-venv openssl
                mariadb-server-core mariadb-client-core php-mysql php-curl php-mbstring php-xml phpunit zip curl  # WordPress suite
                chromium chromium-driver) ;;  # browser suite
-  dist)  want+=(dpkg-dev binutils libcurl4-openssl-dev python3 libicu-dev) ;;  # make dist/deb/test-dist: dpkg-shlibdeps, strip/nm/readelf, relayctl's static link, notices
+  dist)  want+=(dpkg-dev binutils libcurl4-openssl-dev python3 libicu-dev python3-seccomp) ;;  # make dist/deb/test-dist: dpkg-shlibdeps, strip/nm/readelf, relayctl's static link, notices, unit sandbox
   bench) want+=(php-cli nodejs node-yjs node-y-protocols node-y-websocket node-ws node-lib0 python3-venv nginx libnginx-mod-nchan) ;;
 esac
 

@@ -3,7 +3,8 @@
 #
 #   tarball: listed files, SHA256SUMS, --version (version and commit), ldd (every library
 #            resolves, belongs to a package in the .deb's Depends, no Swift runtime), the
-#            example config; the systemd unit (systemd-analyze verify, when present);
+#            example config; the systemd unit (systemd-analyze verify, when present; relayd
+#            under the unit's seccomp settings, emulated by Tests/dist/unit_sandbox.py);
 #   .deb:    dpkg-deb --info/--contents (files, owners, modes, conffiles, maintainer
 #            scripts), the same binaries as the tarball; lintian when present (report only);
 #   RELAY_DIST_INSTALL=1 (root, a throwaway machine): dpkg -i, the relayd user,
@@ -135,10 +136,40 @@ else
   skip "systemd-analyze not installed"
 fi
 
+# --- the unit's seccomp settings, emulated (systemd is not always PID 1 where this runs) ---
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+healthz() { python3 -c 'import sys,urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=1).read().decode())' "http://127.0.0.1:$1/healthz" 2>/dev/null; }
+if command -v systemd-analyze >/dev/null && /usr/bin/python3 -c 'import seccomp' 2>/dev/null; then
+  S=$T/sandbox; mkdir -p "$S/data"
+  RUNAS=()
+  if [ "$(id -u)" -eq 0 ]; then chmod 0755 "$T"; chown nobody "$S/data"; RUNAS=(setpriv --reuid=nobody --regid=nogroup --clear-groups --); fi
+  SPORT=$(free_port)
+  echo "# relayd under the unit's SystemCallFilter, RestrictAddressFamilies, MemoryDenyWriteExecute (Tests/dist/unit_sandbox.py)${RUNAS:+, as nobody}"
+  /usr/bin/python3 Tests/dist/unit_sandbox.py "$UNIT" "${RUNAS[@]}" "$U/bin/relayd" --data-dir "$S/data" --port "$SPORT" --dev-site true > "$S/out" 2> "$S/err" &
+  SPID=$!
+  h=""; for _ in $(seq 1 50); do h=$(healthz "$SPORT") && break; sleep 0.2; done
+  check "sandboxed: GET /healthz ok" sh -c "echo \"\$1\" | grep -q '\"status\":\"ok\"'" _ "$h"
+  sk=$(sed -n 's/.*site_key: *//p' "$S/out"); ps=$(sed -n 's/.*publish_secret: *//p' "$S/out"); js=$(sed -n 's/.*jwt_secret: *//p' "$S/out")
+  "$U/bin/relayctl" subscribe --url "http://127.0.0.1:$SPORT" --site-key "$sk" --jwt-secret "$js" events > "$S/sub" 2>&1 &
+  SUB=$!
+  for _ in $(seq 1 25); do grep -q '"subscribed"' "$S/sub" && break; sleep 0.2; done
+  check "sandboxed: publish accepted" "$U/bin/relayctl" publish --url "http://127.0.0.1:$SPORT" --site-key "$sk" --secret "$ps" events hello '{"n":1}'
+  for _ in $(seq 1 25); do grep -q '"event":"hello"' "$S/sub" && break; sleep 0.2; done
+  check "sandboxed: delivered over the WebSocket" grep -q '"event":"hello"' "$S/sub"
+  kill "$SUB" 2>/dev/null; wait "$SUB" 2>/dev/null
+  kill -TERM "$SPID" 2>/dev/null
+  src=timeout; for _ in $(seq 1 50); do kill -0 "$SPID" 2>/dev/null || { wait "$SPID"; src=$?; break; }; sleep 0.2; done
+  [ "$src" = timeout ] && kill -KILL "$SPID" 2>/dev/null
+  check "sandboxed: SIGTERM exit 0 (rc $src)" test "$src" = 0
+  grep -v '^$' "$S/err" | sed 's/^/#   relayd: /'
+else
+  skip "the unit's seccomp settings, emulated (needs systemd-analyze and python3-seccomp)"
+fi
+
 # --- .deb ----------------------------------------------------------------------------------
 check ".deb .sha256 matches" sh -c "cd '$OUT' && sha256sum --quiet -c '$(basename "$DEB").sha256'"
 info=$(dpkg-deb --info "$DEB")
-for f in "Package: relayd" "Version: " "Architecture: $(dpkg --print-architecture)" "Depends: adduser, init-system-helpers" "Maintainer: " "Installed-Size: " "Description: "; do
+for f in "Package: relayd" "Version: " "Architecture: $(dpkg --print-architecture)" "Depends: adduser" "Maintainer: " "Installed-Size: " "Description: "; do
   check "dpkg-deb --info: $f" sh -c "echo \"\$1\" | grep -q '^ $f'" _ "$info"
 done
 for s in postinst prerm postrm conffiles md5sums control; do
@@ -187,7 +218,7 @@ if dpkg -i "$DEB" > "$T/dpkg-i.log" 2>&1; then ok "dpkg -i"; else bad "dpkg -i: 
 sed 's/^/#   /' "$T/dpkg-i.log"
 check "dpkg: relayd installed ok" sh -c "dpkg-query -W -f='\${Status}' relayd | grep -qx 'install ok installed'"
 check "user relayd exists, system uid, nologin shell" sh -c 'u=$(getent passwd relayd) && uid=$(echo "$u" | cut -d: -f3) && [ "$uid" -lt 1000 ] && echo "$u" | grep -q ":/usr/sbin/nologin$"'
-check "group relayd exists" getent group relayd
+check "group relayd exists" sh -c "getent group relayd >/dev/null"
 check "/var/lib/relayd: relayd:relayd 0750" test "$(stat -c '%U:%G %a' /var/lib/relayd 2>/dev/null)" = "relayd:relayd 750"
 for f in relayd.json relayd.env; do
   check "/etc/relayd/$f: root:relayd 0640" test "$(stat -c '%U:%G %a' /etc/relayd/$f 2>/dev/null)" = "root:relayd 640"
@@ -197,13 +228,13 @@ v=$(/usr/bin/relayd --version 2>&1); check "/usr/bin/relayd --version: '$v'" tes
 v=$(/usr/bin/relayctl --version 2>&1); check "/usr/bin/relayctl --version: '$v'" test "$v" = "$want"
 check "/usr/bin/relayctl site list --data-dir works (empty registry)" sh -c "cd /tmp && setpriv --reuid=relayd --regid=relayd --clear-groups -- /usr/bin/relayctl site list --data-dir /var/lib/relayd >/dev/null"
 
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+PORT=$(free_port)
 echo "# relayd as user relayd on 127.0.0.1:$PORT with /etc/relayd/relayd.json (--port overrides the file)"
 (cd /var/lib/relayd && exec setpriv --reuid=relayd --regid=relayd --clear-groups -- /usr/bin/relayd --config /etc/relayd/relayd.json --port "$PORT") > "$T/relayd.log" 2>&1 &
 RPID=$!
 health=""
 for _ in $(seq 1 50); do
-  health=$(python3 -c 'import sys,urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=1).read().decode())' "http://127.0.0.1:$PORT/healthz" 2>/dev/null) && break
+  health=$(healthz "$PORT") && break
   sleep 0.2
 done
 sleep 2   # a few seconds of running
