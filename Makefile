@@ -3,7 +3,7 @@ export NODE_PATH := /usr/share/nodejs
 export RELAY_PYTHON := $(CURDIR)/.venv/bin/python
 export RELAY_REQUIRE_PEERS := 1
 
-.PHONY: run test test-swift test-protocol test-wordpress test-browser test-proxy plugin-zip build release deps test-deps bench bench-crypto bench-core bench-yjs-algebra bench-yjs bench-compare clean bench-browser
+.PHONY: run test test-swift test-protocol test-wordpress test-browser test-proxy plugin-zip build release deps test-deps dist-deps dist deb test-dist bench bench-crypto bench-core bench-yjs-algebra bench-yjs bench-compare clean bench-browser
 
 ## Starts relayd on its embedded default (127.0.0.1:8080, ./relay-data, dev site).
 run: deps
@@ -57,8 +57,25 @@ plugin-zip:
 	cd wordpress && zip -qr -X ../.build-dist/relay-realtime.zip relay-realtime -x 'relay-realtime/tests/*' -x '*/.*'
 	@echo ".build-dist/relay-realtime.zip"
 
+## Release tarball from HEAD (git archive; refuses a dirty tree), release build with the Swift
+## runtime linked statically: .build-dist/relayd-<version>-linux-<arch>.tar.gz (+ .sha256).
+dist: dist-deps
+	SWIFT=$(SWIFT) scripts/dist.sh
+
+## Debian package from the tarball's binaries: .build-dist/relayd_<version>_<arch>.deb (+ .sha256).
+deb: dist
+	scripts/deb.sh
+
+## Checks the tarball and the .deb (not part of `make test`: it needs the release build).
+## RELAY_DIST_INSTALL=1 also installs, runs and purges the .deb (a throwaway machine, as root).
+test-dist: deb
+	Tests/dist/check.sh
+
 deps:
 	@scripts/install-deps.sh build
+
+dist-deps:
+	@scripts/install-deps.sh dist
 
 test-deps:
 	@scripts/install-deps.sh test

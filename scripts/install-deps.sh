@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the build (and, with `test`, the test suite) needs and is missing.
-# Usage: scripts/install-deps.sh build|test|bench
+# Usage: scripts/install-deps.sh build|test|bench|dist
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +10,7 @@ case "${1:-build}" in
                mariadb-server-core mariadb-client-core php-mysql php-curl php-mbstring php-xml phpunit zip curl  # WordPress suite
                chromium chromium-driver  # browser suite
                nginx caddy) ;;  # reverse-proxy suite (run as foreground processes by the tests, never as services)
+  dist)  want+=(dpkg-dev binutils libicu-dev python3 python3-seccomp) ;;  # make dist/deb/test-dist: dpkg-shlibdeps, strip/nm/readelf, notices, unit sandbox
   bench) want+=(php-cli nodejs node-yjs node-y-protocols node-y-websocket node-ws node-lib0 python3-venv nginx libnginx-mod-nchan) ;;
 esac
 
@@ -31,7 +32,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
   $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-if [ "${1:-build}" != build ]; then
+if [ "${1:-build}" = test ] || [ "${1:-build}" = bench ]; then
   if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import pycrdt, websockets, selenium' 2>/dev/null; then
     python3 -m venv .venv
     .venv/bin/pip install -q --disable-pip-version-check -r Tests/requirements.txt

@@ -110,7 +110,9 @@ struct Relayd: AsyncParsableCommand {
     /// The configuration from flags, then environment, then config file, then defaults.
     /// A value that does not parse is an error naming where it came from.
     func makeConfiguration(file: [String: String], env: [String: String]) throws -> (ServerConfiguration, LogOptions) {
+        var known: Set<String> = ["config"]
         func pick<T>(_ flag: T?, _ name: String, _ parse: (String) -> T?) throws -> T? {
+            known.insert(name)
             if let flag { return flag }
             let envName = "RELAY_" + name.uppercased().replacingOccurrences(of: "-", with: "_")
             if let v = env[envName] {
@@ -174,6 +176,10 @@ struct Relayd: AsyncParsableCommand {
         log.format = try pick(logFormat.flatMap { LogOutput.Format(rawValue: $0) }, "log-format", { LogOutput.Format(rawValue: $0) }) ?? .text
         if let f = logFormat, LogOutput.Format(rawValue: f) == nil { throw ValidationError("--log-format \(f): expected text or json") }
         log.file = try pick(logFile, "log-file", { $0 })
+        // A misspelt key would otherwise be ignored without a word ("//" keys are comments).
+        if let unknown = file.keys.sorted().first(where: { !known.contains($0) && !$0.hasPrefix("//") }) {
+            throw ValidationError("config file: unknown option \"\(unknown)\" (keys are relayd's long option names, see relayd --help)")
+        }
         return (c, log)
     }
 
