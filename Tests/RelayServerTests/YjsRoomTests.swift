@@ -141,7 +141,7 @@ import Testing
         #expect(limited["third_close"] != nil)
         #expect(limited["third_close"] as? Int == 4012, "third connection over the per-room cap: \(limited)")
         // Metrics are labelled by endpoint and code: the room-full close is counted on /yjs, not /ws.
-        let metrics = String(decoding: try Data(contentsOf: URL(string: relay.url + "/metrics")!), as: UTF8.self)
+        let metrics = try #require(httpGet(port: relay.port, path: "/metrics")).body
         let line = metrics.split(separator: "\n").first { $0.hasPrefix("relay_disconnects_total{") && $0.contains("endpoint=\"/yjs\"") && $0.contains("code=\"4012\"") }
         #expect(line?.contains("name=\"room_full\"") == true, "\(metrics.split(separator: "\n").filter { $0.contains("disconnects") })")
         #expect(line.flatMap { Double($0.split(separator: " ").last ?? "") } ?? 0 >= 1)
