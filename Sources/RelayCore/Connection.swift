@@ -56,6 +56,8 @@ public final class RelayConnection: Sendable, Hashable, CustomStringConvertible 
         var closed = false
         var tokens: Double
         var tokensAt: Double
+        /// Since when every client publish has had to wait for the rate (nil: not throttled).
+        var throttledSince: Double?
     }
 
     let outbox: Mutex<OutboxState>

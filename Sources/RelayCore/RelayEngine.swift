@@ -413,13 +413,57 @@ public final class RelayEngine: Sendable {
                         idempotencyKey: nil, source: .server)
     }
 
-    /// Client publish (`{"type":"message"}`): checks the publish prefixes and
-    /// the site's client rate (exceeding it closes with 4013) and size
-    /// (exceeding it closes with 1009).
+    /// Client publish (`{"type":"message"}`): checks the publish prefixes,
+    /// the site's client rate (a publish with no token left closes with 4013:
+    /// transports call `clientPublishAdmission(_:maxWait:)` first and wait) and
+    /// the size (`.messageTooLarge`, the connection stays open).
     public func publish(from conn: RelayConnection, channel: String, event: String, data: [UInt8],
                         idempotencyKey: String? = nil) -> Result<PublishReceipt, PublishError> {
         publishInternal(siteID: conn.siteID, from: conn, spelled: channel, event: event, payload: .json(data),
                         idempotencyKey: idempotencyKey, source: .client)
+    }
+
+    /// Whether a client publish may go now under the site's client publish rate,
+    /// or how long to wait for the next token. A client that has had to wait
+    /// continuously for longer than `maxWait` seconds (it publishes faster than
+    /// its rate, not in a burst) is closed with 4013 and `.refused` returned.
+    /// Transports wait instead of refusing, so a burst (a provider flushing its
+    /// offline queue) is slowed down, not lost; reading from a waiting client
+    /// stops once its inbox is full, which slows the sender down in turn.
+    ///
+    /// Pass `waited: true` when asking again after a `.wait` for the same
+    /// publish: only a publish that finds a token at its first ask ends a spell
+    /// of waiting, so a client that keeps its queue full stays "waiting".
+    public func clientPublishAdmission(_ conn: RelayConnection, maxWait: Double, waited: Bool = false) -> ClientPublishAdmission {
+        let now = clock.now()
+        let decision = conn.state.withLock { s -> ClientPublishAdmission in
+            if s.closed { return .refused }
+            let rate = s.limits.clientPublishRate
+            s.tokens = min(rate.burst, s.tokens + (now - s.tokensAt) * rate.perSecond)
+            s.tokensAt = now
+            if s.tokens >= 1 {
+                if !waited { s.throttledSince = nil }
+                return .now
+            }
+            let since = s.throttledSince ?? now
+            s.throttledSince = since
+            if now - since > maxWait || rate.perSecond <= 0 { return .refused }
+            return .wait(seconds: (1 - s.tokens) / rate.perSecond)
+        }
+        if case .refused = decision, !conn.isClosed {
+            metrics.rateLimited.increment()
+            close(conn, code: .rateLimited, reason: "client publish rate exceeded for more than \(Int(maxWait)) s", discardPending: true)
+        }
+        return decision
+    }
+
+    /// True when the next client publish would have to wait (no side effects beyond the refill).
+    public func clientPublishWouldWait(_ conn: RelayConnection) -> Bool {
+        let now = clock.now()
+        return conn.state.withLock { s in
+            let rate = s.limits.clientPublishRate
+            return s.tokens + (now - s.tokensAt) * rate.perSecond < 1
+        }
     }
 
     /// Client binary publish (binary frame). The sender receives its own

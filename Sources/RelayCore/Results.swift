@@ -222,3 +222,10 @@ public struct SiteStats: Sendable, Equatable {
     public var activeConnections: Int
     public var maxConnections: Int
 }
+
+/// `RelayEngine.clientPublishAdmission(_:maxWait:)`: go, wait, or closed (4013).
+public enum ClientPublishAdmission: Sendable, Equatable {
+    case now
+    case wait(seconds: Double)
+    case refused
+}

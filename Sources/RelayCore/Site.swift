@@ -14,12 +14,16 @@ public struct SiteLimits: Sendable, Equatable {
     public var maxChannelsPerConnection: Int
     /// Accepted publications per calendar month (UTC); `nil` = unlimited.
     public var monthlyMessageQuota: Int?
-    /// Client (browser) publish rate per connection, token bucket.
+    /// Client (browser) publish rate per connection, token bucket. Default 50/s,
+    /// burst 200: a co-editor sends an update and an awareness frame per
+    /// keystroke over `/ws` (the wordsocket provider), and a provider coming
+    /// back online flushes its queue at once. Beyond it publishes wait (see
+    /// `RelayEngine.clientPublishAdmission`).
     public var clientPublishRate: RateLimit
 
     public init(maxConnections: Int = 500, maxMessageBytes: Int = 2 << 20,
                 maxChannelsPerConnection: Int = 128, monthlyMessageQuota: Int? = nil,
-                clientPublishRate: RateLimit = RateLimit(perSecond: 10, burst: 20)) {
+                clientPublishRate: RateLimit = RateLimit(perSecond: 50, burst: 200)) {
         self.maxConnections = maxConnections
         self.maxMessageBytes = maxMessageBytes
         self.maxChannelsPerConnection = maxChannelsPerConnection

@@ -53,6 +53,9 @@ public struct ServerConfiguration: Sendable {
     public var replayCacheCapacity = 1_000_000
     /// Grace for the previous publish secret after `site rotate`, seconds.
     public var rotationGraceSeconds: Int64 = 3600
+    /// How long a WebSocket client's publishes may be held back by its site's
+    /// client publish rate, continuously, before it is closed with 4013 (seconds).
+    public var clientPublishMaxWait: Double = 10
     /// Reverse proxies whose `Forwarded`/`X-Forwarded-For` headers name the client
     /// (for per-IP limits and logs). Empty: the TCP peer is the client, headers are ignored.
     public var trustedProxies = TrustedProxies.none

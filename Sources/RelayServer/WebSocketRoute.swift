@@ -68,7 +68,22 @@ extension RelayService {
 
     func handleBinary(_ bytes: [UInt8], conn: RelayConnection) async {
         guard let (channel, payload) = parseBinary(bytes, conn) else { return }
+        guard await throttle(conn) else { return }
         reportBinaryPublish(await engine.publishBinary(from: conn, channel: channel, payload: payload), channel: channel, conn)
+    }
+
+    /// Waits until the site's client publish rate lets `conn` publish (false: closed with 4013).
+    func throttle(_ conn: RelayConnection) async -> Bool {
+        var waited = false
+        while true {
+            switch engine.clientPublishAdmission(conn, maxWait: configuration.clientPublishMaxWait, waited: waited) {
+            case .now: return true
+            case .refused: return false
+            case .wait(let seconds):
+                try? await Task.sleep(for: .milliseconds(Int64((seconds * 1000).rounded(.up)) + 1))
+                waited = true
+            }
+        }
     }
 
     func handleBinaryNow(_ bytes: [UInt8], conn: RelayConnection) {
@@ -82,6 +97,7 @@ extension RelayService {
         case .subscribe(let channels, let positions):
             reportSubscribe(await engine.subscribe(conn, channels: channels, positions: positions), conn)
         case .publish(let channel, let event, let data, let key):
+            guard await throttle(conn) else { return }
             reportPublish(await engine.publish(from: conn, channel: channel, event: event, data: data, idempotencyKey: key), channel: channel, conn)
         case .presence(let channel, let state):
             reportPresence(await engine.setPresence(conn, channel: channel, state: state), channel: channel, conn)
@@ -194,6 +210,9 @@ final class RelaySocketEndpoint: WebSocketEndpoint, @unchecked Sendable {
 
     func handleOnEventLoop(_ job: WebSocketSession.Job, _ session: WebSocketSession) -> Bool {
         guard onEventLoop else { return false }
+        // A client over its publish rate is served by the inbox task, which waits for the
+        // rate (and keeps the order of everything behind it); the event loop never waits.
+        if case .message = job, let conn = connection, relay.engine.clientPublishWouldWait(conn) { return false }
         switch job {
         case .opened: open(session)
         case .message(let message):

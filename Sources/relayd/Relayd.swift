@@ -56,6 +56,9 @@ struct Relayd: AsyncParsableCommand {
     @Option(name: .customLong("history-ttl"), help: "Seconds publications are kept for recovery. Env: RELAY_HISTORY_TTL [default: 300]") var historyTTL: Double?
     @Option(name: .customLong("site-max-connections"), help: "Default per-site connection limit (4029). Env: RELAY_SITE_MAX_CONNECTIONS [default: 500]") var siteMaxConnections: Int?
     @Option(name: .customLong("site-max-message-bytes"), help: "Default per-site limit on a publication's payload (JSON data or binary payload); over it a WebSocket publish gets a message_too_large error frame, HTTP 413. Env: RELAY_SITE_MAX_MESSAGE_BYTES [default: 2097152]") var siteMaxMessageBytes: Int?
+    @Option(name: .customLong("site-client-publish-rate"), help: "Default per-site publishes per second a browser connection may make (token bucket); faster ones wait. Env: RELAY_SITE_CLIENT_PUBLISH_RATE [default: 50]") var siteClientPublishRate: Double?
+    @Option(name: .customLong("site-client-publish-burst"), help: "Default per-site burst of browser publishes before the rate applies. Env: RELAY_SITE_CLIENT_PUBLISH_BURST [default: 200]") var siteClientPublishBurst: Double?
+    @Option(name: .customLong("client-publish-max-wait"), help: "Seconds a browser connection's publishes may be held back by the rate, continuously, before close 4013. Env: RELAY_CLIENT_PUBLISH_MAX_WAIT [default: 10]") var clientPublishMaxWait: Double?
     @Option(name: .customLong("site-monthly-quota"), help: "Default monthly message quota (0 = none). Env: RELAY_SITE_MONTHLY_QUOTA [default: 0]") var siteMonthlyQuota: Int?
     @Option(name: .customLong("yjs-persistence"), help: "Yjs documents: sqlite (in the data dir) or memory. Env: RELAY_YJS_PERSISTENCE [default: sqlite]") var yjsPersistence: String?
     @Option(name: .customLong("yjs-max-update-bytes"), help: "Largest Yjs update (close 4011). Env: RELAY_YJS_MAX_UPDATE_BYTES [default: 1048576]") var yjsMaxUpdateBytes: Int?
@@ -160,6 +163,9 @@ struct Relayd: AsyncParsableCommand {
         if let t = try pick(historyTTL, "history-ttl", { Double($0) }) { c.engine.history.defaultPolicy.maxAge = t }
         c.defaultSiteLimits.maxConnections = try pick(siteMaxConnections, "site-max-connections", { Int($0) }) ?? c.defaultSiteLimits.maxConnections
         c.defaultSiteLimits.maxMessageBytes = try pick(siteMaxMessageBytes, "site-max-message-bytes", { Int($0) }) ?? c.defaultSiteLimits.maxMessageBytes
+        c.defaultSiteLimits.clientPublishRate.perSecond = try pick(siteClientPublishRate, "site-client-publish-rate", { Double($0) }) ?? c.defaultSiteLimits.clientPublishRate.perSecond
+        c.defaultSiteLimits.clientPublishRate.burst = try pick(siteClientPublishBurst, "site-client-publish-burst", { Double($0) }) ?? c.defaultSiteLimits.clientPublishRate.burst
+        c.clientPublishMaxWait = try pick(clientPublishMaxWait, "client-publish-max-wait", { Double($0) }) ?? c.clientPublishMaxWait
         if let q = try pick(siteMonthlyQuota, "site-monthly-quota", { Int($0) }) { c.defaultSiteLimits.monthlyMessageQuota = q > 0 ? q : nil }
 
         if let p = try pick(yjsPersistence, "yjs-persistence", { $0 }) {

@@ -78,6 +78,55 @@ import Testing
         #expect(fx.engine.connectionCount == 0)
     }
 
+    @Test("Client publish admission: go while tokens last, then wait for the next one; refused (4013) only after waiting longer than maxWait")
+    func clientPublishAdmissionWaitsThenRefuses() throws {
+        let fx = Fixture(limits: SiteLimits(clientPublishRate: RateLimit(perSecond: 2, burst: 2)))
+        let c = try fx.connect()
+        for _ in 0..<2 {
+            #expect(fx.engine.clientPublishAdmission(c, maxWait: 5) == .now)
+            #expect((try? fx.engine.publish(from: c, channel: "x", event: "e", data: Array("1".utf8)).get()) != nil)
+        }
+        #expect(fx.engine.clientPublishWouldWait(c))
+        #expect(fx.engine.clientPublishAdmission(c, maxWait: 5) == .wait(seconds: 0.5))
+        fx.clock.advance(by: 0.5)
+        #expect(!fx.engine.clientPublishWouldWait(c))
+        #expect(fx.engine.clientPublishAdmission(c, maxWait: 5) == .now, "a token after 1/rate s")
+        #expect((try? fx.engine.publish(from: c, channel: "x", event: "e", data: Array("1".utf8)).get()) != nil)
+        // A client that keeps its queue full: every publish has to wait, as a transport
+        // does it (sleep, ask again with waited: true); past maxWait the client is closed.
+        var refused = false, published = 0
+        flood: for _ in 0..<40 {
+            var waited = false
+            while true {
+                switch fx.engine.clientPublishAdmission(c, maxWait: 5, waited: waited) {
+                case .now:
+                    _ = fx.engine.publish(from: c, channel: "x", event: "e", data: Array("1".utf8))
+                    published += 1
+                    continue flood
+                case .wait(let s): fx.clock.advance(by: s); waited = true
+                case .refused: refused = true; break flood
+                }
+            }
+        }
+        #expect(refused)
+        #expect((9...12).contains(published), "about 5 s at 2/s before the close: \(published)")
+        #expect(c.closeItem()?.0 == .rateLimited)
+        #expect(fx.metrics.value("relay_client_rate_limited_total") == 1)
+        // A burst that ends in time resets the clock of waiting.
+        let d = try fx.connect()
+        for _ in 0..<2 { _ = fx.engine.publish(from: d, channel: "x", event: "e", data: Array("1".utf8)) }
+        #expect(fx.engine.clientPublishAdmission(d, maxWait: 1) == .wait(seconds: 0.5))
+        fx.clock.advance(by: 10)
+        #expect(fx.engine.clientPublishAdmission(d, maxWait: 1) == .now)
+        #expect(d.closeItem() == nil)
+    }
+
+    @Test func defaultClientRateFitsCoEditing() {
+        let rate = SiteLimits().clientPublishRate
+        #expect(rate.perSecond >= 30, "an update and an awareness frame per keystroke at 15 keys/s")
+        #expect(rate.burst >= 100, "an offline queue flushed at once")
+    }
+
     @Test func clientRateLimitCloses4013() throws {
         let fx = Fixture(limits: SiteLimits(clientPublishRate: RateLimit(perSecond: 1, burst: 3)))
         let c = try fx.connect()

@@ -117,7 +117,8 @@ struct RelaydIntegrationTests {
     @Test("Refusals: 4001 bad/expired token, 4003 unknown site, 4029 site limit, forbidden prefix",
           .enabled(if: Peers.pythonEnabled, "needs a Python with websockets: set RELAY_PYTHON"), .timeLimit(.minutes(1)))
     func refusals() async throws {
-        let relay = try await Relayd.start()
+        // A client flooding past its publish rate is held back, then closed once it has waited 1 s.
+        let relay = try await Relayd.start(["--client-publish-max-wait", "1"])
         defer { relay.stop() }
         let r = try await relay.python("refusals")
 
@@ -151,6 +152,24 @@ struct RelaydIntegrationTests {
         #expect(r["limit_third_subscribed"][0].parsed["type"].string == "subscribed", "slot released after close")
         #expect(r["too_many_channels"]["code"].int == 4009, "\(r["too_many_channels"])")
         #expect(r["rate_limited"]["code"].int == 4013, "\(r["rate_limited"])")
+    }
+
+    // A burst over the client publish rate (the wordsocket provider flushing its offline queue,
+    // or a fast typist: an update and an awareness frame per keystroke) is slowed down to the
+    // rate, in order, with nothing lost and the socket open; it was closed with 4013 before,
+    // and the provider re-sent its queue on reconnect, in a loop.
+    @Test("A burst over the client publish rate waits for the rate: every publish delivered in order, no close",
+          .enabled(if: Peers.pythonEnabled, "needs a Python with websockets: set RELAY_PYTHON"), .timeLimit(.minutes(1)))
+    func publishBurstIsThrottledNotClosed() async throws {
+        let relay = try await Relayd.start()
+        defer { relay.stop() }
+        let r = try await relay.python("publish_burst", ["count": 30, "rate": 5, "burst": 5])
+        #expect(r["received"].int == 30, "\(r)")
+        #expect(r["in_order"].bool == true, "\(r)")
+        #expect(r["sender_open"].bool == true, "\(r)")
+        #expect(r["sender_echoes"].int == 30, "the sender gets its own frames back: \(r)")
+        // 25 publishes beyond the burst at 5/s: about 5 s, not at once.
+        #expect((r["elapsed_s"].double ?? 0) >= 4.0, "\(r)")
     }
 
     // MARK: 3. Publish endpoint

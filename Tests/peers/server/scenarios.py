@@ -1264,6 +1264,45 @@ async def forwarded_clients():
     r["cors"] = headers.get("access-control-allow-origin")
     return r
 
+async def publish_burst():
+    """CFG["count"] binary publishes sent at once on a site limited to CFG["rate"]/s, burst CFG["burst"]."""
+    r = {}
+    site = add_site({"client_publish_rate": CFG["rate"], "client_publish_burst": CFG["burst"]})
+    ch = "yjs:postType/post:7"
+    sender, _ = await connect_and_subscribe(site, [ch])
+    other, _ = await connect_and_subscribe(site, [ch])
+    n = int(CFG["count"])
+    frames = [binframe(ch, bytes([3]) + i.to_bytes(4, "big")) for i in range(n)]
+    t0 = time.monotonic()
+    for f in frames:
+        await sender.send(f)
+    got = []
+    while len(got) < n:
+        m = await next_frame(other, 15)
+        if m is None:
+            break
+        if isinstance(m, bytes):
+            got.append(m)
+    r["elapsed_s"] = round(time.monotonic() - t0, 2)
+    r["received"] = len(got)
+    r["in_order"] = got == frames[:len(got)]
+    echoes = 0
+    try:
+        while echoes < n:
+            m = await next_frame(sender, 2)
+            if m is None:
+                break
+            if isinstance(m, bytes):
+                echoes += 1
+        r["sender_open"] = True
+    except ConnectionClosed as e:
+        r["sender_open"] = False
+        r["sender_close"] = e.rcvd.code if e.rcvd else 1006
+    r["sender_echoes"] = echoes
+    await sender.close()
+    await other.close()
+    return r
+
 
 SCENARIOS = {
     "close_and_idle_timeouts": close_and_idle_timeouts,
@@ -1276,7 +1315,7 @@ SCENARIOS = {
     "slow_consumer": slow_consumer, "frame_limits": frame_limits, "shutdown": shutdown,
     "registry_before": registry_before, "registry_after": registry_after, "rfc6455": rfc6455,
     "rotation": rotation, "server_full": server_full, "stats": stats, "big_binary": big_binary,
-    "ordering": ordering, "big_header": big_header, "forwarded_clients": forwarded_clients,
+    "ordering": ordering, "big_header": big_header, "forwarded_clients": forwarded_clients, "publish_burst": publish_burst,
 }
 
 if __name__ == "__main__":
