@@ -48,10 +48,26 @@ public struct ChannelName: Sendable, Hashable {
         prefix.hasPrefix("site:") ? prefix : "site:\(siteID):\(prefix)"
     }
 
-    /// Whether `full` is reachable through one of the (expanded) prefixes.
+    /// Whether `full` is reachable through one of the (expanded) grants.
     public func isAllowed(by expandedPrefixes: [String]) -> Bool {
-        for p in expandedPrefixes where full.hasPrefix(p) { return true }
+        for p in expandedPrefixes where Self.grant(p, reaches: full) { return true }
         return false
+    }
+
+    /// The grant rule (token prefixes). A grant ending in `:` or `/` is a
+    /// namespace and reaches every channel under it (`site:{id}:` is the whole
+    /// site, `site:{id}:shop:` covers `shop:orders`). Any other grant names a
+    /// channel: it reaches that channel and the channels under it
+    /// (`site:{id}:yjs:postType/post:12` reaches `…post:12` and `…post:12:x`,
+    /// never `…post:123`; `site:{id}:events` never reaches `events2`).
+    /// Compared byte for byte (UTF-8).
+    public static func grant(_ grant: String, reaches channel: String) -> Bool {
+        let g = grant.utf8, c = channel.utf8
+        guard c.starts(with: g) else { return false }
+        guard c.count > g.count, let last = g.last else { return true }
+        if last == UInt8(ascii: ":") || last == UInt8(ascii: "/") { return true }
+        let next = c[c.index(c.startIndex, offsetBy: g.count)]
+        return next == UInt8(ascii: ":") || next == UInt8(ascii: "/")
     }
 
     /// The relay-owned namespace; clients and HTTP publishers cannot publish there.

@@ -90,9 +90,9 @@ extension RelayService {
         return "site:\(siteID):yjs:\(room)"
     }
 
-    /// RelayCore's prefix rule (bare prefixes get the site prefix), applied to the room's channel.
+    /// RelayCore's grant rule (bare prefixes get the site prefix), applied to the room's channel.
     static func allowed(_ channel: String, by prefixes: [String], siteID: String) -> Bool {
-        prefixes.contains { channel.hasPrefix(ChannelName.expandPrefix($0, siteID: siteID)) }
+        prefixes.contains { ChannelName.grant(ChannelName.expandPrefix($0, siteID: siteID), reaches: channel) }
     }
 
     /// Store calls may wait for an fsync (SQLite, `synchronous=FULL`), so they run on a

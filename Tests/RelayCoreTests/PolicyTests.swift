@@ -11,7 +11,7 @@ import Testing
         #expect(r["events"]?.isSubscribed == true)
         #expect(r["shop"] == .forbidden)
         #expect(r["woo:orders:7"]?.isSubscribed == true)
-        #expect(r["site:\(site):events2"]?.isSubscribed == true) // prefix semantics, as in the contract
+        #expect(r["site:\(site):events2"] == .forbidden)  // a channel grant, not a string prefix (wordsocket grants channels and namespaces)
         #expect(r[""] == .invalidChannel)
         #expect(r["site:\(fx.siteB.siteID):events"] == .forbidden)
         #expect(fx.engine.publish(from: c, channel: "events", event: "e", data: Array("{}".utf8)) == .failure(.forbidden))
@@ -311,5 +311,41 @@ struct SplitMix: RandomNumberGenerator {
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
         return z ^ (z >> 31)
+    }
+}
+
+@Suite("Grants: namespaces and channels, never string prefixes")
+struct GrantRuleTests {
+    @Test("A grant ending in ':' or '/' is a namespace; any other names a channel and the channels under it")
+    func rule() {
+        let yes: [(String, String)] = [
+            ("site:a:", "site:a:events"), ("site:a:shop:", "site:a:shop:orders"),
+            ("site:a:events", "site:a:events"), ("site:a:events", "site:a:events:eu"),
+            ("site:a:yjs:postType/post:12", "site:a:yjs:postType/post:12"),
+            ("site:a:yjs:postType/", "site:a:yjs:postType/post:12"),
+            ("site:a:yjs:postType/post", "site:a:yjs:postType/post:12"),
+            ("site:a:presence:post:12", "site:a:presence:post:12"),
+        ]
+        let no: [(String, String)] = [
+            ("site:a:events", "site:a:events2"),
+            ("site:a:yjs:postType/post:12", "site:a:yjs:postType/post:123"),
+            ("site:a:yjs:postType/post:12", "site:a:yjs:postType/post:1"),
+            ("site:a:presence:post:12", "site:a:presence:post:120"),
+            ("site:a:shop:", "site:a:shopping"), ("site:a:", "site:b:events"),
+            ("site:a:é", "site:a:e\u{301}"),  // byte for byte, not canonical equivalence
+        ]
+        for (g, c) in yes { #expect(ChannelName.grant(g, reaches: c), "\(g) → \(c)") }
+        for (g, c) in no { #expect(!ChannelName.grant(g, reaches: c), "\(g) ↛ \(c)") }
+    }
+
+    @Test("Subscribe and publish follow the rule: post 12's grant does not reach post 123")
+    func engine() throws {
+        let fx = Fixture()
+        let full = { (bare: String) in "site:\(fx.siteA.siteID):\(bare)" }
+        let c = try fx.connect(subscribe: [full("yjs:postType/post:12"), full("events")], publish: [full("yjs:postType/post:12")])
+        let r = fx.engine.subscribe(c, channels: ["yjs:postType/post:12", "yjs:postType/post:123", "events2", "events:eu"])
+        #expect(r.entries.map { $0.outcome.isSubscribed } == [true, false, false, true], "\(r.entries)")
+        #expect((try? fx.engine.publishBinary(from: c, channel: "yjs:postType/post:12", payload: [1]).get()) != nil)
+        #expect(fx.engine.publishBinary(from: c, channel: "yjs:postType/post:123", payload: [1]) == .failure(.forbidden))
     }
 }

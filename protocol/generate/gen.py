@@ -1005,6 +1005,10 @@ def frame_vectors():
          err("forbidden", "site:%s:events" % OTHER_SITE_ID))
     text("subscribe_outside_prefixes", '{"type":"subscribe","channels":["woo:orders"]}', err("forbidden", "woo:orders"),
          token="strict")
+    text("subscribe_grant_is_not_a_string_prefix", '{"type":"subscribe","channels":["events2"]}', err("forbidden", "events2"),
+         "strict token: the grant site:{site_id}:events names a channel, which does not reach events2", token="strict")
+    text("subscribe_under_a_channel_grant", '{"type":"subscribe","channels":["events:eu"]}', reply("subscribed"),
+         "strict token: a channel grant reaches the channels under it (events:eu)", token="strict")
     text("subscribe_empty_name", '{"type":"subscribe","channels":[""]}', err("invalid_channel", ""))
     text("subscribe_control_char", '{"type":"subscribe","channels":["a\\u0001b"]}', err("invalid_channel", "a\u0001b"))
     text("subscribe_256_bytes", '{"type":"subscribe","channels":["%s"]}' % ("c" * 256), err("invalid_channel", "c" * 256),

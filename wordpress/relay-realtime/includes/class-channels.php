@@ -20,8 +20,10 @@ defined( 'ABSPATH' ) || exit;
  * - Yjs rooms of the posts asked for: read-write for users who can edit the
  *   post, read-only for users who can read it.
  *
- * relayd matches grants as string prefixes: a reserved namespace `shop` is
- * granted as `site:{id}:shop:`, so it covers `shop:orders` but never `shopping`.
+ * relayd reads a grant ending in `:` as a namespace and any other grant as one
+ * channel (and the channels under it, after a `:`): a reserved namespace `shop`
+ * is granted as `site:{id}:shop:`, so it covers `shop:orders` but never
+ * `shopping`, and post 12's room never reaches post 123's.
  *
  * @since 0.1.0
  */

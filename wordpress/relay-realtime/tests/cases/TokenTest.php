@@ -174,11 +174,12 @@ final class TokenTest extends Relay_Test_Case {
 		$reader   = self::token( array( 'post_id' => $post ) )->get_data()['token'];
 		$outsider = self::token()->get_data()['token']; // No post asked for: no room.
 		$cfg      = array(
-			'url'      => getenv( 'RRT_RELAY_URL' ),
-			'room'     => "postType/post:$post",
-			'writer'   => $writer,
-			'reader'   => $reader,
-			'outsider' => $outsider,
+			'url'            => getenv( 'RRT_RELAY_URL' ),
+			'room'           => "postType/post:$post",
+			'neighbour_room' => "postType/post:{$post}0",
+			'writer'         => $writer,
+			'reader'         => $reader,
+			'outsider'       => $outsider,
 		);
 		$node = getenv( 'RRT_NODE' ) ? getenv( 'RRT_NODE' ) : 'node';
 		$out  = shell_exec( 'NODE_PATH=' . escapeshellarg( getenv( 'NODE_PATH' ) ? getenv( 'NODE_PATH' ) : '/usr/share/nodejs' ) . ' timeout 30 ' . escapeshellarg( $node ) . ' ' . escapeshellarg( dirname( __DIR__ ) . '/yjs-session.cjs' ) . ' ' . escapeshellarg( wp_json_encode( $cfg ) ) . ' 2>&1' );
@@ -190,5 +191,6 @@ final class TokenTest extends Relay_Test_Case {
 		$this->assertFalse( $res['writer_saw_reader'], 'relayd drops the reader\'s edits' );
 		$this->assertTrue( $res['reader_denied'], 'reader told permission-denied: ' . $out );
 		$this->assertSame( array( 4004 ), $res['outsider_closes'], 'a token without the room is refused' );
+		$this->assertSame( array( 4004 ), $res['neighbour_closes'], "the editor of post $post cannot open post {$post}0's room: grants are not string prefixes" );
 	}
 }
