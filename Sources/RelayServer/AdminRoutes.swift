@@ -32,6 +32,18 @@ extension RelayService {
                 return HTTPReply.json(Self.credentialsJSON(r))
             } catch { throw RelayHTTPError(.notFound, "site not found", status: .notFound) }
         }
+        routes.post("/limits") { request, _ in
+            let body = try await self.adminBody(request)
+            guard let key = body["site_key"]?.stringValue else { throw RelayHTTPError(.invalidBody, "site_key required", status: .badRequest) }
+            guard let limits = body["limits"], limits.objectValue != nil else {
+                throw RelayHTTPError(.invalidBody, "limits (an object) required", status: .badRequest)
+            }
+            do {
+                let r = try self.sites.setLimits(siteKey: key) { $0 = LimitsCodec.apply(limits, to: $0) }
+                self.logger.notice("site limits changed", metadata: ["site_id": "\(r.siteID)", "limits": "\(LimitsCodec.encode(r.limits))"])
+                return HTTPReply.json(Self.publicJSON(r))
+            } catch { throw RelayHTTPError(.notFound, "site not found", status: .notFound) }
+        }
         routes.post("/remove") { request, _ in
             let body = try await self.adminBody(request)
             guard let key = body["site_key"]?.stringValue else { throw RelayHTTPError(.invalidBody, "site_key required", status: .badRequest) }

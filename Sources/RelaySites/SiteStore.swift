@@ -106,6 +106,22 @@ public final class SiteStore: SiteRegistry, Sendable {
                 );
                 """)
         }
+        // 0.9 raised two defaults (issue 20): payloads to 2 MiB, so the wordsocket provider's
+        // largest publish (a 1-byte tag + 1 MiB) fits, and the client publish rate to 50/s,
+        // burst 200 (co-editing sends two frames per keystroke). Sites that still have the
+        // old defaults get the new ones; limits an operator chose are kept.
+        migrator.registerMigration("v2-defaults-0.9") { db in
+            for row in try Row.fetchAll(db, sql: "SELECT site_key, limits FROM site") {
+                let key: String = row["site_key"], text: String = row["limits"]
+                var l = LimitsCodec.decode(text)
+                var changed = false
+                if l.maxMessageBytes == 1 << 20 { l.maxMessageBytes = SiteLimits().maxMessageBytes; changed = true }
+                if l.clientPublishRate == RateLimit(perSecond: 10, burst: 20) { l.clientPublishRate = SiteLimits().clientPublishRate; changed = true }
+                if changed {
+                    try db.execute(sql: "UPDATE site SET limits = ? WHERE site_key = ?", arguments: [LimitsCodec.encode(l), key])
+                }
+            }
+        }
         try migrator.migrate(db)
         let loaded = try db.read { db in try Self.loadAll(db) }
         cache = InMemorySiteRegistry(loaded.map(\.site))
@@ -158,6 +174,16 @@ public final class SiteStore: SiteRegistry, Sendable {
         try db.write { db in try write(record, in: db) }
         records.withLock { $0[record.siteKey] = record }
         cache.upsert(record.site)
+    }
+
+    /// Replaces a site's limits (new connections and publishes use them at once;
+    /// open connections keep the per-connection limits they started with).
+    @discardableResult
+    public func setLimits(siteKey: String, _ change: (inout SiteLimits) -> Void) throws -> SiteRecord {
+        guard var r = record(key: siteKey) else { throw SiteStoreError.notFound }
+        change(&r.limits)
+        try save(r)
+        return r
     }
 
     /// Adds a new site; fails if the key exists.

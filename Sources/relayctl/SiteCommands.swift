@@ -10,7 +10,7 @@ struct SiteCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "site",
         abstract: "Manage sites: directly in a data directory (relayd stopped) or through a running relayd's admin API.",
-        subcommands: [Add.self, List.self, Rotate.self, Remove.self])
+        subcommands: [Add.self, List.self, Limits.self, Rotate.self, Remove.self])
 
     struct Target: ParsableArguments {
         @Option(name: .customLong("data-dir"), help: "Edit this data directory directly (stop relayd first: it caches sites).")
@@ -125,6 +125,40 @@ struct SiteCommand: AsyncParsableCommand {
                                      ("site_url", r.siteURL.map(JSONValue.string) ?? .null), ("archived", .bool(r.archived)),
                                      ("publish_key_ids", .array(r.publishSecrets.map { .string($0.keyID) }))]))
                 }
+            }
+        }
+    }
+
+    struct Limits: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Change a site's limits; prints the site (no secrets).",
+            discussion: "Only the limits given change. New connections and publishes use them at once; open connections keep their per-connection limits (channels, publish rate) until they reconnect.")
+        @OptionGroup var target: Target
+        @Option(name: .customLong("max-connections"), help: "Concurrent connections (4029 beyond).") var maxConnections: Int?
+        @Option(name: .customLong("max-message-bytes"), help: "Largest publication payload.") var maxMessageBytes: Int?
+        @Option(name: .customLong("max-channels-per-connection"), help: "Subscriptions per connection (4009 beyond).") var maxChannels: Int?
+        @Option(name: .customLong("monthly-quota"), help: "Accepted publications per month; 0 for none.") var monthlyQuota: Int?
+        @Option(name: .customLong("client-publish-rate"), help: "Browser publishes per second per connection.") var clientRate: Double?
+        @Option(name: .customLong("client-publish-burst"), help: "Browser publish burst per connection.") var clientBurst: Double?
+        @Argument var siteKey: String
+
+        func run() async throws {
+            var limits: [(String, JSONValue)] = []
+            if let v = maxConnections { limits.append(("max_connections", .int(Int64(v)))) }
+            if let v = maxMessageBytes { limits.append(("max_message_bytes", .int(Int64(v)))) }
+            if let v = maxChannels { limits.append(("max_channels_per_connection", .int(Int64(v)))) }
+            if let v = monthlyQuota { limits.append(("monthly_message_quota", v > 0 ? .int(Int64(v)) : .null)) }
+            if let v = clientRate { limits.append(("client_publish_rate", .number(String(v)))) }
+            if let v = clientBurst { limits.append(("client_publish_burst", .number(String(v)))) }
+            guard !limits.isEmpty else { throw CLIError("give at least one limit to change (see relayctl site limits --help)") }
+            if target.apiURL != nil && target.dataDir == nil {
+                IO.json(try await target.admin("/api/sites/limits", .object([("site_key", .string(siteKey)), ("limits", .object(limits))])))
+            } else {
+                do {
+                    let r = try target.store().setLimits(siteKey: siteKey) { $0 = LimitsCodec.apply(.object(limits), to: $0) }
+                    IO.json(.object([("site_key", .string(r.siteKey)), ("site_id", .string(r.siteID)),
+                                     ("limits", (try? JSONParser.parse(LimitsCodec.encode(r.limits))) ?? .null)]))
+                } catch { throw CLIError("\(error)") }
             }
         }
     }

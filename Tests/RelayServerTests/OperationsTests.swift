@@ -200,7 +200,7 @@ struct DoctorTests {
         #expect(good.output.contains("no problems found"))
 
         let bad = try await BackupTests.relayctl(["doctor", "--url", url, "--site-key", site.siteKey,
-                                                  "--secret", "0" + site.publishSecret.dropFirst(), "--jwt-secret", "wrong"])
+                                                  "--secret", (site.publishSecret.first == "0" ? "1" : "0") + site.publishSecret.dropFirst(), "--jwt-secret", "wrong"])
         #expect(bad.status == 1, "\(bad.output)")
         #expect(bad.output.contains("FAIL websocket") && bad.output.contains("JWT secret is wrong"), "\(bad.output)")
         #expect(bad.output.contains("FAIL site") && bad.output.contains("publish secret is wrong"), "\(bad.output)")
@@ -239,5 +239,70 @@ struct DoctorTests {
         #expect(trusted.output.contains("ok   websocket") && trusted.output.contains("ok   sse") && trusted.output.contains("ok   site"), "\(trusted.output)")
         let untrusted = try await BackupTests.relayctl(["doctor", "--url", url])
         #expect(untrusted.status == 1 && untrusted.output.contains("FAIL reachable") && untrusted.output.contains("--ca-file"), "\(untrusted.output)")
+    }
+}
+
+@Suite("Site limits: changed while running; old defaults migrated", .serialized)
+struct SiteLimitsTests {
+    @Test("relayctl site limits changes a running site's limits at once (admin API), and only the ones given",
+          .timeLimit(.minutes(1)))
+    func changeLimits() async throws {
+        let relay = try await Relayd.start()
+        defer { relay.stop() }
+        let site = try #require(relay.site)
+        let url = "http://127.0.0.1:\(relay.port)"
+        let set = try await BackupTests.relayctl(["site", "limits", site.siteKey, "--url", url, "--admin-key", relay.adminKey,
+                                                  "--max-connections", "7", "--client-publish-rate", "80"])
+        #expect(set.status == 0, "\(set.output)")
+        let limits = try #require(try JSONSerialization.jsonObject(with: Data(set.output.utf8)) as? [String: Any])["limits"] as? [String: Any]
+        #expect(limits?["max_connections"] as? Int == 7)
+        #expect(limits?["client_publish_rate"] as? Double == 80)
+        #expect(limits?["max_message_bytes"] as? Int == 2 << 20, "untouched")
+        let stats = try await BackupTests.relayctl(["stats", "--url", url, "--site-key", site.siteKey, "--secret", site.publishSecret])
+        #expect(stats.status == 0 && stats.output.contains("\"max_connections\":7"), "the running relay uses it: \(stats.output)")
+        let none = try await BackupTests.relayctl(["site", "limits", site.siteKey, "--url", url, "--admin-key", relay.adminKey])
+        #expect(none.status != 0 && none.output.contains("at least one limit"), "\(none.output)")
+        let unknown = try await BackupTests.relayctl(["site", "limits", String(repeating: "0", count: 32), "--url", url,
+                                                      "--admin-key", relay.adminKey, "--max-connections", "3"])
+        #expect(unknown.status != 0, "\(unknown.output)")
+    }
+
+    @Test("A registry from before 0.9 with the old defaults (1 MiB payloads, 10/s publishes) gets the new ones; chosen limits stay",
+          .enabled(if: Peers.which("python3") != nil || Peers.required), .timeLimit(.minutes(1)))
+    func migrateOldDefaults() async throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("relayd-migrate-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        // The 0.8 schema, its GRDB migration record, and two sites: old defaults, and chosen limits.
+        let script = """
+            import sqlite3, sys
+            db = sqlite3.connect(sys.argv[1])
+            db.executescript('''
+            CREATE TABLE grdb_migrations (identifier TEXT NOT NULL PRIMARY KEY);
+            INSERT INTO grdb_migrations VALUES ('v1');
+            CREATE TABLE site (site_key TEXT PRIMARY KEY NOT NULL, site_url TEXT, site_name TEXT, jwt_secret TEXT,
+              ed25519_public_key BLOB, limits TEXT NOT NULL, archived INTEGER NOT NULL DEFAULT 0, created_at_ms INTEGER NOT NULL);
+            CREATE TABLE publish_secret (site_key TEXT NOT NULL REFERENCES site(site_key) ON DELETE CASCADE,
+              key_id TEXT NOT NULL, secret TEXT NOT NULL, valid_until_ms INTEGER, PRIMARY KEY (site_key, key_id));
+            CREATE TABLE usage (site_id TEXT NOT NULL, month INTEGER NOT NULL, count INTEGER NOT NULL, PRIMARY KEY (site_id, month));
+            ''')
+            old = '{"max_connections":500,"max_message_bytes":1048576,"max_channels_per_connection":128,"client_publish_rate":10.0,"client_publish_burst":20.0}'
+            chosen = '{"max_connections":9,"max_message_bytes":65536,"max_channels_per_connection":4,"client_publish_rate":3.0,"client_publish_burst":5.0}'
+            for key, limits in (("a" * 32, old), ("b" * 32, chosen)):
+                db.execute("INSERT INTO site VALUES (?, NULL, NULL, 'j', NULL, ?, 0, 1)", (key, limits))
+                db.execute("INSERT INTO publish_secret VALUES (?, 'k1', 's', NULL)", (key,))
+            db.commit()
+            """
+        let made = try await runProcess(try #require(Peers.which("python3")), ["-c", script, dir.appendingPathComponent("sites.sqlite").path], timeout: 30)
+        try #require(made.status == 0, "\(made.stderr)")
+        let list = try await BackupTests.relayctl(["site", "list", "--data-dir", dir.path])
+        try #require(list.status == 0, "\(list.output)")
+        let shown = try await BackupTests.relayctl(["site", "limits", "a" + String(repeating: "a", count: 31), "--data-dir", dir.path, "--max-connections", "500"])
+        let a = try #require(try JSONSerialization.jsonObject(with: Data(shown.output.utf8)) as? [String: Any])["limits"] as? [String: Any]
+        #expect(a?["max_message_bytes"] as? Int == 2 << 20, "\(shown.output)")
+        #expect(a?["client_publish_rate"] as? Double == 50 && a?["client_publish_burst"] as? Double == 200, "\(shown.output)")
+        let kept = try await BackupTests.relayctl(["site", "limits", String(repeating: "b", count: 32), "--data-dir", dir.path, "--max-connections", "9"])
+        let b = try #require(try JSONSerialization.jsonObject(with: Data(kept.output.utf8)) as? [String: Any])["limits"] as? [String: Any]
+        #expect(b?["max_message_bytes"] as? Int == 65536 && b?["client_publish_rate"] as? Double == 3, "\(kept.output)")
     }
 }
