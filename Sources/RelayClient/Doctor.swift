@@ -7,7 +7,6 @@ import NIOSSL
 import NIOTLS
 import RelayCrypto
 import RelayJSON
-import HummingbirdWSClient
 
 /// Checks a running relayd from the operator's side, the way WordPress and
 /// browsers reach it: reachable, TLS, clock, WebSocket upgrade, SSE
@@ -166,67 +165,52 @@ public struct RelayDoctor: Sendable {
         return tls
     }
 
-    /// The WebSocket client always sends the URL's host as SNI, which TLS forbids for an IP
-    /// address: for an IP URL it sends a placeholder name and skips only the name match (the
-    /// `tls` check has verified the certificate for the address); the chain is still verified.
     var hostIsIP: Bool { host.first?.isNumber == true || host.contains(":") }
-    var wsConfiguration: WebSocketClientConfiguration {
-        hostIsIP && isTLS ? .init(sniHostname: "relayd.invalid") : .init()
-    }
-    var wsTLSConfiguration: TLSConfiguration? {
-        guard var tls = tlsConfiguration else { return nil }
-        if hostIsIP { tls.certificateVerification = .noHostnameVerification }
-        return tls
-    }
 
     // MARK: Checks
 
     func webSocketCheck(token: String?) async -> Check {
-        let ws = (isTLS ? "wss" : "ws") + baseURL.drop { $0 != ":" }
         // Without a token: upgrade, send a bad auth frame, expect relayd's 4001. With one: expect `subscribed`.
-        let url = ws + "/ws" + (token.map { "?token=" + $0 } ?? "")
         let frame = token == nil ? #"{"type":"auth","token":"doctor"}"# : #"{"type":"subscribe","channels":["doctor"]}"#
-        let seen = SeenBox()
+        let path = "/ws" + (token.map { "?token=" + $0 } ?? "")
+        let result: RawWebSocketProbe.Result
         do {
-            let close = try await withTimeout(timeout) {
-                try await WebSocketClient.connect(url: url, configuration: wsConfiguration, tlsConfiguration: wsTLSConfiguration,
-                                                  logger: Logger(label: "doctor")) { inbound, outbound, _ in
-                    try await outbound.write(.text(frame))
-                    for try await message in inbound.messages(maxSize: 1 << 16) {
-                        if case .text(let s) = message, let v = try? JSONParser.parse(s), let type = v["type"]?.stringValue {
-                            seen.set(type)
-                            if type == "subscribed" || type == "error" { try await outbound.close(.normalClosure, reason: nil); return }
-                        }
-                    }
-                }
-            }
-            let code = close.map { WebSocketSubscriber.code($0.closeCode) }
-            if token == nil {
-                if code == 4001 {
-                    return Check(name: "websocket", outcome: .ok, detail: "the upgrade on /ws reaches relayd (it asked for a token, as expected without --jwt-secret)")
-                }
-                return Check(name: "websocket", outcome: .warning, detail: "upgraded, but relayd's answer was unexpected (close \(code.map(String.init) ?? "none"))")
-            }
-            switch seen.value {
-            case "subscribed"?:
-                return Check(name: "websocket", outcome: .ok, detail: "the upgrade on /ws works and a token signed with this JWT secret is accepted")
-            default:
-                if code == 4001 {
-                    return Check(name: "websocket", outcome: .failed, detail: "the token was refused (4001): the JWT secret is wrong or was rotated; copy the current one into WordPress")
-                }
-                if code == 4003 {
-                    return Check(name: "websocket", outcome: .failed, detail: "relayd does not know this site (4003): register it or fix the site key")
-                }
-                return Check(name: "websocket", outcome: .failed, detail: "upgraded but not subscribed (close \(code.map(String.init) ?? "none"), last frame \(seen.value ?? "none"))")
+            result = try await withTimeout(timeout) { [self] in
+                try await RawWebSocketProbe(host: host, port: port, tls: isTLS ? tlsConfiguration : nil, sni: hostIsIP ? nil : host)
+                    .run(path: path, firstFrame: frame)
             }
         } catch {
-            let text = "\(error)"
-            if text.contains("unexpected") || text.contains("upgrade") || text.contains("404") || text.contains("400") || text.contains("Upgrade") {
-                return Check(name: "websocket", outcome: .failed, detail: "the WebSocket upgrade on /ws did not reach relayd (\(text)): the proxy must pass the Upgrade and Connection headers (see deploy/nginx/relayd.conf)")
+            return Check(name: "websocket", outcome: .failed, detail: "WebSocket on /ws failed: \(error)")
+        }
+        switch result {
+        case .refused(let status):
+            let why: String
+            switch status {
+            case 307: why = "the proxy sent the upgrade on a kept-alive connection to relayd, which upgrades only a connection's first request: give /ws and /yjs/ an upstream without keepalive (see deploy/nginx/relayd.conf, deploy/caddy/Caddyfile)"
+            case 400, 404, 426: why = "the proxy does not pass the Upgrade and Connection headers (see deploy/nginx/relayd.conf)"
+            case 502, 504: why = "the proxy cannot reach relayd"
+            default: why = "relayd (or the proxy) refused the upgrade"
             }
-            return Check(name: "websocket", outcome: .failed, detail: "WebSocket on /ws failed: \(text)")
+            return Check(name: "websocket", outcome: .failed, detail: "the upgrade on /ws answered HTTP \(status): \(why)")
+        case .frames(let types, let close):
+            if token == nil {
+                if close == 4001 {
+                    return Check(name: "websocket", outcome: .ok, detail: "the upgrade on /ws reaches relayd (it asked for a token, as expected without --jwt-secret)")
+                }
+                return Check(name: "websocket", outcome: .warning, detail: "upgraded, but relayd's answer was unexpected (close \(close.map(String.init) ?? "none"))")
+            }
+            if types.contains("subscribed") {
+                return Check(name: "websocket", outcome: .ok, detail: "the upgrade on /ws works and a token signed with this JWT secret is accepted")
+            }
+            switch close {
+            case 4001?: return Check(name: "websocket", outcome: .failed, detail: "the token was refused (4001): the JWT secret is wrong or was rotated; copy the current one into WordPress")
+            case 4003?: return Check(name: "websocket", outcome: .failed, detail: "relayd does not know this site (4003): register it or fix the site key")
+            default: return Check(name: "websocket", outcome: .failed, detail: "upgraded but not subscribed (close \(close.map(String.init) ?? "none"), frames \(types))")
+            }
         }
     }
+
+    var port: Int { URL(string: baseURL)?.port ?? (isTLS ? 443 : 80) }
 
     func sseCheck(_ http: HTTPClient, token: String) async -> Check {
         let limit = min(5, sseHeartbeatSeconds / 2)
@@ -263,7 +247,6 @@ public struct RelayDoctor: Sendable {
     }
 
     func certificateCheck() async -> Check {
-        let port = URL(string: baseURL)?.port ?? 443
         do {
             var tls = tlsConfiguration ?? TLSConfiguration.makeClientConfiguration()
             tls.certificateVerification = .fullVerification
@@ -356,5 +339,106 @@ func withTimeout<T: Sendable>(_ seconds: Double, _ body: @escaping @Sendable () 
         }
         defer { group.cancelAll() }
         return try await group.next()!
+    }
+}
+
+/// A WebSocket handshake and a few frames written by hand on a NIO channel, so the
+/// doctor sees the HTTP status of a refused upgrade (a 307 from a proxy reusing a
+/// connection, a 404 from a proxy that drops the Upgrade header) and can send no
+/// SNI for an IP address.
+struct RawWebSocketProbe {
+    enum Result { case refused(status: Int), frames(types: [String], close: Int?) }
+    let host: String, port: Int, tls: TLSConfiguration?, sni: String?
+
+    func run(path: String, firstFrame: String) async throws -> Result {
+        let tlsContext = try tls.map { try NIOSSLContext(configuration: $0) }
+        let sni = self.sni
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connect(host: host, port: port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    if let tlsContext {
+                        try channel.pipeline.syncOperations.addHandler(try NIOSSLClientHandler(context: tlsContext, serverHostname: sni))
+                    }
+                    return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                }
+            }
+        return try await channel.executeThenClose { inbound, outbound in
+            let key = Data((0..<16).map { _ in UInt8.random(in: 0...255) }).base64EncodedString()
+            let hostHeader = port == 443 || port == 80 ? host : "\(host):\(port)"
+            let request = "GET \(path) HTTP/1.1\r\nHost: \(hostHeader)\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                + "Sec-WebSocket-Key: \(key)\r\nSec-WebSocket-Version: 13\r\nUser-Agent: relayctl-doctor\r\n\r\n"
+            try await outbound.write(ByteBuffer(string: request))
+            var buffer: [UInt8] = []
+            var iterator = inbound.makeAsyncIterator()
+            // The response head.
+            var headEnd: Int?
+            while headEnd == nil {
+                guard let chunk = try await iterator.next() else { return .refused(status: 0) }
+                buffer += chunk.readableBytesView
+                headEnd = Self.find([13, 10, 13, 10], in: buffer).map { $0 + 4 }
+            }
+            let head = String(decoding: buffer[..<headEnd!], as: UTF8.self)
+            let status = head.split(separator: " ", maxSplits: 2).dropFirst().first.flatMap { Int($0) } ?? 0
+            guard status == 101 else { return .refused(status: status) }
+            buffer.removeFirst(headEnd!)
+            try await outbound.write(ByteBuffer(bytes: Self.maskedTextFrame(firstFrame)))
+            var types: [String] = []
+            while true {
+                while let (opcode, payload, used) = Self.frame(in: buffer) {
+                    buffer.removeFirst(used)
+                    switch opcode {
+                    case 0x1:
+                        if let type = (try? JSONParser.parse(payload))?["type"]?.stringValue {
+                            if type == "ping" { try await outbound.write(ByteBuffer(bytes: Self.maskedTextFrame(#"{"type":"pong"}"#))); continue }
+                            types.append(type)
+                            if type == "subscribed" { return .frames(types: types, close: nil) }
+                        }
+                    case 0x8:
+                        let code = payload.count >= 2 ? Int(payload[0]) << 8 | Int(payload[1]) : nil
+                        return .frames(types: types, close: code)
+                    default: break
+                    }
+                }
+                guard let chunk = try await iterator.next() else { return .frames(types: types, close: nil) }
+                buffer += chunk.readableBytesView
+            }
+        }
+    }
+
+    static func find(_ needle: [UInt8], in haystack: [UInt8]) -> Int? {
+        guard haystack.count >= needle.count else { return nil }
+        for i in 0...(haystack.count - needle.count) where haystack[i..<(i + needle.count)].elementsEqual(needle) { return i }
+        return nil
+    }
+
+    static func maskedTextFrame(_ text: String) -> [UInt8] {
+        let payload = Array(text.utf8)
+        var out: [UInt8] = [0x81]
+        if payload.count < 126 {
+            out.append(0x80 | UInt8(payload.count))
+        } else {
+            out.append(0x80 | 126)
+            out += [UInt8(payload.count >> 8), UInt8(payload.count & 0xFF)]
+        }
+        let mask = (0..<4).map { _ in UInt8.random(in: 0...255) }
+        out += mask
+        for (i, b) in payload.enumerated() { out.append(b ^ mask[i % 4]) }
+        return out
+    }
+
+    /// One unmasked server frame at the start of `bytes`: opcode, payload, bytes used.
+    static func frame(in bytes: [UInt8]) -> (UInt8, [UInt8], Int)? {
+        guard bytes.count >= 2 else { return nil }
+        let opcode = bytes[0] & 0x0F
+        var length = Int(bytes[1] & 0x7F), offset = 2
+        if length == 126 {
+            guard bytes.count >= 4 else { return nil }
+            length = Int(bytes[2]) << 8 | Int(bytes[3]); offset = 4
+        } else if length == 127 {
+            guard bytes.count >= 10 else { return nil }
+            length = bytes[2..<10].reduce(0) { $0 << 8 | Int($1) }; offset = 10
+        }
+        guard bytes.count >= offset + length else { return nil }
+        return (opcode, Array(bytes[offset..<(offset + length)]), offset + length)
     }
 }

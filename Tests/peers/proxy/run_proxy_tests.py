@@ -429,7 +429,7 @@ class Nginx(Proxy):
         with open(NGINX_SHIPPED) as f:
             shipped = f.read()
         site = substitute(shipped, [
-            ("server 127.0.0.1:8080;", f"server 127.0.0.1:{E.relayd_port};", 1),
+            ("server 127.0.0.1:8080;", f"server 127.0.0.1:{E.relayd_port};", 2),  # relayd, relayd_websocket
             ("listen 443 ssl http2;", f"listen 127.0.0.1:{self.port} ssl http2;", 1),
             ("listen [::]:443 ssl http2;", "", 1),  # loopback IPv4 only
             ("/etc/letsencrypt/live/relay.example.com/fullchain.pem", E.cert, 1),
@@ -509,6 +509,7 @@ class Caddy(Proxy):
         text = substitute(text, [
             ("relay.example.com {", f"https://127.0.0.1:{self.port} {{\n\tbind 127.0.0.1\n\ttls {E.cert} {E.key}", 1),
             ("reverse_proxy 127.0.0.1:8080 {", f"reverse_proxy 127.0.0.1:{E.relayd_port} {{", 1),
+            ("reverse_proxy @websocket 127.0.0.1:8080 {", f"reverse_proxy @websocket 127.0.0.1:{E.relayd_port} {{", 1),
         ], CADDY_SHIPPED)
         text = apply_break("caddy", text, self.brk)
         os.makedirs(d, exist_ok=True)
@@ -782,6 +783,24 @@ def check_body_size(px):
             "(an HTML 413 is the proxy's body limit)")
 
 
+def check_doctor(px):
+    """relayctl doctor through the proxy: every check ok (the certificate expires soon: a
+    warning). Its order (plain requests, then a WebSocket upgrade, then SSE) is a browser
+    page's: it caught the proxies sending an upgrade on a kept-alive connection to relayd,
+    which relayd answers with 307."""
+    name = f"{px.name}: relayctl doctor through the proxy finds no problem"
+    for attempt in range(3):  # three runs: each reuses the proxy's kept-alive connections
+        r = subprocess.run([RELAYCTL, "doctor", "--url", px.url(), "--ca-file", E.cert,
+                            "--site-key", E.site["site_key"], "--secret", E.site["publish_secret"],
+                            "--jwt-secret", E.site["jwt_secret"]], capture_output=True, text=True, timeout=60)
+        out = r.stdout + r.stderr
+        good = r.returncode == 0 and all(f"ok   {c}:" in out for c in ("reachable", "websocket", "sse", "site"))
+        if not good:
+            break
+    R.check(name, good, "reachable, TLS, clock, WebSocket, SSE and site checks pass (3 runs)",
+            f"run {attempt + 1}: exit {r.returncode}: {out.strip()[-700:]}")
+
+
 def check_metrics_restricted(px):
     name = f"{px.name}: /metrics refused to other addresses"
     st_remote, _, _ = https(px.port, "GET", "/metrics", source="127.0.0.5")
@@ -1042,6 +1061,7 @@ async def run(args):
         await asyncio.to_thread(check_sse_http2, px)
         await asyncio.to_thread(check_body_size, px)
         await asyncio.to_thread(check_metrics_restricted, px)
+        await asyncio.to_thread(check_doctor, px)
         await check_yjs(px)
     for px, st, task in longs:
         await finish_long_socket(px, st, task)
