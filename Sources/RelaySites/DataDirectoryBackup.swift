@@ -4,7 +4,7 @@ import GRDB
 /// An online backup of relayd's data directory: each SQLite database is copied
 /// with SQLite's backup API in one step, so the copy is one consistent snapshot
 /// even while relayd writes (WAL mode lets it go on writing), then checked with
-/// `PRAGMA integrity_check`. The admin key is copied with mode 0600. Restore is
+/// `PRAGMA integrity_check`. Every copy has mode 0600 (they hold secrets). Restore is
 /// copying the backup directory back as the data directory while relayd is stopped.
 public enum DataDirectoryBackup {
     /// The files of a data directory, in the order they are copied.
@@ -53,6 +53,7 @@ public enum DataDirectoryBackup {
             let integrity = try to.read { db in try String.fetchOne(db, sql: "PRAGMA integrity_check") } ?? "no answer"
             try to.close()
             try from.close()
+            try fm.setAttributes([.posixPermissions: 0o600], ofItemAtPath: target)  // it holds the sites' secrets
             let bytes = (try? fm.attributesOfItem(atPath: target)[.size] as? Int64) ?? 0
             guard integrity == "ok" else { throw Failure("\(name): the copy fails integrity_check: \(integrity)") }
             progress("\(name): \(bytes) bytes, integrity ok")

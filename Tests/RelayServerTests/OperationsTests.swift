@@ -163,6 +163,8 @@ struct BackupTests {
         let full = try #require(typed["text"] as? String)
         let keyMode = try FileManager.default.attributesOfItem(atPath: copy.appendingPathComponent("admin.key").path)[.posixPermissions] as? Int
         #expect(keyMode == 0o600)
+        let dbMode = try FileManager.default.attributesOfItem(atPath: copy.appendingPathComponent("sites.sqlite").path)[.posixPermissions] as? Int
+        #expect(dbMode == 0o600, "the copy holds the sites' secrets")
 
         // Never over an existing backup.
         let again = try await Self.relayctl(["backup", "--data-dir", data.path, "--to", copy.path])
