@@ -53,7 +53,9 @@ public final class RelayService: Sendable {
         live = Mutex(ReloadableSettings(configuration))
         self.metricsRegistry = metricsRegistry
         let dir = configuration.dataDirectory.isEmpty ? nil : configuration.dataDirectory
-        sites = try SiteStore(directory: dir)
+        do { sites = try SiteStore(directory: dir) } catch {
+            throw DataFileError(file: (dir ?? ".") + "/sites.sqlite", what: "the site registry", underlying: "\(error)")
+        }
         adminKey = try configuration.adminAPIKey ?? Self.loadOrCreateAdminKey(directory: dir)
         var engineConfig = configuration.engine
         let factory = PrometheusMetricsFactory(registry: metricsRegistry)
@@ -61,7 +63,9 @@ public final class RelayService: Sendable {
         engineConfig.logger = logger
         engine = RelayEngine(registry: sites, configuration: engineConfig)
         metrics = ServerMetrics(factory: engineConfig.metricsFactory ?? factory)
-        yjsStore = try Self.makeYjsStore(configuration)
+        do { yjsStore = try Self.makeYjsStore(configuration) } catch {
+            throw DataFileError(file: configuration.dataDirectory + "/yjs.sqlite", what: "the Yjs document store", underlying: "\(error)")
+        }
         yjsIO = NIOThreadPool(numberOfThreads: 2)
         yjsIO.start()
         tokens = TokenAuthority(
@@ -293,5 +297,17 @@ extension RelayService {
         if old.defaultSiteLimits != new.defaultSiteLimits { changed.append("site defaults") }
         logger.notice("configuration reloaded", metadata: ["changed": "\(changed.isEmpty ? "nothing" : changed.joined(separator: ","))"])
         return changed
+    }
+}
+
+/// A data file relayd cannot open at start (damaged, not a database, not
+/// readable). relayd stops without touching the file.
+public struct DataFileError: Error, CustomStringConvertible {
+    public let file: String
+    public let what: String
+    public let underlying: String
+    public var description: String {
+        "cannot open \(what) \(file): \(underlying). The file was left as it is. Restore it from a backup "
+            + "(relayctl backup, see Docs/self-hosting.md), or move it aside to start without it."
     }
 }

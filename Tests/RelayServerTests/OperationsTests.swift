@@ -308,3 +308,28 @@ struct SiteLimitsTests {
         #expect(b?["max_message_bytes"] as? Int == 65536 && b?["client_publish_rate"] as? Double == 3, "\(kept.output)")
     }
 }
+
+@Suite("Damaged data files at start")
+struct DamagedDataTests {
+    func startFails(_ dir: URL) async throws -> ProcessOutput {
+        try await runProcess(Paths.relayd, ["--data-dir", dir.path, "--port", String(try freePort())], timeout: 20)
+    }
+
+    @Test("A corrupt sites.sqlite or yjs.sqlite stops relayd with a message naming the file, and the file is not changed",
+          .timeLimit(.minutes(1)))
+    func corruptFiles() async throws {
+        for name in ["sites.sqlite", "yjs.sqlite"] {
+            let dir = FileManager.default.temporaryDirectory.appendingPathComponent("relayd-corrupt-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(at: dir) }
+            let junk = Data((0..<8192).map { _ in UInt8.random(in: 0...255) })
+            let file = dir.appendingPathComponent(name)
+            try junk.write(to: file)
+            let r = try await startFails(dir)
+            #expect(r.status != 0, "\(name): relayd must not start: \(r.stdout) \(r.stderr)")
+            #expect(r.stderr.contains("cannot open") && r.stderr.contains(name) && r.stderr.contains("left as it is"), "\(name): \(r.stderr)")
+            #expect(!r.stderr.contains("Fatal error") && r.status != 134 && r.status != 139, "no crash: \(r.status)")
+            #expect(try Data(contentsOf: file) == junk, "\(name) was not overwritten")
+        }
+    }
+}
