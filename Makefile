@@ -3,7 +3,7 @@ export NODE_PATH := /usr/share/nodejs
 export RELAY_PYTHON := $(CURDIR)/.venv/bin/python
 export RELAY_REQUIRE_PEERS := 1
 
-.PHONY: run test test-swift test-protocol test-wordpress test-browser test-proxy plugin-zip build release deps test-deps dist-deps dist deb test-dist bench bench-crypto bench-core bench-yjs-algebra bench-yjs bench-compare clean bench-browser
+.PHONY: run test test-swift test-protocol test-wordpress test-browser test-proxy fuzz fuzz-build fuzz-replay plugin-zip build release deps test-deps dist-deps dist deb test-dist bench bench-crypto bench-core bench-yjs-algebra bench-yjs bench-compare clean bench-browser
 
 ## Starts relayd on its embedded default (127.0.0.1:8080, ./relay-data, dev site).
 run: deps
@@ -21,6 +21,7 @@ test: test-deps
 	$(MAKE) --no-print-directory test-wordpress
 	$(MAKE) --no-print-directory test-browser
 	$(MAKE) --no-print-directory test-proxy
+	$(MAKE) --no-print-directory fuzz-replay
 
 test-swift:
 	$(SWIFT) test --skip-build
@@ -118,3 +119,32 @@ bench-browser: test-deps
 
 clean:
 	rm -rf .build
+
+## Fuzzing (libFuzzer + AddressSanitizer; Fuzz/ is its own package, built in .build-fuzz; see Fuzz/README.md).
+FUZZ_TARGETS := FuzzJSON FuzzClientFrame FuzzBase64 FuzzJWT FuzzEnvelope FuzzYjsMessage FuzzYjsUpdate
+FUZZ_SECONDS ?= 60
+FUZZ_BIN := .build-fuzz/release
+
+fuzz-build:
+	$(SWIFT) build -c release --sanitize=fuzzer --sanitize=address --package-path Fuzz --scratch-path .build-fuzz
+
+## Replays the checked-in seed corpora and every regression input once (part of `make test`).
+fuzz-replay: fuzz-build
+	@for t in $(FUZZ_TARGETS); do \
+	  dirs="Fuzz/corpus/$$t"; [ -d Fuzz/regressions/$$t ] && dirs="$$dirs Fuzz/regressions/$$t"; \
+	  n=$$(ls $$dirs | wc -l); \
+	  SWIFT_BACKTRACE=enable=no $(FUZZ_BIN)/$$t -runs=0 $$dirs > .build-fuzz/$$t.replay.log 2>&1 \
+	    && echo "fuzz-replay $$t: $$n inputs, no failure" \
+	    || { echo "fuzz-replay $$t FAILED (.build-fuzz/$$t.replay.log):"; tail -30 .build-fuzz/$$t.replay.log; exit 1; }; \
+	done
+
+## Runs every target for FUZZ_SECONDS (default 60) from its corpus (kept in .build-fuzz/corpus);
+## a crash leaves its input in .build-fuzz/ and stops: add it to Fuzz/regressions/<target>/ with the fix.
+fuzz: fuzz-build
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p .build-fuzz/corpus/$$t; \
+	  SWIFT_BACKTRACE=enable=no $(FUZZ_BIN)/$$t .build-fuzz/corpus/$$t Fuzz/corpus/$$t -max_total_time=$(FUZZ_SECONDS) \
+	    -print_final_stats=1 -artifact_prefix=.build-fuzz/$$t- > .build-fuzz/$$t.log 2>&1 \
+	    || { echo "fuzz $$t: FAILURE, see .build-fuzz/$$t.log"; tail -30 .build-fuzz/$$t.log; exit 1; }; \
+	  echo "fuzz $$t: $$(grep -o 'number_of_executed_units: [0-9]*' .build-fuzz/$$t.log | cut -d' ' -f2) executions in $(FUZZ_SECONDS) s, $$(grep -q 'no interesting inputs' .build-fuzz/$$t.log && echo 'NO COVERAGE GUIDANCE (see Fuzz/README.md)' || grep -o 'cov: [0-9]*' .build-fuzz/$$t.log | tail -1), no failure"; \
+	done

@@ -5,6 +5,8 @@ let package = Package(
     name: "Relay",
     platforms: [.macOS(.v14)],
     products: [
+        .library(name: "RelayJSON", targets: ["RelayJSON"]),
+        .library(name: "RelayProtocol", targets: ["RelayProtocol"]),
         .library(name: "RelayCrypto", targets: ["RelayCrypto"]),
         .library(name: "RelayCore", targets: ["RelayCore"]),
         .library(name: "YjsCodec", targets: ["YjsCodec"]),
