@@ -140,10 +140,14 @@ fuzz-replay: fuzz-build
 
 ## Runs every target for FUZZ_SECONDS (default 60) from its corpus (kept in .build-fuzz/corpus);
 ## a crash leaves its input in .build-fuzz/ and stops: add it to Fuzz/regressions/<target>/ with the fix.
-fuzz: fuzz-build
+## Built from scratch each time (.build-fuzz/run): incremental rebuilds were seen to lose the coverage
+## instrumentation (libFuzzer: "Is the code instrumented for coverage?"), which a run then reports.
+fuzz:
+	rm -rf .build-fuzz/run
+	$(SWIFT) build -c release --sanitize=fuzzer --sanitize=address --package-path Fuzz --scratch-path .build-fuzz/run
 	@for t in $(FUZZ_TARGETS); do \
 	  mkdir -p .build-fuzz/corpus/$$t; \
-	  SWIFT_BACKTRACE=enable=no $(FUZZ_BIN)/$$t .build-fuzz/corpus/$$t Fuzz/corpus/$$t -max_total_time=$(FUZZ_SECONDS) \
+	  SWIFT_BACKTRACE=enable=no .build-fuzz/run/release/$$t .build-fuzz/corpus/$$t Fuzz/corpus/$$t -max_total_time=$(FUZZ_SECONDS) \
 	    -print_final_stats=1 -artifact_prefix=.build-fuzz/$$t- > .build-fuzz/$$t.log 2>&1 \
 	    || { echo "fuzz $$t: FAILURE, see .build-fuzz/$$t.log"; tail -30 .build-fuzz/$$t.log; exit 1; }; \
 	  echo "fuzz $$t: $$(grep -o 'number_of_executed_units: [0-9]*' .build-fuzz/$$t.log | cut -d' ' -f2) executions in $(FUZZ_SECONDS) s, $$(grep -q 'no interesting inputs' .build-fuzz/$$t.log && echo 'NO COVERAGE GUIDANCE (see Fuzz/README.md)' || grep -o 'cov: [0-9]*' .build-fuzz/$$t.log | tail -1), no failure"; \
