@@ -301,13 +301,6 @@ public struct RelayDoctor: Sendable {
 
 // MARK: Helpers
 
-private final class SeenBox: @unchecked Sendable {
-    private let lock = NSLock()
-    private var _value: String?
-    var value: String? { lock.withLock { _value } }
-    func set(_ v: String) { lock.withLock { _value = v } }
-}
-
 private final class HandshakeWaiter: ChannelInboundHandler, RemovableChannelHandler, @unchecked Sendable {
     typealias InboundIn = Any
     let promise: EventLoopPromise<Void>

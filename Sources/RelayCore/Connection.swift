@@ -58,6 +58,13 @@ public final class RelayConnection: Sendable, Hashable, CustomStringConvertible 
         var tokensAt: Double
         /// Since when every client publish has had to wait for the rate (nil: not throttled).
         var throttledSince: Double?
+
+        /// Refills the client publish token bucket up to `now`.
+        mutating func refillTokens(now: Double) {
+            let rate = limits.clientPublishRate
+            tokens = min(rate.burst, tokens + (now - tokensAt) * rate.perSecond)
+            tokensAt = now
+        }
     }
 
     let outbox: Mutex<OutboxState>

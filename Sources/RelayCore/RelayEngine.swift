@@ -438,9 +438,8 @@ public final class RelayEngine: Sendable {
         let now = clock.now()
         let decision = conn.state.withLock { s -> ClientPublishAdmission in
             if s.closed { return .refused }
+            s.refillTokens(now: now)
             let rate = s.limits.clientPublishRate
-            s.tokens = min(rate.burst, s.tokens + (now - s.tokensAt) * rate.perSecond)
-            s.tokensAt = now
             if s.tokens >= 1 {
                 if !waited { s.throttledSince = nil }
                 return .now
@@ -457,7 +456,7 @@ public final class RelayEngine: Sendable {
         return decision
     }
 
-    /// True when the next client publish would have to wait (no side effects beyond the refill).
+    /// True when the next client publish would have to wait (reads the bucket, changes nothing).
     public func clientPublishWouldWait(_ conn: RelayConnection) -> Bool {
         let now = clock.now()
         return conn.state.withLock { s in
@@ -523,9 +522,7 @@ public final class RelayEngine: Sendable {
         if case .json(let bytes) = payload, !JSON.isValid(bytes) { return .failure(.invalidJSON) }
         if let conn {
             let allowed = conn.state.withLock { s -> Bool in
-                let rate = s.limits.clientPublishRate
-                s.tokens = min(rate.burst, s.tokens + (now - s.tokensAt) * rate.perSecond)
-                s.tokensAt = now
+                s.refillTokens(now: now)
                 guard s.tokens >= 1 else { return false }
                 s.tokens -= 1
                 return true

@@ -2,6 +2,7 @@ import RelayProtocol
 import RelayJSON
 import Foundation
 import Hummingbird
+import Synchronization
 import NIOCore
 import RelayCore
 import RelayCrypto
@@ -300,9 +301,17 @@ extension RelayService {
 
 /// Hummingbird's CORS middleware for the origin now configured (`--cors-origin`,
 /// reloadable with `SIGHUP`).
-struct ReloadableCORSMiddleware: RouterMiddleware {
+/// The middleware is built once per origin, not per request.
+final class ReloadableCORSMiddleware: RouterMiddleware, Sendable {
     typealias Context = RelayRequestContext
     let relay: RelayService
+    private let current: Mutex<(origin: String, cors: CORSMiddleware<RelayRequestContext>)>
+
+    init(relay: RelayService) {
+        self.relay = relay
+        let origin = relay.settings.corsAllowOrigin
+        current = Mutex((origin, Self.cors(origin)))
+    }
 
     static func cors(_ origin: String) -> CORSMiddleware<RelayRequestContext> {
         CORSMiddleware(allowOrigin: origin == "*" ? .all : .custom(origin),
@@ -311,6 +320,11 @@ struct ReloadableCORSMiddleware: RouterMiddleware {
     }
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        try await Self.cors(relay.settings.corsAllowOrigin).handle(request, context: context, next: next)
+        let origin = relay.settings.corsAllowOrigin
+        let cors = current.withLock { c in
+            if c.origin != origin { c = (origin, Self.cors(origin)) }
+            return c.cors
+        }
+        return try await cors.handle(request, context: context, next: next)
     }
 }

@@ -409,3 +409,14 @@ struct J: CustomStringConvertible, @unchecked Sendable {
         return "\(value)"
     }
 }
+
+/// A self-signed certificate for 127.0.0.1 (IP SAN) from the openssl CLI: (cert.pem, key.pem) paths in `dir`.
+func selfSignedCertificate(in dir: URL, days: Int) async throws -> (cert: String, key: String) {
+    let cert = dir.appendingPathComponent("cert.pem").path, key = dir.appendingPathComponent("key.pem").path
+    guard let openssl = Peers.which("openssl") else { throw HarnessError("needs the openssl CLI") }
+    let gen = try await runProcess(openssl, [
+        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", String(days),
+        "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"], timeout: 30)
+    guard gen.status == 0 else { throw HarnessError("openssl: \(gen.stderr)") }
+    return (cert, key)
+}

@@ -91,49 +91,25 @@ struct OperationsTests {
 /// Backup and restore of the data directory while relayd runs.
 @Suite("Operations: online backup and restore", .serialized)
 struct BackupTests {
-    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static let root = Paths.root
 
-    /// Runs a y-websocket node scenario without blocking a Swift concurrency thread.
+    /// A y-websocket node scenario (Tests/peers/yjs/ywebsocket-session.cjs); its last output line is JSON.
     static func node(_ scenario: String, _ config: [String: String]) async throws -> [String: Any] {
-        let out = FileManager.default.temporaryDirectory.appendingPathComponent("node-\(UUID().uuidString).out")
-        _ = FileManager.default.createFile(atPath: out.path, contents: nil)
-        defer { try? FileManager.default.removeItem(at: out) }
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/node")
-        p.arguments = [root.appendingPathComponent("Tests/peers/yjs/ywebsocket-session.cjs").path, scenario,
-                       String(decoding: try JSONSerialization.data(withJSONObject: config), as: UTF8.self)]
-        var env = ProcessInfo.processInfo.environment
-        env["NODE_PATH"] = env["NODE_PATH"] ?? "/usr/share/nodejs"
-        p.environment = env
-        p.standardOutput = try FileHandle(forWritingTo: out)
-        p.standardError = FileHandle.nullDevice
-        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-            p.terminationHandler = { _ in c.resume() }
-            do { try p.run() } catch { c.resume() }
-        }
-        let text = (try? String(contentsOf: out, encoding: .utf8)) ?? ""
-        let last = text.split(separator: "\n").last.map(String.init) ?? ""
+        let r = try await runProcess("/usr/bin/node", [root.appendingPathComponent("Tests/peers/yjs/ywebsocket-session.cjs").path, scenario,
+                                                       String(decoding: try JSONSerialization.data(withJSONObject: config), as: UTF8.self)],
+                                     environment: ["NODE_PATH": ProcessInfo.processInfo.environment["NODE_PATH"] ?? "/usr/share/nodejs"],
+                                     timeout: 60)
+        let last = r.stdout.split(separator: "\n").last.map(String.init) ?? ""
         guard let obj = try JSONSerialization.jsonObject(with: Data(last.utf8)) as? [String: Any] else {
-            throw HarnessError("node \(scenario) printed no JSON: \(text)")
+            throw HarnessError("node \(scenario) printed no JSON: \(r.stdout) \(r.stderr)")
         }
         return obj
     }
 
+    /// relayctl from .build/debug; stdout and stderr together.
     static func relayctl(_ args: [String]) async throws -> (status: Int32, output: String) {
-        let out = FileManager.default.temporaryDirectory.appendingPathComponent("relayctl-\(UUID().uuidString).out")
-        _ = FileManager.default.createFile(atPath: out.path, contents: nil)
-        defer { try? FileManager.default.removeItem(at: out) }
-        let p = Process()
-        p.executableURL = root.appendingPathComponent(".build/debug/relayctl")
-        p.arguments = args
-        let handle = try FileHandle(forWritingTo: out)
-        p.standardOutput = handle
-        p.standardError = handle
-        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-            p.terminationHandler = { _ in c.resume() }
-            do { try p.run() } catch { c.resume() }
-        }
-        return (p.terminationStatus, (try? String(contentsOf: out, encoding: .utf8)) ?? "")
+        let r = try await runProcess(root.appendingPathComponent(".build/debug/relayctl").path, args, timeout: 60)
+        return (r.status, r.stdout + r.stderr)
     }
 
     @Test("relayctl backup copies a running relayd's data directory mid-typing; relayd started on the copy has the sites, the documents and a consistent prefix of the typing; a backup never overwrites",
@@ -225,11 +201,7 @@ struct DoctorTests {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("relayd-doctor-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
-        let cert = dir.appendingPathComponent("cert.pem").path, key = dir.appendingPathComponent("key.pem").path
-        let gen = try await runProcess(try #require(Peers.which("openssl")), [
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "3",
-            "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"], timeout: 30)
-        try #require(gen.status == 0, "openssl: \(gen.stderr)")
+        let (cert, key) = try await selfSignedCertificate(in: dir, days: 3)
         let relay = try await Relayd.start(["--tls-cert", cert, "--tls-key", key], dataDir: dir.appendingPathComponent("data"))
         defer { relay.stop() }
         let site = try #require(relay.site)

@@ -898,11 +898,7 @@ struct RelaydIntegrationTests {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("relayd-tls-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
-        let cert = dir.appendingPathComponent("cert.pem").path, key = dir.appendingPathComponent("key.pem").path
-        let gen = try await runProcess(try #require(Peers.which("openssl")), [
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "1",
-            "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"], timeout: 30)
-        try #require(gen.status == 0, "openssl: \(gen.stderr)")
+        let (cert, key) = try await selfSignedCertificate(in: dir, days: 1)
         let relay = try await Relayd.start(["--tls-cert", cert, "--tls-key", key], dataDir: dir.appendingPathComponent("data"))
         defer { relay.stop() }
         let r = try await relay.python("tls", ["cafile": cert])

@@ -288,19 +288,7 @@ class TLSSSE(rp.SSE):
         req = (f"GET /sse?{query} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: text/event-stream\r\n"
                f"Accept-Encoding: gzip\r\nOrigin: https://wp.example\r\n\r\n")
         self.s.sendall(req.encode())
-        self.raw, self.body, self.eof = b"", b"", False
-        deadline = time.monotonic() + timeout
-        while b"\r\n\r\n" not in self.raw:
-            if not self._fill(deadline):
-                raise ConnectionError("no response head within %.0f s" % timeout)
-        head, self.raw = self.raw.split(b"\r\n\r\n", 1)
-        lines = head.decode("latin-1").split("\r\n")
-        self.status = int(lines[0].split(" ", 2)[1])
-        self.headers = {}
-        for line in lines[1:]:
-            k, _, v = line.partition(":")
-            self.headers[k.strip().lower()] = v.strip()
-        self.chunked = self.headers.get("transfer-encoding", "").lower() == "chunked"
+        self._read_head(timeout)
         enc = self.headers.get("content-encoding", "").lower()
         if enc not in ("", "identity", "gzip"):
             raise ConnectionError(f"unexpected Content-Encoding {enc!r}")

@@ -407,11 +407,15 @@ class SSE:
         if last_event_id is not None:
             req += f"Last-Event-ID: {last_event_id}\r\n"
         self.s.sendall((req + "\r\n").encode())
+        self._read_head(timeout)
+
+    def _read_head(self, timeout):
+        """Reads the response head: status, headers (lower-case names), chunked or not."""
         self.raw, self.body, self.eof = b"", b"", False
         deadline = time.monotonic() + timeout
         while b"\r\n\r\n" not in self.raw:
             if not self._fill(deadline):
-                raise ConnectionError("no response head")
+                raise ConnectionError("no response head within %.0f s" % timeout)
         head, self.raw = self.raw.split(b"\r\n\r\n", 1)
         lines = head.decode("latin-1").split("\r\n")
         self.status = int(lines[0].split(" ", 2)[1])
