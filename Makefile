@@ -3,7 +3,7 @@ export NODE_PATH := /usr/share/nodejs
 export RELAY_PYTHON := $(CURDIR)/.venv/bin/python
 export RELAY_REQUIRE_PEERS := 1
 
-.PHONY: run test test-swift test-protocol test-wordpress test-browser test-proxy fuzz fuzz-build fuzz-replay plugin-zip build release deps test-deps dist-deps dist deb test-dist bench bench-crypto bench-core bench-yjs-algebra bench-yjs bench-compare clean bench-browser
+.PHONY: test-tsan test-asan run test test-swift test-protocol test-wordpress test-browser test-proxy fuzz fuzz-build fuzz-replay plugin-zip build release deps test-deps dist-deps dist deb test-dist bench bench-crypto bench-core bench-yjs-algebra bench-yjs bench-compare clean bench-browser
 
 ## Starts relayd on its embedded default (127.0.0.1:8080, ./relay-data, dev site).
 run: deps
@@ -152,3 +152,13 @@ fuzz:
 	    || { echo "fuzz $$t: FAILURE, see .build-fuzz/$$t.log"; tail -30 .build-fuzz/$$t.log; exit 1; }; \
 	  echo "fuzz $$t: $$(grep -o 'number_of_executed_units: [0-9]*' .build-fuzz/$$t.log | cut -d' ' -f2) executions in $(FUZZ_SECONDS) s, $$(grep -q 'no interesting inputs' .build-fuzz/$$t.log && echo 'NO COVERAGE GUIDANCE (see Fuzz/README.md)' || grep -o 'cov: [0-9]*' .build-fuzz/$$t.log | tail -1), no failure"; \
 	done
+
+## Sanitizers (not part of `make test`): the Swift unit and integration suites, and the relayd they
+## start, built with ThreadSanitizer / AddressSanitizer (+ LeakSanitizer) in .build-tsan / .build-asan.
+## Every report (from the test process or from a relayd it started) is written under
+## .build-<san>/reports/; the target fails if there is one. scripts/sanitize.sh tells what ran.
+test-tsan: test-deps
+	SWIFT=$(SWIFT) scripts/sanitize.sh thread
+
+test-asan: test-deps
+	SWIFT=$(SWIFT) scripts/sanitize.sh address

@@ -177,7 +177,7 @@ public final class InMemoryBroker: Sendable {
         func publish(_ r: BrokerPublishRequest) async throws -> BrokerPublishOutcome {
             // Delivery happens inside the hub's lock: one global order per channel.
             hub.state.withLock { s in
-                let key = r.channel.full
+                let key = r.channel.key
                 var stream = s.streams[key] ?? Stream(epoch: RelayEngine.newEpoch())
                 defer { s.streams[key] = stream }
                 if let k = r.idempotencyKey {
@@ -208,27 +208,28 @@ public final class InMemoryBroker: Sendable {
 
         func publishEphemeral(_ frame: BrokerEphemeral) async throws {
             hub.state.withLock { s in
-                for node in (s.interest[frame.channel.full] ?? []).sorted() {
+                for node in (s.interest[frame.channel.key] ?? []).sorted() {
                     s.nodes[node]?.value?.brokerDidDeliverEphemeral(frame)
                 }
             }
         }
 
         func subscribe(channel: String) async throws {
-            _ = hub.state.withLock { $0.interest[channel, default: []].insert(id) }
+            _ = hub.state.withLock { $0.interest[ChannelName.exactKey(channel), default: []].insert(id) }
         }
 
         func unsubscribe(channel: String) async throws {
             hub.state.withLock { s in
-                s.interest[channel]?.remove(id)
-                if s.interest[channel]?.isEmpty == true { s.interest[channel] = nil }
+                let key = ChannelName.exactKey(channel)
+                s.interest[key]?.remove(id)
+                if s.interest[key]?.isEmpty == true { s.interest[key] = nil }
             }
         }
 
         func stream(channel: ChannelName, limit: Int) async throws -> BrokerStream {
             hub.state.withLock { s in
-                if s.streams[channel.full] == nil { s.streams[channel.full] = Stream(epoch: RelayEngine.newEpoch()) }
-                let st = s.streams[channel.full]!
+                if s.streams[channel.key] == nil { s.streams[channel.key] = Stream(epoch: RelayEngine.newEpoch()) }
+                let st = s.streams[channel.key]!
                 return BrokerStream(publications: Array(st.entries.suffix(max(0, limit))),
                                     position: StreamPosition(offset: st.offset, epoch: st.epoch))
             }
@@ -236,10 +237,11 @@ public final class InMemoryBroker: Sendable {
 
         func setPresence(channel: String, memberID: String, state: [UInt8]?, ttl: Double, now: Double) async throws {
             hub.state.withLock { s in
-                var members = s.presence[channel] ?? []
+                let key = ChannelName.exactKey(channel)
+                var members = s.presence[key] ?? []
                 members.removeAll { $0.id == memberID || $0.expires <= now }
                 if let state { members.append((memberID, state, now + ttl)) }
-                s.presence[channel] = members.isEmpty ? nil : members
+                s.presence[key] = members.isEmpty ? nil : members
             }
         }
 
@@ -255,7 +257,7 @@ public final class InMemoryBroker: Sendable {
 
         func presence(channel: String, now: Double) async throws -> [PresenceMember] {
             hub.state.withLock { s in
-                (s.presence[channel] ?? []).filter { $0.expires > now }.map { PresenceMember(id: $0.id, state: $0.state) }
+                (s.presence[ChannelName.exactKey(channel)] ?? []).filter { $0.expires > now }.map { PresenceMember(id: $0.id, state: $0.state) }
             }
         }
     }

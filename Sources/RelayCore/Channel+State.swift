@@ -131,7 +131,7 @@ struct FanOutResult {
     var overflowed: [RelayConnection] = []
 }
 
-/// One shard of the channel map.
+/// One shard of the channel map, keyed by `ChannelName.key` (byte identity).
 final class ChannelShard: Sendable {
     let map = Mutex<[String: Channel]>([:])
 }

@@ -43,6 +43,31 @@ public struct ChannelName: Sendable, Hashable {
         return .success(ChannelName(full: "site:\(siteID):\(bareString)", bare: bareString))
     }
 
+    /// Byte equality (not `String`'s canonical equivalence): see `exactKey(_:)`.
+    public static func == (a: ChannelName, b: ChannelName) -> Bool { a.full.utf8.elementsEqual(b.full.utf8) }
+    public func hash(into hasher: inout Hasher) { hasher.combine(key) }
+
+    /// The key this channel is stored under (`exactKey(full)`): channels are identified by their bytes.
+    public var key: String { Self.exactKey(full) }
+
+    /// The string to key maps of channel (and room) names with, so that identity is byte equality,
+    /// as in the grant rule. Swift's `String` equality and hashing follow Unicode canonical
+    /// equivalence (`"caf\u{E9}" == "cafe\u{301}"`, KELVIN SIGN `"\u{212A}" == "K"`): keyed by the
+    /// name itself, a token granted one spelling would reach the channel of the other. ASCII names,
+    /// where canonical equivalence is byte equality, are their own key (no cost on the usual path);
+    /// any other name is keyed by U+0001 (refused in names, so never a prefix of one) and the
+    /// lowercase hex of its UTF-8 bytes.
+    public static func exactKey(_ name: String) -> String {
+        var ascii = true
+        for b in name.utf8 where b >= 0x80 { ascii = false; break }
+        if ascii { return name }
+        let digits: [UInt8] = Array("0123456789abcdef".utf8)
+        var bytes: [UInt8] = [0x01]
+        bytes.reserveCapacity(1 + 2 * name.utf8.count)
+        for b in name.utf8 { bytes.append(digits[Int(b >> 4)]); bytes.append(digits[Int(b & 0x0F)]) }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
     /// Expands a token prefix: bare prefixes get the site prefix; `site:` prefixes are kept.
     public static func expandPrefix(_ prefix: String, siteID: String) -> String {
         prefix.hasPrefix("site:") ? prefix : "site:\(siteID):\(prefix)"

@@ -284,7 +284,7 @@ public final class RelayEngine: Sendable {
             enum Admission { case ok, already, tooMany, closed }
             let admission: Admission = conn.state.withLock { s in
                 if s.closed { return .closed }
-                if s.channels.contains(where: { $0.name.full == name.full }) { return .already }
+                if s.channels.contains(where: { $0.name == name }) { return .already }
                 if s.channels.count >= limits.maxChannelsPerConnection { return .tooMany }
                 return .ok
             }
@@ -382,7 +382,7 @@ public final class RelayEngine: Sendable {
         for spelled in channels {
             guard case .success(let name) = ChannelName.resolve(spelled, siteID: conn.siteID) else { continue }
             let ch: Channel? = conn.state.withLock { s in
-                guard let i = s.channels.firstIndex(where: { $0.name.full == name.full }) else { return nil }
+                guard let i = s.channels.firstIndex(where: { $0.name == name }) else { return nil }
                 return s.channels.remove(at: i)
             }
             if let ch {
@@ -434,7 +434,11 @@ public final class RelayEngine: Sendable {
     /// Pass `waited: true` when asking again after a `.wait` for the same
     /// publish: only a publish that finds a token at its first ask ends a spell
     /// of waiting, so a client that keeps its queue full stays "waiting".
-    public func clientPublishAdmission(_ conn: RelayConnection, maxWait: Double, waited: Bool = false) -> ClientPublishAdmission {
+    ///
+    /// `consume: true` takes the token on `.now` (for messages that are not engine publishes,
+    /// such as a Yjs room's updates and awareness, which the engine does not count itself).
+    public func clientPublishAdmission(_ conn: RelayConnection, maxWait: Double, waited: Bool = false,
+                                       consume: Bool = false) -> ClientPublishAdmission {
         let now = clock.now()
         let decision = conn.state.withLock { s -> ClientPublishAdmission in
             if s.closed { return .refused }
@@ -442,6 +446,7 @@ public final class RelayEngine: Sendable {
             let rate = s.limits.clientPublishRate
             if s.tokens >= 1 {
                 if !waited { s.throttledSince = nil }
+                if consume { s.tokens -= 1 }
                 return .now
             }
             let since = s.throttledSince ?? now
@@ -644,7 +649,7 @@ public final class RelayEngine: Sendable {
         guard !name.isReserved, name.isAllowed(by: grant.publishPrefixes) else { return .failure(.forbidden) }
         guard let state else {
             let ch: Channel? = conn.state.withLock { s in
-                guard let i = s.presence.firstIndex(where: { $0.name.full == name.full }) else { return nil }
+                guard let i = s.presence.firstIndex(where: { $0.name == name }) else { return nil }
                 return s.presence.remove(at: i)
             }
             guard let ch else { return .success(.notMember) }
@@ -655,7 +660,7 @@ public final class RelayEngine: Sendable {
             return .failure(.stateTooLarge(limit: configuration.presence.maxStateBytes))
         }
         guard JSON.isValid(state) else { return .failure(.invalidState) }
-        let isMember = conn.state.withLock { s in s.presence.contains { $0.name.full == name.full } }
+        let isMember = conn.state.withLock { s in s.presence.contains { $0.name == name } }
         if !isMember {
             let count = conn.state.withLock { $0.presence.count }
             if count >= limits.maxChannelsPerConnection { return .failure(.tooManyChannels) }
@@ -791,26 +796,29 @@ public final class RelayEngine: Sendable {
         connectionShards[Int(id % UInt64(connectionShards.count))]
     }
 
-    func channelShard(_ full: String) -> ChannelShard {
+    /// The shard of a channel, by its `ChannelName.key`.
+    func channelShard(_ key: String) -> ChannelShard {
         var h = Hasher()
-        h.combine(full)
+        h.combine(key)
         return channelShards[Int(UInt(bitPattern: h.finalize()) % UInt(channelShards.count))]
     }
 
     func existingChannel(_ name: ChannelName) -> Channel? {
-        channelShard(name.full).map.withLock { $0[name.full] }
+        let key = name.key
+        return channelShard(key).map.withLock { $0[key] }
     }
 
     /// Runs `body` under the lock of the live channel `name`, creating it if
     /// needed and retrying if it was removed concurrently.
     func withLiveChannel<R>(_ name: ChannelName, _ body: (Channel, inout ChannelState) -> R) -> R {
-        let shard = channelShard(name.full)
+        let shard = channelShard(name.key)
+        let key = name.key
         while true {
             var created = false
             let channel: Channel = shard.map.withLock { map in
-                if let c = map[name.full] { return c }
+                if let c = map[key] { return c }
                 let c = Channel(name: name, policy: configuration.history.policy(for: name), epoch: Self.newEpoch())
-                map[name.full] = c
+                map[key] = c
                 created = true
                 return c
             }
@@ -832,13 +840,14 @@ public final class RelayEngine: Sendable {
     /// Removes the channel from its shard if it is idle (no subscribers,
     /// presence, history or idempotency keys). Its epoch dies with it.
     func removeIfIdle(_ channel: Channel) {
-        let shard = channelShard(channel.name.full)
+        let key = channel.name.key
+        let shard = channelShard(key)
         let removed: Bool = shard.map.withLock { map in
-            guard map[channel.name.full] === channel else { return false }
+            guard map[key] === channel else { return false }
             return channel.state.withLock { st in
                 guard st.isIdle, !st.removed else { return false }
                 st.removed = true
-                map[channel.name.full] = nil
+                map[key] = nil
                 return true
             }
         }

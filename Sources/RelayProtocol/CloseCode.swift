@@ -13,7 +13,8 @@ public struct CloseCode: RawRepresentable, Hashable, Sendable, CustomStringConve
     public static let protocolError = CloseCode(1002)
     /// 1007: a text message or close reason that is not UTF-8.
     public static let invalidUTF8 = CloseCode(1007)
-    /// 1008: malformed frame (not JSON, unknown type, bad binary layout, bad y-protocols message).
+    /// 1008: malformed frame (not JSON, unknown type, bad binary layout, bad y-protocols message),
+    /// or an awareness update over the room's awareness limits.
     public static let policyViolation = CloseCode(1008)
     /// 1009: a frame or message over the size limit.
     public static let messageTooBig = CloseCode(1009)
@@ -40,7 +41,7 @@ public struct CloseCode: RawRepresentable, Hashable, Sendable, CustomStringConve
     public static let updateTooLarge = CloseCode(4011)
     /// 4012: the Yjs room's connection cap.
     public static let roomFull = CloseCode(4012)
-    /// 4013: client publish rate exceeded (`/ws`).
+    /// 4013: client publish rate exceeded for longer than the wait allowed (`/ws`, and `/yjs` messages).
     public static let rateLimited = CloseCode(4013)
     /// 4014: the Yjs room's distinct-user cap.
     public static let tooManyCollaborators = CloseCode(4014)
@@ -89,7 +90,7 @@ public struct CloseCode: RawRepresentable, Hashable, Sendable, CustomStringConve
             Info(code: .documentTooLarge, name: "document_too_large", endpoints: [.yjs], client: .stop, providerError: "document-size-limit-exceeded"),
             Info(code: .updateTooLarge, name: "update_too_large", endpoints: [.yjs], client: .stop, providerError: "document-size-limit-exceeded"),
             Info(code: .roomFull, name: "room_full", endpoints: [.yjs], client: .reconnectBackoff, providerError: "connection-limit-exceeded"),
-            Info(code: .rateLimited, name: "rate_limited", endpoints: [.ws], client: .reconnectBackoff, providerError: nil),
+            Info(code: .rateLimited, name: "rate_limited", endpoints: both, client: .reconnectBackoff, providerError: nil),
             Info(code: .tooManyCollaborators, name: "too_many_collaborators", endpoints: [.yjs], client: .reconnectBackoff, providerError: "connection-limit-exceeded"),
             Info(code: .connectionLimit, name: "site_connection_limit", endpoints: both, client: .reconnectBackoff, providerError: nil),
             Info(code: .shuttingDown, name: "shutting_down", endpoints: both, client: .reconnectAfterRetryAfter, providerError: nil),

@@ -73,10 +73,11 @@ extension RelayService {
     }
 
     /// Waits until the site's client publish rate lets `conn` publish (false: closed with 4013).
-    func throttle(_ conn: RelayConnection) async -> Bool {
+    /// `consume`: take the token here (messages the engine does not publish itself, e.g. Yjs).
+    func throttle(_ conn: RelayConnection, consume: Bool = false) async -> Bool {
         var waited = false
         while true {
-            switch engine.clientPublishAdmission(conn, maxWait: configuration.clientPublishMaxWait, waited: waited) {
+            switch engine.clientPublishAdmission(conn, maxWait: configuration.clientPublishMaxWait, waited: waited, consume: consume) {
             case .now: return true
             case .refused: return false
             case .wait(let seconds):

@@ -23,6 +23,10 @@ public struct YjsConfiguration: Sendable {
     public var maxConnectionsPerRoom = 100
     /// Distinct users per room; more are closed with 4014 (`connection-limit-exceeded`).
     public var maxCollaboratorsPerRoom = 50
+    /// Largest awareness state of one client (JSON bytes); a larger one closes with 1008.
+    public var maxAwarenessStateBytes = 64 << 10
+    /// Awareness client IDs one connection may speak for; more close with 1008.
+    public var maxAwarenessClientsPerConnection = 8
     /// Rooms idle this long (no connections, no awareness) leave memory (they stay on disk).
     public var idleEviction: Double = 300
     /// Awareness states not renewed for this long are removed (y-protocols: 30 s).
@@ -37,12 +41,13 @@ final class YjsRooms: Sendable {
         let connection: RelayConnection
         let userID: String
     }
-    private let rooms = Mutex<[String: [UInt64: Peer]]>([:])
+    private let rooms = Mutex<[ExactName: [UInt64: Peer]]>([:])  // byte identity: see ExactName
 
     enum JoinResult { case joined, roomFull, tooManyCollaborators }
 
     func join(_ room: String, _ peer: Peer, maxConnections: Int, maxCollaborators: Int) -> JoinResult {
-        rooms.withLock { all in
+        let room = ExactName(room)
+        return rooms.withLock { all in
             var peers = all[room] ?? [:]
             if peers.count >= maxConnections { return .roomFull }
             let users = Set(peers.values.map(\.userID))
@@ -54,15 +59,16 @@ final class YjsRooms: Sendable {
     }
 
     func leave(_ room: String, _ connection: RelayConnection) {
+        let room = ExactName(room)
         rooms.withLock { all in
             all[room]?[connection.id] = nil
             if all[room]?.isEmpty == true { all[room] = nil }
         }
     }
 
-    func peers(_ room: String) -> [Peer] { rooms.withLock { Array(($0[room] ?? [:]).values) } }
+    func peers(_ room: String) -> [Peer] { rooms.withLock { Array(($0[ExactName(room)] ?? [:]).values) } }
 
-    var openRooms: [String] { rooms.withLock { Array($0.keys) } }
+    var openRooms: [String] { rooms.withLock { $0.keys.map(\.name) } }
 }
 
 extension RelayService {
@@ -71,6 +77,8 @@ extension RelayService {
         options.maxRoomBytes = c.yjs.maxDocumentBytes
         options.idleTimeout = .milliseconds(Int64(c.yjs.idleEviction * 1000))
         options.awarenessTimeout = .milliseconds(Int64(c.yjs.awarenessTimeout * 1000))
+        options.maxAwarenessStateBytes = c.yjs.maxAwarenessStateBytes
+        options.maxAwarenessClientsPerConnection = c.yjs.maxAwarenessClientsPerConnection
         let persistence: any YjsPersistence
         if c.yjs.persistent && !c.dataDirectory.isEmpty {
             try FileManager.default.createDirectory(atPath: c.dataDirectory, withIntermediateDirectories: true)
@@ -115,6 +123,8 @@ extension RelayService {
             engine.disconnect(conn, code: CloseCode.documentTooLarge, reason: "document would exceed \(limit) bytes", flushPending: true)
         } catch DocumentStoreError.invalidInput(let e) {
             engine.disconnect(conn, code: .policyViolation, reason: "malformed y-protocols message: \(e)", flushPending: true)
+        } catch DocumentStoreError.awarenessLimit(let why) {
+            engine.disconnect(conn, code: .policyViolation, reason: why, flushPending: true)
         } catch {
             logger.error("yjs room \(room): \(error)")
             engine.disconnect(conn, code: .internalError, reason: "update not stored", flushPending: true)
@@ -228,6 +238,10 @@ final class YjsEndpoint: WebSocketEndpoint, @unchecked Sendable {
             relay.engine.disconnect(conn, code: CloseCode.updateTooLarge, reason: "update larger than \(limit) bytes", flushPending: true)
             return
         }
+        // Every message a client sends is broadcast or answered: it counts against the site's
+        // client publish rate, like a /ws publish (a burst waits; 4013 after --client-publish-max-wait).
+        // Waiting here holds this socket's reads (its inbox fills), never another connection's.
+        guard await relay.throttle(conn, consume: true) else { return }
         await relay.handleYjsFrame(bytes, room: channel, conn: conn, readOnly: readOnly)
     }
 

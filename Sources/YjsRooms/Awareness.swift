@@ -34,6 +34,26 @@ public struct AwarenessTable: Sendable {
         public var isEmpty: Bool { added.isEmpty && updated.isEmpty && removed.isEmpty }
     }
 
+    /// Whether `entry` would be accepted (y-protocols: a newer clock, or a removal at the same clock).
+    func accepts(_ entry: AwarenessEntry) -> Bool {
+        let currClock = meta[entry.clientID]?.clock ?? 0
+        return currClock < entry.clock || (currClock == entry.clock && entry.isRemoval && states[entry.clientID] != nil)
+    }
+
+    /// Client IDs whose latest state came on `connection` (it speaks for them).
+    public func ownedCount(_ connection: ConnectionID) -> Int { owners[connection]?.count ?? 0 }
+
+    /// How many client IDs `connection` would speak for after `update` (checked before applying it,
+    /// against the per-connection cap). Entries a client merely echoes (same clock) do not count:
+    /// y-websocket clients send other clients' states back.
+    public func ownedCount(_ connection: ConnectionID, after update: AwarenessUpdate) -> Int {
+        var owned = owners[connection] ?? []
+        for entry in update.entries where accepts(entry) {
+            if entry.isRemoval { owned.remove(entry.clientID) } else { owned.insert(entry.clientID) }
+        }
+        return owned.count
+    }
+
     /// Applies `update` received at `now` from `connection`; returns which clients were accepted.
     /// Stale entries (clock not newer) are ignored and must not be re-broadcast.
     public mutating func apply(_ update: AwarenessUpdate, from connection: ConnectionID?, now: Duration) -> Change {
@@ -41,9 +61,8 @@ public struct AwarenessTable: Sendable {
         for entry in update.entries {
             let id = entry.clientID
             let prev = meta[id]
-            let currClock = prev?.clock ?? 0
             let isNull = entry.isRemoval
-            guard currClock < entry.clock || (currClock == entry.clock && isNull && states[id] != nil) else { continue }
+            guard accepts(entry) else { continue }
             if isNull {
                 states[id] = nil
             } else {

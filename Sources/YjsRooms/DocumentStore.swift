@@ -12,6 +12,9 @@ public enum DocumentStoreError: Error, Equatable, Sendable {
     case invalidInput(YjsDecodingError)
     /// The persistence layer failed; the update was not accepted.
     case persistenceFailed(String)
+    /// An awareness update over `maxAwarenessStateBytes` or `maxAwarenessClientsPerConnection`
+    /// (nothing applied); the text says which.
+    case awarenessLimit(String)
 }
 
 /// One update as stored in the persistence log.
@@ -44,25 +47,25 @@ public protocol YjsPersistence: Sendable {
 
 /// Volatile persistence (tests, ephemeral relays). Survives room eviction, not process exit.
 public final class InMemoryPersistence: YjsPersistence {
-    private let rooms = Mutex<[String: PersistedRoom]>([:])
+    private let rooms = Mutex<[ExactName: PersistedRoom]>([:])
     public init() {}
 
     public func load(room: String) throws -> PersistedRoom {
-        rooms.withLock { $0[room] ?? PersistedRoom() }
+        rooms.withLock { $0[ExactName(room)] ?? PersistedRoom() }
     }
 
     public func append(room: String, entry: LoggedUpdate) throws {
-        rooms.withLock { $0[room, default: PersistedRoom()].log.append(entry) }
+        rooms.withLock { $0[ExactName(room), default: PersistedRoom()].log.append(entry) }
     }
 
     public func compact(room: String, snapshot: [UInt8], throughSeq: Int64) throws {
         rooms.withLock { all in
-            var r = all[room] ?? PersistedRoom()
+            var r = all[ExactName(room)] ?? PersistedRoom()
             guard r.snapshot == nil || throughSeq > r.snapshotThroughSeq else { return }
             r.snapshot = snapshot
             r.snapshotThroughSeq = throughSeq
             r.log.removeAll { $0.seq <= throughSeq }
-            all[room] = r
+            all[ExactName(room)] = r
         }
     }
 }
@@ -90,6 +93,12 @@ public struct DocumentStoreOptions: Sendable {
     public var idleTimeout: Duration = .seconds(300)
     /// Awareness states not renewed for this long expire (y-protocols: 30 s).
     public var awarenessTimeout: Duration = .seconds(30)
+    /// Largest awareness state of one client, in bytes of JSON (y-websocket's are user, colour and
+    /// cursor: well under 1 KiB). Bounds a room's awareness memory with the next limit.
+    public var maxAwarenessStateBytes: Int = 64 << 10
+    /// Client IDs one connection may speak for in a room's awareness (a y-websocket client has one
+    /// per document). Without it one connection could fill the table with made-up clients.
+    public var maxAwarenessClientsPerConnection: Int = 8
 
     public init() {}
 }
@@ -112,7 +121,7 @@ public final class DocumentStore: Sendable {
     private let persistence: any YjsPersistence
     private let options: DocumentStoreOptions
     private let clock: @Sendable () -> Duration
-    private let rooms = Mutex<[String: Room]>([:])
+    private let rooms = Mutex<[ExactName: Room]>([:])  // byte identity: see ExactName
 
     /// - Parameter clock: monotonic time source (injected for eviction/awareness tests).
     public init(persistence: any YjsPersistence, options: DocumentStoreOptions = DocumentStoreOptions(),
@@ -150,10 +159,11 @@ public final class DocumentStore: Sendable {
 
     private func room(_ name: String) -> Room {
         let now = clock()
+        let key = ExactName(name)
         return rooms.withLock { all in
-            if let r = all[name] { return r }
+            if let r = all[key] { return r }
             let r = Room(RoomState(awareness: AwarenessTable(timeout: options.awarenessTimeout), lastAccess: now))
-            all[name] = r
+            all[key] = r
             return r
         }
     }
@@ -325,7 +335,7 @@ public final class DocumentStore: Sendable {
     }
 
     /// Names of rooms currently in memory.
-    public var loadedRooms: [String] { rooms.withLock { Array($0.keys).sorted() } }
+    public var loadedRooms: [String] { rooms.withLock { $0.keys.map(\.name).sorted() } }
 
     /// Removes rooms idle for `idleTimeout` with no awareness states from memory (their data
     /// stays in persistence). Returns the evicted room names.
@@ -335,7 +345,7 @@ public final class DocumentStore: Sendable {
         // Check rooms without holding the table lock (a room may be busy folding); a room is first
         // marked evicted under its own lock (stale holders then retry), then removed from the table.
         let candidates = rooms.withLock { Array($0) }
-        var evicted: [(String, Room)] = []
+        var evicted: [(ExactName, Room)] = []
         for (name, r) in candidates {
             let idle = r.state.withLock { s in
                 _ = s.awareness.expire(now: now)
@@ -348,7 +358,7 @@ public final class DocumentStore: Sendable {
         rooms.withLock { all in
             for (name, r) in evicted where all[name] === r { all[name] = nil }
         }
-        return evicted.map(\.0).sorted()
+        return evicted.map(\.0.name).sorted()
     }
 
     // MARK: Awareness
@@ -359,7 +369,15 @@ public final class DocumentStore: Sendable {
         let u: AwarenessUpdate
         do { u = try AwarenessUpdate(decoding: update, stateIsValid: JSON.isValid) } catch let e as YjsDecodingError { throw DocumentStoreError.invalidInput(e) }
         let now = clock()
+        for e in u.entries where !e.isRemoval && e.state.utf8.count > options.maxAwarenessStateBytes {
+            throw DocumentStoreError.awarenessLimit(
+                "awareness state of client \(e.clientID) is \(e.state.utf8.count) bytes, over \(options.maxAwarenessStateBytes)")
+        }
         return try withRoom(name) { _, s in
+            if let c = connection, s.awareness.ownedCount(c, after: u) > options.maxAwarenessClientsPerConnection {
+                throw DocumentStoreError.awarenessLimit(
+                    "awareness for more than \(options.maxAwarenessClientsPerConnection) client ids on one connection")
+            }
             let change = s.awareness.apply(u, from: connection, now: now)
             return change.isEmpty ? nil : s.awareness.encode(clients: change.accepted).encoded()
         }
@@ -381,9 +399,9 @@ public final class DocumentStore: Sendable {
         let now = clock()
         let all = rooms.withLock { Array($0) }
         var out: [(room: String, frame: [UInt8])] = []
-        for (name, r) in all.sorted(by: { $0.key < $1.key }) {
+        for (key, r) in all.sorted(by: { $0.key.name < $1.key.name }) {
             if let u = r.state.withLock({ $0.evicted ? nil : $0.awareness.expire(now: now) }) {
-                out.append((name, ProtocolMessage.awareness(u.encoded()).encoded()))
+                out.append((key.name, ProtocolMessage.awareness(u.encoded()).encoded()))
             }
         }
         return out

@@ -8,6 +8,7 @@ struct CLI {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
     static var binary: String {
+        if let p = ProcessInfo.processInfo.environment["RELAYCTL_BINARY"] { return p }
         let candidates = [".build/debug/relayctl", ".build/release/relayctl"].map { root.appendingPathComponent($0).path }
         return candidates.first { FileManager.default.isExecutableFile(atPath: $0) } ?? candidates[0]
     }

@@ -349,3 +349,47 @@ struct GrantRuleTests {
         #expect(fx.engine.publishBinary(from: c, channel: "yjs:postType/post:123", payload: [1]) == .failure(.forbidden))
     }
 }
+
+@Suite("Channel identity is byte equality, as the grant rule is (attack matrix: unicode confusables)")
+struct ChannelIdentityTests {
+    /// Canonically equivalent but byte-different spellings: composed/decomposed é, KELVIN SIGN/K,
+    /// ANGSTROM SIGN/Å, GREEK QUESTION MARK/semicolon.
+    static let pairs: [(String, String)] = [
+        ("notes:caf\u{E9}", "notes:cafe\u{301}"), ("notes:\u{212A}", "notes:K"),
+        ("notes:\u{212B}", "notes:\u{C5}"), ("notes:a\u{37E}b", "notes:a;b"),
+    ]
+
+    @Test("exactKey: ASCII names are their own key; others differ whenever their bytes do")
+    func keys() {
+        #expect(ChannelName.exactKey("site:a:events") == "site:a:events")
+        for (x, y) in Self.pairs {
+            #expect(x == y, "Swift's String equality is canonical equivalence: \(x.debugDescription)")
+            #expect(ChannelName.exactKey(x) != ChannelName.exactKey(y))
+            #expect(ChannelName.exactKey(x) == ChannelName.exactKey(String(decoding: Array(x.utf8), as: UTF8.self)))
+        }
+        // Never equal to the key of an ASCII name (U+0001 is refused in names).
+        #expect(ChannelName.exactKey("é").hasPrefix("\u{1}"))
+        #expect(ChannelName.resolve("\u{1}c3a9", siteID: "a") == .failure(.invalid))
+    }
+
+    @Test("A token granted one spelling neither subscribes to nor receives the other's channel")
+    func engine() throws {
+        let fx = Fixture()
+        let site = fx.siteA.siteID
+        for (victimName, attackerName) in Self.pairs + Self.pairs.map({ ($0.1, $0.0) }) {
+            let victim = try fx.connect(subscribe: ["site:\(site):\(victimName)"])
+            let attacker = try fx.connect(subscribe: ["site:\(site):\(attackerName)"])
+            #expect(fx.engine.subscribe(victim, channels: [victimName])[victimName]?.isSubscribed == true)
+            // The attacker's own spelling is granted: a different channel, not the victim's.
+            #expect(fx.engine.subscribe(attacker, channels: [attackerName])[attackerName]?.isSubscribed == true)
+            #expect(fx.engine.subscribe(attacker, channels: [victimName])[victimName]?.isSubscribed == false)
+            _ = victim.texts(); _ = attacker.texts()
+            let r = try fx.publish(victimName, "{\"secret\":1}").get()
+            #expect(r.deliveries == 1, "\(victimName.debugDescription) reached \(r.deliveries) subscribers")
+            #expect(victim.messages().count == 1)
+            #expect(attacker.messages().isEmpty, "\(attackerName.debugDescription) received \(victimName.debugDescription)'s message")
+            #expect(r.position.offset == 1, "a fresh channel per spelling")
+            fx.engine.disconnect(victim); fx.engine.disconnect(attacker)
+        }
+    }
+}

@@ -23,6 +23,11 @@ enum Paths {
         if let p = ProcessInfo.processInfo.environment["RELAYD_BINARY"] { return p }
         return root.appendingPathComponent(".build/debug/relayd").path
     }
+    /// `RELAYCTL_BINARY` (the sanitizer builds set both), else .build/debug/relayctl.
+    static var relayctl: String {
+        if let p = ProcessInfo.processInfo.environment["RELAYCTL_BINARY"] { return p }
+        return root.appendingPathComponent(".build/debug/relayctl").path
+    }
 }
 
 struct HarnessError: Error, CustomStringConvertible {
@@ -284,12 +289,12 @@ final class Relayd: @unchecked Sendable {
         return String(decoding: data, as: UTF8.self)
     }
 
-    /// Runs `scenarios.py <scenario>` with the Python peer and returns its JSON result.
-    func python(_ scenario: String, _ extra: [String: Any] = [:], timeout: Double = 45) async throws -> J {
+    /// Runs `<script> <scenario>` (default scenarios.py) with the Python peer and returns its JSON result.
+    func python(_ scenario: String, _ extra: [String: Any] = [:], script: String = "scenarios.py", timeout: Double = 45) async throws -> J {
         guard let python = Peers.python else {
             throw HarnessError("Python peer unavailable: set RELAY_PYTHON to a Python with `websockets` (pip install -r Tests/requirements.txt)")
         }
-        return try await runPeer(python, [Paths.peers.appendingPathComponent("scenarios.py").path, scenario], extra, timeout: timeout)
+        return try await runPeer(python, [Paths.peers.appendingPathComponent(script).path, scenario], extra, timeout: timeout)
     }
 
     /// Runs a Node peer script and returns its JSON result.

@@ -106,9 +106,9 @@ struct BackupTests {
         return obj
     }
 
-    /// relayctl from .build/debug; stdout and stderr together.
+    /// relayctl (`Paths.relayctl`); stdout and stderr together.
     static func relayctl(_ args: [String]) async throws -> (status: Int32, output: String) {
-        let r = try await runProcess(root.appendingPathComponent(".build/debug/relayctl").path, args, timeout: 60)
+        let r = try await runProcess(Paths.relayctl, args, timeout: 60)
         return (r.status, r.stdout + r.stderr)
     }
 

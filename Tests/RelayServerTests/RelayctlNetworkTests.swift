@@ -4,7 +4,7 @@ import Testing
 /// `relayctl` against a running relayd: the operator's commands end to end.
 @Suite("relayctl against relayd", .serialized)
 struct RelayctlNetworkTests {
-    static var relayctl: String { Paths.root.appendingPathComponent(".build/debug/relayctl").path }
+    static var relayctl: String { Paths.relayctl }
 
     @Test("subscribe streams JSON lines through a pipe as they arrive; publish, health and stats answer",
           .timeLimit(.minutes(1)))

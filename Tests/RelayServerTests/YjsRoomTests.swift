@@ -20,7 +20,7 @@ import Testing
         init(dataDir: String? = nil, extra: [String] = []) throws {
             port = Int.random(in: 20_000...40_000)
             self.dataDir = dataDir ?? FileManager.default.temporaryDirectory.appendingPathComponent("relay-yjs-\(UUID().uuidString)").path
-            process.executableURL = YjsRoomTests.root.appendingPathComponent(".build/debug/relayd")
+            process.executableURL = URL(fileURLWithPath: Paths.relayd)
             process.arguments = ["--port", String(port), "--data-dir", self.dataDir, "--log-level", "warning"] + extra
             process.standardOutput = output
             process.standardError = FileHandle.nullDevice

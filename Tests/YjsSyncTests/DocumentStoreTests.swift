@@ -58,6 +58,22 @@ final class CountingPersistence: YjsPersistence {
         #expect(try store.stateVector(room: "other") == StateVector())
     }
 
+    /// Room names that are canonically equivalent but differ in bytes are different rooms, in
+    /// memory as in SQLite (Swift's `String` keys would merge them: attack matrix, confusables).
+    @Test func canonicallyEquivalentRoomNamesAreDifferentRooms() throws {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("exact-\(UUID().uuidString).sqlite").path
+        defer { for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: file + suffix) } }
+        for persistence in [InMemoryPersistence() as any YjsPersistence, try SQLitePersistence(path: file)] {
+            let store = DocumentStore(persistence: persistence)
+            let (nfc, nfd) = ("site:a:yjs:caf\u{E9}", "site:a:yjs:cafe\u{301}")
+            #expect(try store.applyUpdate(room: nfc, update: Self.u0).changed)
+            #expect(try store.stateVector(room: nfd) == StateVector(), "the other spelling's room is empty")
+            #expect(try store.encodedState(room: nfd) == YUpdate.empty)
+            #expect(try store.applyUpdate(room: nfd, update: Self.u1).changed)
+            #expect(Set(store.loadedRooms.map { Array($0.utf8) }) == [Array(nfc.utf8), Array(nfd.utf8)])
+        }
+    }
+
     @Test func canonicalizesBlockOrder() throws {
         // client 2 before client 17: Yjs's merge would drop client 17's first struct
         let u = hex("020202004401000158c101000101010211000101017401840100026921020201010101010001")
@@ -120,6 +136,37 @@ final class CountingPersistence: YjsPersistence {
         #expect(try store.awarenessStates(room: "r") == nil)
         _ = try store.applyAwareness(room: "r", update: set, from: 8)  // same clock: stale
         #expect(try store.awarenessStates(room: "r") == nil)
+    }
+
+    /// Attack matrix, awareness floods: one connection cannot speak for more than
+    /// `maxAwarenessClientsPerConnection` clients nor send a state over `maxAwarenessStateBytes`;
+    /// echoed states of other clients (as y-websocket sends them) do not count.
+    @Test func awarenessLimits() throws {
+        var options = DocumentStoreOptions()
+        options.maxAwarenessClientsPerConnection = 3
+        options.maxAwarenessStateBytes = 100
+        let store = DocumentStore(persistence: InMemoryPersistence(), options: options)
+        func update(_ ids: ClosedRange<UInt64>, clock: UInt64 = 1, state: String = #"{"user":"a"}"#) -> [UInt8] {
+            AwarenessUpdate(entries: ids.map { AwarenessEntry(clientID: $0, clock: clock, state: state) }).encoded()
+        }
+        #expect(try store.applyAwareness(room: "r", update: update(1...3), from: 7) != nil)
+        #expect(throws: DocumentStoreError.self) { try store.applyAwareness(room: "r", update: update(4...4), from: 7) }
+        #expect(throws: DocumentStoreError.self) { try store.applyAwareness(room: "r", update: update(10...13), from: 8) }
+        // Nothing of a refused update was applied.
+        #expect(try store.awarenessStates(room: "r") == update(1...3))
+        // Another connection echoes clients 1…3 (same clocks) and adds its own: allowed.
+        #expect(try store.applyAwareness(room: "r", update: update(1...3), from: 8) == nil)
+        #expect(try store.applyAwareness(room: "r", update: update(20...22), from: 8) != nil)
+        // Renewals of its own clients, and removals, stay allowed at the cap.
+        #expect(try store.applyAwareness(room: "r", update: update(1...3, clock: 2), from: 7) != nil)
+        #expect(try store.applyAwareness(room: "r", update: update(3...3, clock: 3, state: "null"), from: 7) != nil)
+        #expect(try store.applyAwareness(room: "r", update: update(5...5), from: 7) != nil, "a removal frees a slot")
+        // State size.
+        let big = "{\"c\":\"" + String(repeating: "x", count: 100) + "\"}"
+        #expect(throws: DocumentStoreError.awarenessLimit("awareness state of client 30 is \(big.utf8.count) bytes, over 100")) {
+            try store.applyAwareness(room: "r", update: update(30...30, state: big), from: 9)
+        }
+        #expect(try store.applyAwareness(room: "r", update: update(30...30, state: "null"), from: 9) == nil, "a removal of an unknown client changes nothing")
     }
 
     @Test func sqliteSurvivesRestartAndCompacts() throws {

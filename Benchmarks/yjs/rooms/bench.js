@@ -93,7 +93,9 @@ async function startServer (kind) {
     const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'yjsbench-relayd-'))
     child = spawn(RELAYD, ['--host', '127.0.0.1', '--port', String(port), '--data-dir', dataDir,
       '--yjs-persistence', kind === 'relayd-sqlite' ? 'sqlite' : 'memory', '--log-level', 'warning',
-      '--site-max-connections', '2000', '--yjs-max-connections-per-room', '200', '--yjs-max-collaborators-per-room', '200'],
+      '--site-max-connections', '2000', '--yjs-max-connections-per-room', '200', '--yjs-max-collaborators-per-room', '200',
+      // the saturated phase measures the server, not the per-connection message rate (50/s by default)
+      '--site-client-publish-rate', '1000000', '--site-client-publish-burst', '1000000'],
     { stdio: ['ignore', 'pipe', 'pipe'] })
     child.dataDir = dataDir
   }
