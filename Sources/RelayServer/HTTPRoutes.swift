@@ -218,7 +218,9 @@ extension RelayService {
             return (.ok, Self.receiptJSON(receipt))
         case .failure(let e):
             metrics.httpPublishRejections.increment(code: e.code)
-            return (HTTPResponse.Status(code: e.httpStatus), Self.errorJSON(e.code, "publish refused: \(e.message)"))
+            // A site's own publish has no token: its only forbidden channels are another site's.
+            let why = e == .forbidden ? "the channel belongs to another site (a full name must be site:{this site's id}:…)" : e.message
+            return (HTTPResponse.Status(code: e.httpStatus), Self.errorJSON(e.code, "publish refused: \(why)"))
         }
     }
 

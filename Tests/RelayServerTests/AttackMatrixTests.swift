@@ -26,6 +26,7 @@ struct AttackMatrixTests {
                 "\(r["a_sse_b"])")
         #expect(r["a_token_b_site_id"]["code"].int == 4001)
         #expect(r["a_publish_b_channel"][0].int == 403)
+        #expect(r["a_publish_b_channel"][1]["message"].string?.contains("another site") == true, "\(r["a_publish_b_channel"])")
         #expect(r["b_key_a_secret_publish"]["status"].int == 401)
         #expect(r["b_key_a_secret_publish"]["body"]["error"].string == "invalid_signature")
         #expect(r["b_stats_a_secret"]["status"].int == 401)
