@@ -49,16 +49,19 @@ let package = Package(
         // Libraries.
         // The one JSON scanner and writer (RFC 8259, one strictness); no dependencies.
         .target(name: "RelayJSON"),
+        // A pthread mutex shaped like Synchronization.Mutex, used only by `make test-tsan`
+        // (-DRELAY_TSAN), where TSan cannot see the standard library's futex-based Mutex.
+        .target(name: "RelaySync"),
         // The public protocol: frames, error codes, close codes of every endpoint.
         .target(name: "RelayProtocol", dependencies: ["RelayJSON"]),
         .target(
             name: "RelayCrypto",
-            dependencies: ["RelayJSON", "COpenSSL", "CSodium"]
+            dependencies: ["RelayJSON", "RelaySync", "COpenSSL", "CSodium"]
         ),
         .target(
             name: "RelayCore",
             dependencies: [
-                "RelayJSON", "RelayProtocol", "RelayCrypto",
+                "RelayJSON", "RelayProtocol", "RelayCrypto", "RelaySync",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "DequeModule", package: "swift-collections"),
@@ -67,7 +70,7 @@ let package = Package(
         // Yjs: the binary codec and update algebra (no dependencies), rooms
         // (documents, awareness, y-protocols replies), and the SQLite store.
         .target(name: "YjsCodec"),
-        .target(name: "YjsRooms", dependencies: ["YjsCodec", "RelayJSON"]),
+        .target(name: "YjsRooms", dependencies: ["YjsCodec", "RelayJSON", "RelaySync"]),
         .target(
             name: "YjsStore",
             dependencies: [
@@ -81,7 +84,7 @@ let package = Package(
         .target(
             name: "RelayWebSocket",
             dependencies: [
-                "RelayProtocol", "RelayCore",
+                "RelayProtocol", "RelayCore", "RelaySync",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -93,14 +96,14 @@ let package = Package(
         .target(
             name: "RelaySites",
             dependencies: [
-                "RelayJSON", "RelayCrypto", "RelayCore",
+                "RelayJSON", "RelayCrypto", "RelayCore", "RelaySync",
                 .product(name: "GRDB", package: "GRDB.swift"),
             ]
         ),
         .target(
             name: "RelayServer",
             dependencies: [
-                "RelayJSON", "RelayProtocol", "RelayCrypto", "RelayCore", "RelaySites", "RelayWebSocket", "YjsCodec", "YjsRooms", "YjsStore",
+                "RelayJSON", "RelayProtocol", "RelayCrypto", "RelayCore", "RelaySites", "RelayWebSocket", "YjsCodec", "YjsRooms", "YjsStore", "RelaySync",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),

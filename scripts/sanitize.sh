@@ -22,7 +22,8 @@ reports="$PWD/$scratch/reports"
 start=$(date +%s)
 echo "== building tests, relayd and relayctl with -sanitize=$san in $scratch (a first build takes several minutes)"
 # -g keeps line numbers in the reports.
-$SWIFT build --build-tests --sanitize="$san" --scratch-path "$scratch" || { echo "sanitize: build failed" >&2; exit 1; }
+flags=(); [ "$san" = thread ] && flags=(-Xswiftc -DRELAY_TSAN)
+$SWIFT build --build-tests --sanitize="$san" --scratch-path "$scratch" "${flags[@]}" || { echo "sanitize: build failed" >&2; exit 1; }
 echo "== built in $(( $(date +%s) - start )) s"
 
 rm -rf "$reports"; mkdir -p "$reports"
@@ -37,9 +38,19 @@ export ASAN_OPTIONS="log_path=$reports/asan detect_leaks=1 halt_on_error=0 ${ASA
 [ -f Tests/sanitizers/lsan.supp ] && export LSAN_OPTIONS="suppressions=$PWD/Tests/sanitizers/lsan.supp ${LSAN_OPTIONS:-}"
 [ -f Tests/sanitizers/tsan.supp ] && export TSAN_OPTIONS="suppressions=$PWD/Tests/sanitizers/tsan.supp $TSAN_OPTIONS"
 
+# The canary (Tests/sanitizers/canary.swift) has one deliberate bug: it must be reported, or the
+# instrumentation or the report path is broken and a clean run below would mean nothing.
+swiftc -sanitize="$san" -g Tests/sanitizers/canary.swift -o "$scratch/canary" || { echo "sanitize: canary build failed" >&2; exit 1; }
+"$scratch/canary" "$san" > /dev/null 2>&1
+if ! ls "$reports"/* > /dev/null 2>&1; then
+  echo "sanitize: the $tag canary's deliberate bug was not reported in $reports: the check is broken" >&2; exit 1
+fi
+echo "== canary: its deliberate bug was reported ($(grep -h -m1 'ERROR\|WARNING' "$reports"/* | head -1 | cut -c1-80))"
+rm -rf "$reports"; mkdir -p "$reports"
+
 echo "== swift test under $tag (relayd: $RELAYD_BINARY)"
 t0=$(date +%s)
-$SWIFT test --skip-build --sanitize="$san" --scratch-path "$scratch" "$@" 2>&1 | tee "$scratch/test.log" | grep -E "^(✔|✘|􀢄|Test run|.*(passed|failed) after)" | tail -n 400
+$SWIFT test --skip-build --sanitize="$san" --scratch-path "$scratch" "${flags[@]}" "$@" 2>&1 | tee "$scratch/test.log" | grep -E "^(✔|✘|􀢄|Test run|.*(passed|failed) after)" | tail -n 400
 status=${PIPESTATUS[0]}
 echo "== tests finished in $(( $(date +%s) - t0 )) s, exit status $status"
 grep -E "Test run with [0-9]+ tests" "$scratch/test.log" | tail -1
