@@ -64,6 +64,29 @@ public final class RelayEngine: Sendable {
         configuration.broker?.attach(self)
     }
 
+    /// Channels hold their subscribers and connections their channels: an engine dropped with
+    /// live connections (an embedder's, a test's) would keep them all. Break every such cycle.
+    /// (Found by LeakSanitizer, `make test-asan`.)
+    deinit {
+        for shard in connectionShards {
+            for conn in shard.map.withLock({ Array($0.values) }) {
+                conn.state.withLock { s in
+                    s.channels.removeAll()
+                    s.presence.removeAll()
+                }
+            }
+        }
+        for shard in channelShards {
+            for channel in shard.map.withLock({ Array($0.values) }) {
+                channel.state.withLock { s in
+                    s.subscribers.removeAll()
+                    s.index.removeAll()
+                    s.presence.removeAll()
+                }
+            }
+        }
+    }
+
     // MARK: - Connections
 
     /// Admits a connection whose token the server already verified.

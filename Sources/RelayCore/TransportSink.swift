@@ -31,7 +31,7 @@ extension RelayEngine {
         let result = connect(grant, onWake: { pump.pump() })
         if case .success(let conn) = result {
             conn.setBacklog { [weak sink] in sink?.queuedBytes ?? 0 }
-            pump.connection.withLock { $0 = conn }
+            pump.connection.withLock { $0.value = conn }
             pump.pump()
         }
         return result
@@ -39,8 +39,12 @@ extension RelayEngine {
 }
 
 final class SinkPump: Sendable {
+    /// Weak: the connection holds this pump (its wake closure); a strong reference back made a
+    /// cycle that kept every sink-mode connection alive after it closed (found by LeakSanitizer).
+    /// The engine holds the connection until it is disconnected.
+    struct WeakConnection: @unchecked Sendable { weak var value: RelayConnection? }
     let sink: any RelayTransportSink
-    let connection = Mutex<RelayConnection?>(nil)
+    let connection = Mutex(WeakConnection())
     let order = Mutex<Void>(())
 
     init(sink: any RelayTransportSink) {
@@ -48,7 +52,7 @@ final class SinkPump: Sendable {
     }
 
     func pump() {
-        guard let conn = connection.withLock({ $0 }) else { return }
+        guard let conn = connection.withLock({ $0.value }) else { return }
         order.withLock { _ in
             for item in conn.drain() {
                 switch item {

@@ -43,6 +43,7 @@ public final class RelayService: Sendable {
     let yjsRooms = YjsRooms()
     /// Threads for Yjs store calls (they may block on disk).
     let yjsIO: NIOThreadPool
+    private let yjsIOClosed = Atomic<Bool>(false)
 
     /// Opens the data directory (or memory when `dataDirectory` is empty) and builds the engine.
     public init(configuration: ServerConfiguration, logger: Logger = Logger(label: "relayd"),
@@ -77,6 +78,10 @@ public final class RelayService: Sendable {
             windowMs: configuration.signatureWindow * 1000,
             replayCache: InMemoryReplayCache(capacity: configuration.replayCacheCapacity),
             lookup: { store.publishSecrets(siteKey: $0) })
+    }
+
+    deinit {
+        if !yjsIOClosed.exchange(true, ordering: .relaxed) { yjsIO.shutdownGracefully { _ in } }
     }
 
     static func loadOrCreateAdminKey(directory: String?) throws -> String {
@@ -251,6 +256,14 @@ extension RelayService {
                 _ = engine.send(Wire.ping, to: e.connection)
             }
         }
+    }
+
+    /// Stops the Yjs store's I/O threads. Call after the service group has returned (nothing
+    /// uses the store then); LeakSanitizer found the pool left running at exit. A service that
+    /// is dropped without `close()` (an embedder's, a test's) stops them in `deinit`.
+    public func close() async {
+        guard !yjsIOClosed.exchange(true, ordering: .relaxed) else { return }
+        try? await yjsIO.shutdownGracefully()
     }
 
     /// Stops readiness, then closes every connection with 4500 after its queued frames.

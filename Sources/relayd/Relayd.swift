@@ -109,7 +109,11 @@ struct Relayd: AsyncParsableCommand {
         }
         let group = ServiceGroup(configuration: .init(services: try relay.makeServices() + [reload],
                                                       gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        try await group.run()
+        do { try await group.run() } catch {
+            await relay.close()
+            throw error
+        }
+        await relay.close()
     }
 
     /// The configuration from flags, then environment, then config file, then defaults.
