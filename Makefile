@@ -3,7 +3,7 @@ export NODE_PATH := /usr/share/nodejs
 export RELAY_PYTHON := $(CURDIR)/.venv/bin/python
 export RELAY_REQUIRE_PEERS := 1
 
-.PHONY: test-tsan test-asan run test test-swift test-protocol test-wordpress test-browser test-proxy fuzz fuzz-build fuzz-replay plugin-zip build release deps test-deps dist-deps dist deb test-dist bench bench-crypto bench-core bench-yjs-algebra bench-yjs bench-compare clean bench-browser
+.PHONY: test-tsan test-asan test-faults run test test-swift test-protocol test-wordpress test-browser test-proxy fuzz fuzz-build fuzz-replay plugin-zip build release deps test-deps dist-deps dist deb test-dist bench bench-crypto bench-core bench-yjs-algebra bench-yjs bench-compare clean bench-browser
 
 ## Starts relayd on its embedded default (127.0.0.1:8080, ./relay-data, dev site).
 run: deps
@@ -12,8 +12,9 @@ run: deps
 	.build/release/relayd
 
 ## Runs every test, one suite after another so a failure is easy to place: Swift (unit,
-## cross-language, integration), the protocol vectors, the WordPress plugin, the browser modules,
-## relayd behind the shipped reverse-proxy configs.
+## cross-language, integration, the attack matrix), the protocol vectors, the WordPress plugin, the
+## browser modules, relayd behind the shipped reverse-proxy configs, crash and disk faults, the fuzz
+## corpora replayed.
 test: test-deps
 	$(SWIFT) build --build-tests
 	$(MAKE) --no-print-directory test-swift
@@ -21,6 +22,7 @@ test: test-deps
 	$(MAKE) --no-print-directory test-wordpress
 	$(MAKE) --no-print-directory test-browser
 	$(MAKE) --no-print-directory test-proxy
+	$(MAKE) --no-print-directory test-faults
 	$(MAKE) --no-print-directory fuzz-replay
 
 test-swift:
@@ -41,6 +43,13 @@ test-proxy: test-deps
 	@[ -n "$$RELAYD_BIN" ] || [ -x .build/debug/relayd ] || $(SWIFT) build --product relayd
 	@[ -n "$$RELAYCTL_BIN" ] || [ -x .build/debug/relayctl ] || $(SWIFT) build --product relayctl
 	$(RELAY_PYTHON) Tests/peers/proxy/run_proxy_tests.py
+
+## Crash and disk faults (Tests/peers/faults): kill -9 of relayd mid-typing (real y-websocket clients) and under
+## publish load, a full and a read-only disk (tmpfs / ext4 image mounted by the suite: needs root), damaged
+## yjs.sqlite pages; nothing acknowledged may be lost (RELAYD_BIN, else .build/debug).
+test-faults: test-deps
+	@[ -n "$$RELAYD_BIN" ] || [ -x .build/debug/relayd ] || $(SWIFT) build --product relayd
+	$(RELAY_PYTHON) Tests/peers/faults/run_fault_tests.py
 
 ## protocol/vectors: regenerated and diffed, recomputed in PHP, confirmed by relayctl.
 test-protocol:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the build (and, with `test`, the test suite) needs and is missing.
-# Usage: scripts/install-deps.sh build|test|bench|dist
+# Usage: scripts/install-deps.sh build|test|bench|dist|soak
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,9 +9,11 @@ case "${1:-build}" in
   test)  want+=(php-cli nodejs node-yjs node-y-protocols node-y-websocket node-ws node-lib0 python3-venv openssl
                mariadb-server-core mariadb-client-core php-mysql php-curl php-mbstring php-xml phpunit zip curl  # WordPress suite
                chromium chromium-driver  # browser suite
-               nginx caddy) ;;  # reverse-proxy suite (run as foreground processes by the tests, never as services)
+               nginx caddy  # reverse-proxy suite (run as foreground processes by the tests, never as services)
+               e2fsprogs util-linux) ;;  # fault suite: mkfs.ext4/e2fsck for the read-only disk image, findmnt, losetup
   dist)  want+=(dpkg-dev binutils libicu-dev python3 python3-seccomp) ;;  # make dist/deb/test-dist: dpkg-shlibdeps, strip/nm/readelf, notices, unit sandbox
   bench) want+=(php-cli nodejs node-yjs node-y-protocols node-y-websocket node-ws node-lib0 python3-venv nginx libnginx-mod-nchan) ;;
+  soak)  want+=(python3-venv) ;;  # make soak: the chart needs matplotlib (PyPI, into .venv below)
 esac
 
 missing=()
@@ -36,5 +38,12 @@ if [ "${1:-build}" = test ] || [ "${1:-build}" = bench ]; then
   if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import pycrdt, websockets, selenium' 2>/dev/null; then
     python3 -m venv .venv
     .venv/bin/pip install -q --disable-pip-version-check -r Tests/requirements.txt
+  fi
+fi
+
+if [ "${1:-build}" = soak ]; then
+  if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import matplotlib' 2>/dev/null; then
+    [ -x .venv/bin/python ] || python3 -m venv .venv
+    .venv/bin/pip install -q --disable-pip-version-check -r Benchmarks/soak/requirements.txt
   fi
 fi

@@ -125,6 +125,11 @@ extension RelayService {
             engine.disconnect(conn, code: .policyViolation, reason: "malformed y-protocols message: \(e)", flushPending: true)
         } catch DocumentStoreError.awarenessLimit(let why) {
             engine.disconnect(conn, code: .policyViolation, reason: why, flushPending: true)
+        } catch DocumentStoreError.persistenceFailed(let detail, let kind) {
+            // Nothing of the update is in the room and nothing was broadcast: the client keeps it and
+            // sends it again when it reconnects (sync step 2), which succeeds once the disk is fixed.
+            logger.error("yjs room \(room): update not stored: \(kind.rawValue) (\(detail))")
+            engine.disconnect(conn, code: .internalError, reason: "update not stored: \(kind.rawValue)", flushPending: true)
         } catch {
             logger.error("yjs room \(room): \(error)")
             engine.disconnect(conn, code: .internalError, reason: "update not stored", flushPending: true)
@@ -225,7 +230,11 @@ final class YjsEndpoint: WebSocketEndpoint, @unchecked Sendable {
             for f in try await relay.yjsIO.runIfActive({ try store.openingFrames(room: channel) }) {
                 _ = relay.engine.send(OutboundFrame(kind: .binary, bytes: f), to: conn)
             }
+        } catch DocumentStoreError.persistenceFailed(let detail, let kind) {
+            relay.logger.error("yjs room \(channel): room could not be loaded: \(kind.rawValue) (\(detail))")
+            relay.engine.disconnect(conn, code: .internalError, reason: "room could not be loaded: \(kind.rawValue)", flushPending: true)
         } catch {
+            relay.logger.error("yjs room \(channel): room could not be loaded: \(error)")
             relay.engine.disconnect(conn, code: .internalError, reason: "room could not be loaded", flushPending: true)
         }
     }

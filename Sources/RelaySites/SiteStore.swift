@@ -79,7 +79,13 @@ public final class SiteStore: SiteRegistry, Sendable {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             var config = Configuration()
             config.busyMode = .timeout(10)  // relayctl may write the registry while relayd reads it
-            config.prepareDatabase { db in try db.execute(sql: "PRAGMA journal_mode = WAL") }
+            // synchronous = FULL: a registered site or a rotated secret the admin API acknowledged is
+            // on disk (in WAL mode NORMAL does not sync at commit; said explicitly, not left to the
+            // build's default, as GRDB's DatabasePool silently lowered it for yjs.sqlite).
+            config.prepareDatabase { db in
+                try db.execute(sql: "PRAGMA journal_mode = WAL")
+                try db.execute(sql: "PRAGMA synchronous = FULL")
+            }
             db = try DatabaseQueue(path: directory + "/sites.sqlite", configuration: config)
         } else {
             db = try DatabaseQueue()

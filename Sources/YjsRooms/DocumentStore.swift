@@ -10,11 +10,40 @@ public enum DocumentStoreError: Error, Equatable, Sendable {
     case roomTooLarge(room: String, limit: Int)
     /// The update or state vector was malformed.
     case invalidInput(YjsDecodingError)
-    /// The persistence layer failed; the update was not accepted.
-    case persistenceFailed(String)
+    /// The persistence layer failed; the update was not accepted (nothing of it is in the room).
+    /// `kind` says why when the persistence knows (a full or read-only disk), for the close reason.
+    case persistenceFailed(String, kind: StorageFailure = .other)
     /// An awareness update over `maxAwarenessStateBytes` or `maxAwarenessClientsPerConnection`
     /// (nothing applied); the text says which.
     case awarenessLimit(String)
+}
+
+/// Why durable storage refused a write, as far as the persistence can tell. Its `rawValue` is
+/// the text relayd puts in the close reason (`update not stored: storage full`).
+public enum StorageFailure: String, Sendable, Equatable {
+    /// The disk (or a size cap) is full: SQLITE_FULL, or an I/O error with no space left.
+    case full = "storage full"
+    /// The file system is read-only (e.g. remounted read-only after disk errors): SQLITE_READONLY,
+    /// or an I/O error on a read-only mount.
+    case readOnly = "storage read-only"
+    /// Any other I/O error of the disk.
+    case io = "storage I/O error"
+    /// The database file is damaged (SQLITE_CORRUPT, SQLITE_NOTADB): restore it from a backup.
+    case corrupt = "storage corrupt"
+    /// Anything else.
+    case other = "storage error"
+}
+
+/// A persistence error that knows its `StorageFailure` (SQLitePersistence throws these).
+public protocol ClassifiedStorageError: Error {
+    var storageFailure: StorageFailure { get }
+}
+
+extension DocumentStoreError {
+    /// Wraps an error of the persistence layer, keeping its classification.
+    static func persistence(_ error: any Error) -> DocumentStoreError {
+        .persistenceFailed("\(error)", kind: (error as? any ClassifiedStorageError)?.storageFailure ?? .other)
+    }
 }
 
 /// One update as stored in the persistence log.
@@ -188,7 +217,7 @@ public final class DocumentStore: Sendable {
         s.lastAccess = clock()
         if s.loaded { return }
         let p: PersistedRoom
-        do { p = try persistence.load(room: name) } catch { throw DocumentStoreError.persistenceFailed("\(error)") }
+        do { p = try persistence.load(room: name) } catch { throw DocumentStoreError.persistence(error) }
         var parts: [[UInt8]] = []
         if let snap = p.snapshot { parts.append(snap) }
         parts.append(contentsOf: p.log.map(\.update))
@@ -240,7 +269,7 @@ public final class DocumentStore: Sendable {
             }
             let entry = LoggedUpdate(seq: s.lastSeq + 1, update: update)
             do { try persistence.append(room: name, entry: entry) } catch {
-                throw DocumentStoreError.persistenceFailed("\(error)")
+                throw DocumentStoreError.persistence(error)
             }
             s.lastSeq = entry.seq
             s.pending.append(entry)
