@@ -30,7 +30,7 @@ extension RelayService {
                 let r = try self.sites.rotate(siteKey: key, graceSeconds: body["grace_seconds"]?.int64Value ?? self.configuration.rotationGraceSeconds,
                                               rotateJWTSecret: body["rotate_jwt_secret"]?.boolValue ?? false)
                 return HTTPReply.json(Self.credentialsJSON(r))
-            } catch { throw RelayHTTPError(.notFound, "site not found", status: .notFound) }
+            } catch { throw self.storeFailure(error) }
         }
         routes.post("/limits") { request, _ in
             let body = try await self.adminBody(request)
@@ -42,13 +42,13 @@ extension RelayService {
                 let r = try self.sites.setLimits(siteKey: key) { $0 = LimitsCodec.apply(limits, to: $0) }
                 self.logger.notice("site limits changed", metadata: ["site_id": "\(r.siteID)", "limits": "\(LimitsCodec.encode(r.limits))"])
                 return HTTPReply.json(Self.publicJSON(r))
-            } catch { throw RelayHTTPError(.notFound, "site not found", status: .notFound) }
+            } catch { throw self.storeFailure(error) }
         }
         routes.post("/remove") { request, _ in
             let body = try await self.adminBody(request)
             guard let key = body["site_key"]?.stringValue else { throw RelayHTTPError(.invalidBody, "site_key required", status: .badRequest) }
             let siteID = self.sites.record(key: key)?.siteID
-            do { try self.sites.remove(siteKey: key) } catch { throw RelayHTTPError(.notFound, "site not found", status: .notFound) }
+            do { try self.sites.remove(siteKey: key) } catch { throw self.storeFailure(error) }
             if let siteID { self.closeConnections(siteID: siteID, reason: "site removed") }
             return HTTPReply.json(.object([("ok", .bool(true))]))
         }
@@ -110,8 +110,21 @@ extension RelayService {
             try sites.add(record)
             return HTTPReply.json(Self.credentialsJSON(record))
         } catch {
-            throw RelayHTTPError(.internalError, "could not store the site", status: .internalServerError)
+            throw storeFailure(error)
         }
+    }
+
+    /// The answer to a registry error: 404 only for a site that does not exist; anything else (a full
+    /// or read-only disk, a damaged file) is logged with its cause and answered 500 saying the
+    /// registry could not be written (it used to say "site not found", or nothing in the log).
+    func storeFailure(_ error: any Error) -> RelayHTTPError {
+        if let e = error as? SiteStoreError, e == .notFound {
+            return RelayHTTPError(.notFound, "site not found", status: .notFound)
+        }
+        if let e = error as? RelayHTTPError { return e }
+        logger.error("site registry not written: \(error)")
+        return RelayHTTPError(.internalError, "could not store the site: the site registry could not be written (see relayd's log)",
+                              status: .internalServerError)
     }
 
     /// Operator import: create a site with given credentials (e.g. ones a WordPress install already has).
@@ -134,7 +147,7 @@ extension RelayService {
         } catch SiteStoreError.duplicateKey {
             throw RelayHTTPError(.duplicateSite, "a site with this key exists", status: .conflict)
         } catch {
-            throw RelayHTTPError(.internalError, "could not store the site", status: .internalServerError)
+            throw storeFailure(error)
         }
     }
 
