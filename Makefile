@@ -3,7 +3,7 @@ export NODE_PATH := /usr/share/nodejs
 export RELAY_PYTHON := $(CURDIR)/.venv/bin/python
 export RELAY_REQUIRE_PEERS := 1
 
-.PHONY: test-tsan test-asan test-faults run test test-swift test-protocol test-wordpress test-browser test-proxy fuzz fuzz-build fuzz-replay plugin-zip build release deps test-deps dist-deps dist deb test-dist bench bench-crypto bench-core bench-yjs-algebra bench-yjs bench-compare clean bench-browser
+.PHONY: test-tsan test-asan test-faults run test test-swift test-protocol test-wordpress test-browser test-proxy fuzz fuzz-build fuzz-replay plugin-zip build release deps test-deps dist-deps dist deb test-dist bench bench-crypto bench-core bench-yjs-algebra bench-yjs bench-compare clean bench-browser soak
 
 ## Starts relayd on its embedded default (127.0.0.1:8080, ./relay-data, dev site).
 run: deps
@@ -171,3 +171,10 @@ test-tsan: test-deps
 
 test-asan: test-deps
 	SWIFT=$(SWIFT) scripts/sanitize.sh address
+
+## Soak (not part of `make test`): relayd (release) with SOAK_CONNECTIONS (15000) connections, churn, publishes,
+## presence and Yjs rooms for SOAK_SECONDS (600); fails on any loss/duplicate or when relayd's RSS/fds/threads
+## do not come back to baseline. CSV + Docs/images/soak.png + a markdown summary (Benchmarks/soak/run.sh).
+soak:
+	@scripts/install-deps.sh soak
+	SWIFT=$(SWIFT) Benchmarks/soak/run.sh

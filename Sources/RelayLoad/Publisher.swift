@@ -71,7 +71,7 @@ final class PublishConnection: ChannelInboundHandler, @unchecked Sendable {
         head += 1
         if head > 4096 && head * 2 > queue.count { queue.removeFirst(head); head = 0 }
         let now = MonoClock.nanos()
-        let payload = Payload.make(ts: now, seq: item.seq, size: publisher.payloadSize)
+        let payload = publisher.makePayload?(item.channel, item.seq, now) ?? Payload.make(ts: now, seq: item.seq, size: publisher.payloadSize)
         let req = publisher.target.publishRequest(channel: publisher.channelNames[item.channel], payload: payload)
         var headers = HTTPHeaders()
         headers.add(name: "Host", value: publisher.hostHeader)
@@ -84,6 +84,7 @@ final class PublishConnection: ChannelInboundHandler, @unchecked Sendable {
         context.write(wrapOutboundOut(.body(.byteBuffer(buf))), promise: nil)
         context.write(wrapOutboundOut(.end(nil)), promise: nil)
         publisher.step.sent += 1
+        publisher.onSent?(item.channel, item.seq, now)
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -131,6 +132,13 @@ public final class Publisher: @unchecked Sendable {
     public let payloadSize: Int
     /// Requests in flight per connection (HTTP/1.1 pipelining; answers and order are kept).
     public var pipelineDepth = 1
+    /// Payload of (channel index, sequence number, monotonic send instant); default `Payload.make`.
+    /// Set before `start`; called on the publisher's loop.
+    public var makePayload: (@Sendable (Int, UInt64, UInt64) -> [UInt8])?
+    /// Called on the publisher's loop when a request is written: (channel, seq, mono ns).
+    public var onSent: (@Sendable (Int, UInt64, UInt64) -> Void)?
+    /// Called on the publisher's loop when a request is answered 2xx: (channel, seq, mono ns).
+    public var onAccepted: (@Sendable (Int, UInt64, UInt64) -> Void)?
     let hostHeader: String
     var connections: [PublishConnection] = []
     /// Next sequence number per channel minus one.
@@ -193,6 +201,7 @@ public final class Publisher: @unchecked Sendable {
             step.accepted += 1
             step.acceptedPerChannel[channel] += 1
             acceptedTotal[channel] += 1
+            onAccepted?(channel, seq, MonoClock.nanos())
         } else {
             step.failed += 1
             if step.firstError == nil { step.firstError = "HTTP \(status): \(body.prefix(200))" }

@@ -231,3 +231,39 @@ public struct WebSocketConnector: Sendable {
         return ready.futureResult
     }
 }
+
+extension WebSocketConnector {
+    /// Opens a WebSocket at `uri` from source address `sourceIndex` (mod the count) on `loop`;
+    /// `makeHandler` builds the frame handler once the upgrade is done (on the channel's loop).
+    /// The future succeeds with the channel after the upgrade and fails when the connect or the
+    /// upgrade fails.
+    public func open(uri: String, sourceIndex: Int, loop: EventLoop,
+                     makeHandler: @escaping @Sendable (Channel) -> ChannelHandler) -> EventLoopFuture<Channel> {
+        let upgraded = loop.makePromise(of: Channel.self)
+        let source = sourceAddresses[sourceIndex % sourceAddresses.count]
+        let hostHeader = "\(target.host):\(target.port)"
+        let bootstrap = ClientBootstrap(group: loop)
+            .channelOption(Self.bindAddressNoPort, value: 1)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .connectTimeout(.seconds(15))
+            .bind(to: source)
+            .channelInitializer { channel in
+                let requestHandler = UpgradeRequestHandler(host: hostHeader, uri: uri) { error in upgraded.fail(error) }
+                let upgrader = NIOWebSocketClientUpgrader(maxFrameSize: 1 << 22, automaticErrorHandling: false) { channel, _ in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(makeHandler(channel))
+                        upgraded.succeed(channel)
+                    }
+                }
+                let config: NIOHTTPClientUpgradeConfiguration = (upgraders: [upgrader], completionHandler: { context in
+                    context.pipeline.syncOperations.removeHandler(requestHandler, promise: nil)
+                })
+                return channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHTTPClientHandlers(withClientUpgrade: config)
+                    try channel.pipeline.syncOperations.addHandler(requestHandler)
+                }
+            }
+        bootstrap.connect(host: target.host, port: target.port).whenFailure { error in upgraded.fail(error) }
+        return upgraded.futureResult
+    }
+}

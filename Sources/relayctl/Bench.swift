@@ -6,7 +6,7 @@ import RelayCrypto
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks and load generators.",
-        subcommands: [CryptoBench.self, FanoutBench.self, ConnectionsBench.self, PublishBench.self])
+        subcommands: [CryptoBench.self, FanoutBench.self, ConnectionsBench.self, PublishBench.self, SoakBench.self])
 }
 
 /// Crypto throughput, single thread. `Benchmarks/crypto.sh` runs it beside `openssl speed`.

@@ -210,3 +210,71 @@ struct PublishBench: AsyncParsableCommand {
         if let s = r.server { IO.line(String(format: "server cpu %.2f s, rss %@", s.cpuSeconds, mb(s.rssBytes))) }
     }
 }
+
+struct SoakBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "soak",
+        abstract: "Soak relayd: held connections with churn, publishes (HTTP and client), presence, Yjs rooms; exactly-once accounting; relayd's RSS/fds/threads must come back to the baseline.",
+        discussion: "A warm-up cycle (same load, --warmup seconds), --settle seconds idle (the baseline), the measured cycle (--duration seconds), --settle seconds idle (after). Samples once a second (--csv). Exits 1 when anything was lost, duplicated or out of order, a connection failed or was closed by relayd, or relayd's resources did not come back (the rule is printed). Benchmarks/soak/run.sh starts relayd and draws the chart.")
+
+    @OptionGroup var load: LoadTargetOptions
+
+    @Option(help: "Seconds of load in the measured cycle.") var duration: Double = 600
+    @Option(help: "Seconds of load in the warm-up cycle (0: none).") var warmup: Double = 60
+    @Option(help: "Idle seconds after each cycle before reading relayd's resources.") var settle: Double = 60
+    @Option(help: "/ws connections open at any time (held + churning + client publishers).") var connections: Int = 15_000
+    @Option(name: .customLong("churn-rate"), help: "Churned connections opened and closed per second.") var churnRate: Double = 300
+    @Option(name: .customLong("churn-lifetime"), help: "Mean life of a churned connection, seconds.") var churnLifetime: Double = 10
+    @Option(help: "Data channels.") var channels: Int = 1000
+    @Option(name: .customLong("client-channels"), help: "Of those, channels published by WebSocket clients.") var clientChannels: Int = 200
+    @Option(name: .customLong("publish-rate"), help: "Signed POST /publish per second.") var publishRate: Double = 300
+    @Option(name: .customLong("client-publish-rate"), help: "Client publishes per second (all publishers).") var clientPublishRate: Double = 100
+    @Option(name: .customLong("client-publishers"), help: "WebSocket connections making the client publishes.") var clientPublishers: Int = 4
+    @Option(help: "Payload bytes.") var payload: Int = 200
+    @Option(name: .customLong("presence-channels"), help: "Presence channels.") var presenceChannels: Int = 20
+    @Option(name: .customLong("presence-share"), help: "Share of churned connections entering presence.") var presenceShare: Double = 0.3
+    @Option(name: .customLong("yjs-rooms"), help: "Yjs rooms.") var yjsRooms: Int = 6
+    @Option(name: .customLong("yjs-editors"), help: "Editors per Yjs room.") var yjsEditors: Int = 3
+    @Option(name: .customLong("yjs-rate"), help: "Updates per second per editor.") var yjsRate: Double = 4
+    @Option(name: .customLong("yjs-join-rate"), help: "Short-lived Yjs joins per second.") var yjsJoinRate: Double = 1
+    @Option(help: "CSV of the per-second samples.") var csv: String?
+    @Option(name: .customLong("rss-tolerance-percent")) var rssTolerancePercent: Double = 20
+    @Option(name: .customLong("rss-tolerance-mib")) var rssToleranceMiB: Double = 32
+    @Option(name: .customLong("fd-tolerance")) var fdTolerance: Int = 10
+    @Option(name: .customLong("thread-tolerance")) var threadTolerance: Int = 0
+    @Option(name: .customLong("debug-drop-every"), help: ArgumentHelp("Testing the tester: subscribers ignore every Nth publication (the run must fail).", visibility: .hidden))
+    var debugDropEvery: Int = 0
+
+    func run() async throws {
+        let target = try load.makeTarget()
+        guard target.kind == .relayd else { throw CLIError("soak needs --target relayd") }
+        var c = SoakConfig()
+        c.seconds = duration; c.warmupSeconds = warmup; c.settleSeconds = settle
+        c.connections = connections; c.churnRate = churnRate; c.churnLifetime = churnLifetime
+        c.dataChannels = max(1, channels); c.clientChannels = min(clientChannels, channels)
+        c.httpPublishRate = publishRate; c.clientPublishRate = clientPublishRate; c.clientPublishers = clientPublishers
+        c.payloadBytes = payload; c.presenceChannels = presenceChannels; c.presenceShare = presenceShare
+        c.yjsRooms = yjsRooms; c.yjsEditorsPerRoom = yjsEditors; c.yjsUpdateRate = yjsRate; c.yjsJoinRate = yjsJoinRate
+        c.csvPath = csv
+        c.rssTolerancePercent = rssTolerancePercent; c.rssToleranceMiB = rssToleranceMiB
+        c.fdTolerance = fdTolerance; c.threadTolerance = threadTolerance
+        c.debugDropEvery = max(0, debugDropEvery)
+        if c.clientPublishers > 0 && (c.clientChannels + c.clientPublishers - 1) / c.clientPublishers > 127 {
+            throw CLIError("--client-channels / --client-publishers must be ≤ 127 (a connection's channel limit is 128)")
+        }
+        let r = try await LoadScenarios.soak(target: target, config: c, options: load.options)
+        if load.json {
+            IO.json(r.json)
+        } else {
+            for cy in r.cycles {
+                let t = cy.tally
+                IO.line("\(cy.label): \(cy.stable) held + \(cy.churnPopulation) churning + \(cy.publishers) publishers; churn \(cy.churnConnects) connects / \(cy.churnCloses) closes; expected \(t.expected), delivered \(t.deliveredExpected), lost \(t.lost), dup \(t.duplicates), out of order \(t.outOfOrder); " + cy.latency.text)
+            }
+            IO.line("rule: \(r.rule.text)")
+            IO.line("baseline \(r.baseline.json.jsonString)  peak \(r.peak.json.jsonString)  after \(r.after.json.jsonString)")
+            for p in r.problems { IO.line("FAIL: \(p)") }
+            IO.line(r.passed ? "PASS" : "FAIL")
+        }
+        if !r.passed { throw ExitCode(1) }
+    }
+}
