@@ -7,9 +7,13 @@ public struct ChannelName: Sendable, Hashable {
     public let full: String
     /// The part after `site:{site_id}:`.
     public let bare: String
-    /// The namespace: `bare` up to its first `:` (or all of it).
+    /// The namespace: `bare` up to its first `:` (or all of it). Found by scalar, not by
+    /// `Character`: `":"` followed by a combining mark is one Character, and a split by Character
+    /// put `wps:\u{301}x` outside the reserved `wps` namespace that its bytes are in.
     public var namespace: Substring {
-        bare.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false).first ?? Substring(bare)
+        let scalars = bare.unicodeScalars
+        guard let colon = scalars.firstIndex(of: ":") else { return Substring(bare) }
+        return Substring(scalars[..<colon])
     }
 
     /// Longest accepted bare name in UTF-8 bytes.
@@ -98,7 +102,7 @@ public struct ChannelName: Sendable, Hashable {
     /// The relay-owned namespace; clients and HTTP publishers cannot publish there.
     public static let reservedNamespace = "wps"
 
-    public var isReserved: Bool { namespace == Substring(Self.reservedNamespace) }
+    public var isReserved: Bool { namespace.utf8.elementsEqual(Self.reservedNamespace.utf8) }
 
     /// `site:{id}:wps:connections`.
     public static func connectionsChannel(siteID: String) -> ChannelName {

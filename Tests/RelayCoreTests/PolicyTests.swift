@@ -372,6 +372,16 @@ struct ChannelIdentityTests {
         #expect(ChannelName.resolve("\u{1}c3a9", siteID: "a") == .failure(.invalid))
     }
 
+    @Test("The reserved wps namespace is found by bytes: a combining mark after its ':' does not leave it")
+    func reservedNamespaceByBytes() throws {
+        let fx = Fixture()
+        let name = try ChannelName.resolve("wps:\u{301}connections", siteID: fx.siteA.siteID).get()
+        #expect(name.namespace == "wps")
+        #expect(name.isReserved)
+        #expect(fx.publish("wps:\u{301}connections") == .failure(.reservedChannel))
+        #expect(try ChannelName.resolve("events:\u{301}x", siteID: "a").get().namespace == "events")
+    }
+
     @Test("A token granted one spelling neither subscribes to nor receives the other's channel")
     func engine() throws {
         let fx = Fixture()
