@@ -137,11 +137,13 @@ public enum PublishSignatureV2 {
     public static func canonicalQuery(_ query: String) -> String {
         guard !query.isEmpty else { return "" }
         var pairs: [([UInt8], [UInt8])] = []
-        for part in query.split(separator: "&", omittingEmptySubsequences: true) {
-            let bytes = Array(part.utf8)
-            let eq = bytes.firstIndex(of: UInt8(ascii: "=")) ?? bytes.endIndex
-            let name = rfc3986Encode(percentDecode(bytes[..<eq]))
-            let value = eq < bytes.endIndex ? rfc3986Encode(percentDecode(bytes[(eq + 1)...])) : []
+        // Split on bytes, as PHP's explode does: a String split is by Character, and "&" followed
+        // by a combining mark is one Character, so that "&" did not separate (Fuzz/regressions/
+        // FuzzPublishSignature/ampersand-combining-mark).
+        for part in Array(query.utf8).split(separator: UInt8(ascii: "&"), omittingEmptySubsequences: true) {
+            let eq = part.firstIndex(of: UInt8(ascii: "=")) ?? part.endIndex
+            let name = rfc3986Encode(percentDecode(part[..<eq]))
+            let value = eq < part.endIndex ? rfc3986Encode(percentDecode(part[(eq + 1)...])) : []
             pairs.append((name, value))
         }
         pairs.sort { a, b in a.0 != b.0 ? a.0.lexicographicallyPrecedes(b.0) : a.1.lexicographicallyPrecedes(b.1) }

@@ -76,7 +76,12 @@ public struct DeleteSet: Sendable, Equatable {
             ranges.reserveCapacity(m)
             for _ in 0..<m {
                 let clock = try d.readVarUInt()
+                let p = d.position
                 let len = try d.readVarUInt()
+                // As for structs: a range must end at or below 2^53 − 1, or merging delete sets
+                // makes ranges (and so updates) that no decoder reads back
+                // (Fuzz/regressions/FuzzYjsMerge/delete-range-past-2-53).
+                guard len <= lib0MaxSafeInteger - clock else { throw YjsDecodingError.integerOutOfRange(offset: p) }
                 ranges.append(DeleteRange(clock: clock, length: len))
             }
             // appended in place: a client repeated many times must not copy its list each time
