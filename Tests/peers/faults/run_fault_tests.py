@@ -50,7 +50,6 @@ import queue
 import re
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -61,6 +60,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "../../.."))
 sys.path.insert(0, os.path.join(REPO, "Tests/peers/server"))
+sys.path.insert(0, os.path.join(REPO, "Tests/peers"))
 import relaypeer as rp  # noqa: E402  (token minting, v1 signing)
 
 from websockets.exceptions import ConnectionClosed  # noqa: E402
@@ -81,28 +81,7 @@ SCENARIOS = ["kill-yjs", "kill-pubsub", "full-disk", "read-only", "corrupt"]
 
 # --- report -----------------------------------------------------------------------
 
-class Report:
-    def __init__(self):
-        self.counts = {"PASS": 0, "FAIL": 0, "SKIP": 0}
-        self.t0 = time.monotonic()
-
-    def line(self, status, name, detail=""):
-        self.counts[status] += 1
-        print(f"{status} {name}" + (f": {detail}" if detail else ""), flush=True)
-
-    def ok(self, name, detail=""):
-        self.line("PASS", name, detail)
-
-    def fail(self, name, detail):
-        self.line("FAIL", name, detail)
-
-    def skip(self, name, reason):
-        self.line("SKIP", name, reason)
-
-    def check(self, name, cond, good, bad):
-        (self.ok if cond else self.fail)(name, good if cond else bad)
-        return cond
-
+from suite import Report, free_port, tail  # noqa: E402
 
 R = Report()
 
@@ -210,20 +189,6 @@ def clean_env(**extra):
     env = {k: v for k, v in os.environ.items() if not k.startswith("RELAY_")}
     env.update(extra)
     return env
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def tail(path, n=12):
-    try:
-        with open(path, errors="replace") as f:
-            return "".join(f.readlines()[-n:]).strip()
-    except OSError:
-        return "(no log)"
 
 
 def free_bytes(path):

@@ -42,6 +42,7 @@ import zlib
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "../../.."))
 sys.path.insert(0, os.path.join(REPO, "Tests/peers/server"))
+sys.path.insert(0, os.path.join(REPO, "Tests/peers"))
 import relaypeer as rp  # noqa: E402  (token minting, v1 signing, SSE parsing)
 
 from websockets.asyncio.client import connect  # noqa: E402
@@ -49,7 +50,6 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus  # noqa: E402
 
 RELAYD = os.environ.get("RELAYD_BIN") or os.path.join(REPO, ".build/debug/relayd")
 RELAYCTL = os.environ.get("RELAYCTL_BIN") or os.path.join(REPO, ".build/debug/relayctl")
-REQUIRE = os.environ.get("RELAY_REQUIRE_PEERS") == "1"
 NGINX_SHIPPED = os.path.join(REPO, "deploy/nginx/relayd.conf")
 CADDY_SHIPPED = os.path.join(REPO, "deploy/caddy/Caddyfile")
 YJS_SESSION = os.path.join(REPO, "Tests/peers/yjs/ywebsocket-session.cjs")
@@ -84,32 +84,7 @@ BREAKS = {
 
 # --- report -----------------------------------------------------------------------
 
-class Report:
-    def __init__(self):
-        self.counts = {"PASS": 0, "FAIL": 0, "SKIP": 0}
-        self.t0 = time.monotonic()
-
-    def line(self, status, name, detail=""):
-        self.counts[status] += 1
-        print(f"{status} {name}" + (f": {detail}" if detail else ""), flush=True)
-
-    def ok(self, name, detail=""):
-        self.line("PASS", name, detail)
-
-    def fail(self, name, detail):
-        self.line("FAIL", name, detail)
-
-    def skip(self, name, reason):
-        self.line("SKIP", name, reason)
-
-    def check(self, name, cond, good, bad):
-        (self.ok if cond else self.fail)(name, good if cond else bad)
-        return cond
-
-    def missing(self, name, reason):
-        """A missing peer: a failure under RELAY_REQUIRE_PEERS=1, else a skip."""
-        (self.fail if REQUIRE else self.skip)(name, reason + (" (RELAY_REQUIRE_PEERS=1)" if REQUIRE else ""))
-
+from suite import Report, free_port, tail  # noqa: E402
 
 R = Report()
 
@@ -166,12 +141,6 @@ def clean_env(**extra):
     return env
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def wait_port(port, proc, timeout=10.0):
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -183,14 +152,6 @@ def wait_port(port, proc, timeout=10.0):
         except OSError:
             time.sleep(0.05)
     return False
-
-
-def tail(path, n=15):
-    try:
-        with open(path, errors="replace") as f:
-            return "".join(f.readlines()[-n:]).strip()
-    except OSError:
-        return "(no log)"
 
 
 # --- TLS clients ------------------------------------------------------------------------
