@@ -409,23 +409,8 @@ final class SoakWSHandler: ChannelInboundHandler, @unchecked Sendable {
             let now = MonoClock.nanos()
             let buf = frame.unmaskedData
             buf.withUnsafeReadableBytes { b in handle(b, now: now) }
-        case .ping:
-            var buf = frame.unmaskedData
-            let bytes = buf.readBytes(length: buf.readableBytes) ?? []
-            var out = context.channel.allocator.buffer(capacity: bytes.count)
-            out.writeBytes(bytes)
-            context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .pong, maskKey: .random(), data: out)), promise: nil)
-        case .connectionClose:
-            var buf = frame.unmaskedData
-            let code = buf.readInteger(as: UInt16.self).map(Int.init) ?? 1005
-            if serverCode == nil { serverCode = code }
-            if !s.leaving {
-                // Echo the server's close, then close.
-                var out = context.channel.allocator.buffer(capacity: 2)
-                out.writeInteger(UInt16(code == 1005 ? 1000 : code))
-                context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, maskKey: .random(), data: out)), promise: nil)
-            }
-            context.close(promise: nil)
+        case .ping, .connectionClose:
+            if let code = answerControl(frame, context: context, leaving: s.leaving), serverCode == nil { serverCode = code }
         default:
             break
         }
@@ -638,22 +623,8 @@ final class YjsHandler: ChannelInboundHandler, @unchecked Sendable {
             case .other:
                 break
             }
-        case .ping:
-            var buf = frame.unmaskedData
-            let bytes = buf.readBytes(length: buf.readableBytes) ?? []
-            var out = context.channel.allocator.buffer(capacity: bytes.count)
-            out.writeBytes(bytes)
-            context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .pong, maskKey: .random(), data: out)), promise: nil)
-        case .connectionClose:
-            var buf = frame.unmaskedData
-            let code = buf.readInteger(as: UInt16.self).map(Int.init) ?? 1005
-            if serverCode == nil { serverCode = code }
-            if !p.leaving {
-                var out = context.channel.allocator.buffer(capacity: 2)
-                out.writeInteger(UInt16(code == 1005 ? 1000 : code))
-                context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, maskKey: .random(), data: out)), promise: nil)
-            }
-            context.close(promise: nil)
+        case .ping, .connectionClose:
+            if let code = answerControl(frame, context: context, leaving: p.leaving), serverCode == nil { serverCode = code }
         default:
             break
         }
@@ -1551,4 +1522,23 @@ final class StopFlag: @unchecked Sendable {
     private let lock = NSLock()
     private var _v = false
     var value: Bool { get { lock.withLock { _v } } set { lock.withLock { _v = newValue } } }
+}
+
+/// The soak clients' answer to a control frame: a ping gets its pong; a close is echoed with the
+/// server's code (unless the client is leaving and sent its own close) and the channel closed.
+/// Returns the server's close code for a close frame (1005 when it had none), nil for a ping.
+func answerControl(_ frame: WebSocketFrame, context: ChannelHandlerContext, leaving: Bool) -> Int? {
+    var buf = frame.unmaskedData
+    if frame.opcode == .ping {
+        context.writeAndFlush(NIOAny(WebSocketFrame(fin: true, opcode: .pong, maskKey: .random(), data: buf)), promise: nil)
+        return nil
+    }
+    let code = buf.readInteger(as: UInt16.self).map(Int.init) ?? 1005
+    if !leaving {
+        var out = context.channel.allocator.buffer(capacity: 2)
+        out.writeInteger(UInt16(code == 1005 ? 1000 : code))
+        context.writeAndFlush(NIOAny(WebSocketFrame(fin: true, opcode: .connectionClose, maskKey: .random(), data: out)), promise: nil)
+    }
+    context.close(promise: nil)
+    return code
 }
