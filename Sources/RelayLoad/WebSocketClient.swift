@@ -199,34 +199,10 @@ public struct WebSocketConnector: Sendable {
     public func connect(state: SubscriberState, channelName: String, loop: EventLoop, stats: LoopStats) -> EventLoopFuture<Void> {
         let started = MonoClock.nanos()
         let ready = loop.makePromise(of: Void.self)
-        let source = sourceAddresses[state.index % sourceAddresses.count]
-        let uri = target.webSocketURI(channel: channelName)
         let frame = target.subscribeFrame(channel: channelName)
-        let hostHeader = "\(target.host):\(target.port)"
-        let bootstrap = ClientBootstrap(group: loop)
-            .channelOption(Self.bindAddressNoPort, value: 1)
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
-            .connectTimeout(.seconds(15))
-            .bind(to: source)
-            .channelInitializer { channel in
-                let requestHandler = UpgradeRequestHandler(host: hostHeader, uri: uri) { error in ready.fail(error) }
-                let upgrader = NIOWebSocketClientUpgrader(maxFrameSize: 1 << 22, automaticErrorHandling: false) { channel, _ in
-                    channel.eventLoop.makeCompletedFuture {
-                        let h = SubscriberHandler(state: state, stats: stats, subscribeFrame: frame, ready: ready, started: started)
-                        try channel.pipeline.syncOperations.addHandler(h)
-                    }
-                }
-                let config: NIOHTTPClientUpgradeConfiguration = (upgraders: [upgrader], completionHandler: { context in
-                    context.pipeline.syncOperations.removeHandler(requestHandler, promise: nil)
-                })
-                return channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHTTPClientHandlers(withClientUpgrade: config)
-                    try channel.pipeline.syncOperations.addHandler(requestHandler)
-                }
-            }
-        bootstrap.connect(host: target.host, port: target.port).whenFailure { error in
-            ready.fail(error)
-        }
+        open(uri: target.webSocketURI(channel: channelName), sourceIndex: state.index, loop: loop) { _ in
+            SubscriberHandler(state: state, stats: stats, subscribeFrame: frame, ready: ready, started: started)
+        }.whenFailure { error in ready.fail(error) }
         ready.futureResult.whenFailure { _ in stats.connectErrors += 1 }
         return ready.futureResult
     }
