@@ -6,20 +6,7 @@ public enum SoakPayload {
     static let chKey = Array(#""ch":"#.utf8)
 
     public static func make(ts: UInt64, seq: UInt64, ch: Int, size: Int) -> [UInt8] {
-        var out = [UInt8]()
-        out.reserveCapacity(max(size, 64))
-        out += Array(#"{"ts":"#.utf8)
-        out += Array(String(ts).utf8)
-        out += Array(#","seq":"#.utf8)
-        out += Array(String(seq).utf8)
-        out += Array(#","ch":"#.utf8)
-        out += Array(String(ch).utf8)
-        let tail = Array(#","pad":""}"#.utf8)
-        let padCount = max(0, size - out.count - tail.count)
-        out += Array(#","pad":""#.utf8)
-        out += [UInt8](repeating: UInt8(ascii: "x"), count: padCount)
-        out += Array(#""}"#.utf8)
-        return out
+        Payload.make(ts: ts, seq: seq, ch: ch, size: size)
     }
 
     public static func parse(_ b: UnsafeRawBufferPointer) -> (ts: UInt64, seq: UInt64, ch: Int)? {

@@ -24,14 +24,19 @@ public enum Payload {
     static let tsKey = Array(#""ts":"#.utf8)
     static let seqKey = Array(#""seq":"#.utf8)
 
-    /// Smallest size the header takes for these values (without padding).
-    public static func make(ts: UInt64, seq: UInt64, size: Int) -> [UInt8] {
+    /// The payload for `ts` and `seq` (and, for the soak, a `"ch"` member after them), padded
+    /// to `size` bytes when the members leave room.
+    public static func make(ts: UInt64, seq: UInt64, ch: Int? = nil, size: Int) -> [UInt8] {
         var out = [UInt8]()
         out.reserveCapacity(max(size, 64))
         out += Array(#"{"ts":"#.utf8)
         out += Array(String(ts).utf8)
         out += Array(#","seq":"#.utf8)
         out += Array(String(seq).utf8)
+        if let ch {
+            out += Array(#","ch":"#.utf8)
+            out += Array(String(ch).utf8)
+        }
         let tail = Array(#","pad":""}"#.utf8)
         let padCount = max(0, size - out.count - tail.count)
         out += Array(#","pad":""#.utf8)
