@@ -834,8 +834,8 @@ public final class RelayEngine: Sendable {
     /// Runs `body` under the lock of the live channel `name`, creating it if
     /// needed and retrying if it was removed concurrently.
     func withLiveChannel<R>(_ name: ChannelName, _ body: (Channel, inout ChannelState) -> R) -> R {
-        let shard = channelShard(name.key)
         let key = name.key
+        let shard = channelShard(key)
         while true {
             var created = false
             let channel: Channel = shard.map.withLock { map in
