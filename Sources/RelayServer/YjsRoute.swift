@@ -31,6 +31,17 @@ public struct YjsConfiguration: Sendable {
     public var idleEviction: Double = 300
     /// Awareness states not renewed for this long are removed (y-protocols: 30 s).
     public var awarenessTimeout: Double = 30
+    /// Rooms whose deleted content is kept (no garbage collection): room-name prefixes as in
+    /// `/yjs/{room}`, `*` for all. Every other room is garbage-collected as Yjs's `gc: true`.
+    public var keepHistoryRooms: [String] = []
+
+    /// Whether the room stored under `key` (`site:{id}:yjs:{room}`) keeps its history.
+    public func keepsHistory(storeKey key: String) -> Bool {
+        guard !keepHistoryRooms.isEmpty else { return false }
+        if keepHistoryRooms.contains("*") { return true }
+        let room = key.range(of: ":yjs:").map { String(key[$0.upperBound...]) } ?? key
+        return keepHistoryRooms.contains { room.utf8.starts(with: $0.utf8) }
+    }
 
     public init() {}
 }
@@ -79,6 +90,8 @@ extension RelayService {
         options.awarenessTimeout = .milliseconds(Int64(c.yjs.awarenessTimeout * 1000))
         options.maxAwarenessStateBytes = c.yjs.maxAwarenessStateBytes
         options.maxAwarenessClientsPerConnection = c.yjs.maxAwarenessClientsPerConnection
+        let yjs = c.yjs
+        options.keepHistory = { yjs.keepsHistory(storeKey: $0) }
         let persistence: any YjsPersistence
         if c.yjs.persistent && !c.dataDirectory.isEmpty {
             try FileManager.default.createDirectory(atPath: c.dataDirectory, withIntermediateDirectories: true)

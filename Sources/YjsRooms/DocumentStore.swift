@@ -116,6 +116,10 @@ public struct DocumentStoreOptions: Sendable {
     public var persistRatio: Double = 0.5
     /// Coalesce structs (`YUpdate.coalesced`) whenever pending updates are folded into the state.
     public var coalesce: Bool = true
+    /// Rooms for which deleted content is kept (no garbage collection). Every other room's
+    /// state is garbage-collected as a Yjs `Y.Doc` with `gc: true` would (`YUpdate.collectingGarbage`)
+    /// whenever pending updates are folded, so snapshots and late joiners get the collected state.
+    public var keepHistory: @Sendable (_ room: String) -> Bool = { _ in false }
     /// Run persistence compaction on a detached task instead of inline.
     public var backgroundCompaction: Bool = true
     /// Rooms untouched for this long and without awareness states are evicted by `evictIdleRooms`.
@@ -181,6 +185,8 @@ public final class DocumentStore: Sendable {
         var persistedSnapshotBytes = 0
         var logBytesSinceSnapshot = 0
         var compacting = false
+        /// `options.keepHistory(room)`, decided when the room is loaded.
+        var keepHistory = false
         var awareness: AwarenessTable
         var lastAccess: Duration
         var bytes: Int { merged.count + pendingBytes }
@@ -216,6 +222,7 @@ public final class DocumentStore: Sendable {
     private func ensureLoaded(_ name: String, _ s: inout RoomState) throws {
         s.lastAccess = clock()
         if s.loaded { return }
+        s.keepHistory = options.keepHistory(name)
         let p: PersistedRoom
         do { p = try persistence.load(room: name) } catch { throw DocumentStoreError.persistence(error) }
         var parts: [[UInt8]] = []
@@ -224,7 +231,7 @@ public final class DocumentStore: Sendable {
         do {
             for u in parts { s.known.insert(try KnownState.ranges(of: u)) }
             s.merged = parts.isEmpty ? YUpdate.empty : try YUpdate.merge(parts)
-            if options.coalesce && parts.count > 1 { s.merged = try YUpdate.coalesced(s.merged) }
+            if parts.count > 1 { s.merged = try folded(s.merged, keepHistory: s.keepHistory) }
         } catch let e as YjsDecodingError {
             throw DocumentStoreError.invalidInput(e)
         }
@@ -235,10 +242,17 @@ public final class DocumentStore: Sendable {
         s.loaded = true
     }
 
+    /// A merged state as the room keeps it: garbage-collected unless the room keeps its history,
+    /// then coalesced.
+    private func folded(_ merged: [UInt8], keepHistory: Bool) throws -> [UInt8] {
+        let collected = keepHistory ? merged : try YUpdate.collectingGarbage(merged)
+        return options.coalesce ? try YUpdate.coalesced(collected) : collected
+    }
+
     private func foldPending(_ s: inout RoomState) throws {
         guard !s.pending.isEmpty else { return }
         let merged = try YUpdate.merge([s.merged] + s.pending.map(\.update))
-        s.merged = options.coalesce ? try YUpdate.coalesced(merged) : merged
+        s.merged = try folded(merged, keepHistory: s.keepHistory)
         s.pending.removeAll(keepingCapacity: true)
         s.pendingBytes = 0
     }

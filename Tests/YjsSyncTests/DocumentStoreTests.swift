@@ -74,6 +74,29 @@ final class CountingPersistence: YjsPersistence {
         }
     }
 
+    /// "hello" typed by client 1, then "ell" deleted: a room collects the deleted text when it
+    /// folds (Yjs's gc: the item is split, the middle becomes ContentDeleted(3)); a room matched
+    /// by `keepHistory` keeps it. Both keep the document's state vector and delete set.
+    @Test func garbageCollectionAndKeepHistory() throws {
+        let typed = hex("01 01 01 00 04 01 01 74 05 68 65 6c 6c 6f 00")
+        let deleted = hex("00 01 01 01 01 03")
+        var options = DocumentStoreOptions()
+        options.keepHistory = { $0.hasPrefix("history/") }
+        let store = DocumentStore(persistence: InMemoryPersistence(), options: options)
+        for room in ["post/1", "history/1"] {
+            try store.applyUpdate(room: room, update: typed)
+            try store.applyUpdate(room: room, update: deleted)
+            try store.compact(room: room)
+        }
+        // h (root "t"), Deleted(3) after (1,0), o after (1,3); delete set (1: 1+3)
+        #expect(try store.encodedState(room: "post/1") == hex("01 03 01 00 04 01 01 74 01 68 81 01 00 03 84 01 03 01 6f 01 01 01 01 03"))
+        #expect(try store.encodedState(room: "history/1") == hex("01 01 01 00 04 01 01 74 05 68 65 6c 6c 6f 01 01 01 01 03"))
+        #expect(try store.stateVector(room: "post/1") == store.stateVector(room: "history/1"))
+        // a late joiner with "h" only gets no deleted text either
+        let step2 = try store.syncStep2(room: "post/1", forStateVector: StateVector([1: 1]))
+        #expect(!hexString(step2).contains("656c6c"))
+    }
+
     @Test func canonicalizesBlockOrder() throws {
         // client 2 before client 17: Yjs's merge would drop client 17's first struct
         let u = hex("020202004401000158c101000101010211000101017401840100026921020201010101010001")

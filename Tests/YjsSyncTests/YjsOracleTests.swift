@@ -123,13 +123,13 @@ import Testing
     }
 
     /// Applies each list of updates to a fresh Y.Doc in node; returns the content strings.
-    static func yjsContent(_ cases: [[[UInt8]]], withState: Bool = false) throws -> [String?] {
+    static func yjsContent(_ cases: [[[UInt8]]], withState: Bool = false, canonical: Bool = false) throws -> [String?] {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("yjs-apply-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
         let inp = dir.appendingPathComponent("in.json"), out = dir.appendingPathComponent("out.json")
         try JSONEncoder().encode(cases.map { $0.map(hexString) }).write(to: inp)
-        let r = try Peers.run(["node", Peers.oracleDir.appendingPathComponent("apply-content.js").path, inp.path, out.path] + (withState ? ["state"] : []))
+        let r = try Peers.run(["node", Peers.oracleDir.appendingPathComponent("apply-content.js").path, inp.path, out.path] + (canonical ? ["canonical-state"] : withState ? ["state"] : []))
         guard r.status == 0 else { throw OracleError("apply-content.js failed: \(r.stderr)") }
         return try JSONDecoder().decode([String?].self, from: Data(contentsOf: out))
     }
