@@ -21,7 +21,7 @@ let webSocket: [Target.Dependency] = [
 let targets: [(String, [Target.Dependency])] = [
     ("FuzzJSON", relay), ("FuzzClientFrame", relay), ("FuzzBase64", relay), ("FuzzJWT", relay),
     ("FuzzEnvelope", relay), ("FuzzYjsMessage", relay), ("FuzzYjsUpdate", relay),
-    ("FuzzPublishSignature", relay), ("FuzzLib0", relay), ("FuzzYjsMerge", relay),
+    ("FuzzPublishSignature", relay), ("FuzzLib0", relay), ("FuzzYjsMerge", relay), ("FuzzYjsGC", relay),
     ("FuzzWebSocketFrames", relay + webSocket), ("FuzzHTTPUpgrade", relay + webSocket),
 ]
 

@@ -316,10 +316,11 @@ struct GarbageCollector {
             while k < ranges.count && ranges[k].clock < s.end {
                 let a = max(ranges[k].clock, s.clock) - s.clock
                 let b = min(ranges[k].end, s.end) - s.clock
+                k += 1
+                guard b > a else { continue }  // an empty range (a delete set may hold them)
                 if a > at { cuts.append((at, a, false)) }
                 cuts.append((a, b, true))
                 at = b
-                k += 1
             }
         }
         if cuts.isEmpty {
