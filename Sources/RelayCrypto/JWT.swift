@@ -124,9 +124,22 @@ public struct JWTClaims: Sendable, Equatable {
         allStorage = json
     }
 
-    /// Reads claims straight from payload bytes in one pass over the object's
-    /// members (the verifier's hot path); `all` is parsed later, only if used.
+    /// Reads claims straight from payload bytes (the verifier's hot path): `ClaimsScanner` reads
+    /// what token issuers write in one pass without a JSON tree, anything else takes the general
+    /// parser; `all` is parsed later, only if used.
     public init(payload bytes: [UInt8]) throws(JWTError) {
+        let fields: JWTClaimFields
+        if let fast = ClaimsScanner.scan(bytes) { fields = fast } else { fields = try Self.generalFields(bytes) }
+        tenantID = fields.tenantID; siteID = fields.siteID; userID = fields.userID
+        allowedChannelPrefixes = fields.allowedChannelPrefixes; allowedPublishPrefixes = fields.allowedPublishPrefixes
+        version = fields.version; issuedAt = fields.issuedAt; expiresAt = fields.expiresAt; notBefore = fields.notBefore
+        subject = fields.subject; audience = fields.audience; issuer = fields.issuer; tokenID = fields.tokenID
+        rawPayload = bytes
+    }
+
+    /// The general path of `init(payload:)`: any JSON, every error named (tests compare the
+    /// fast path against it).
+    static func generalFields(_ bytes: [UInt8]) throws(JWTError) -> JWTClaimFields {
         var fields = JWTClaimFields()
         do {
             try JSONParser.forEachMember(of: bytes, maxDepth: JSON.maxDepth) { (key, value) throws(JWTError) in
@@ -139,11 +152,7 @@ public struct JWTClaims: Sendable, Equatable {
         } catch {
             throw .malformed("payload")
         }
-        tenantID = fields.tenantID; siteID = fields.siteID; userID = fields.userID
-        allowedChannelPrefixes = fields.allowedChannelPrefixes; allowedPublishPrefixes = fields.allowedPublishPrefixes
-        version = fields.version; issuedAt = fields.issuedAt; expiresAt = fields.expiresAt; notBefore = fields.notBefore
-        subject = fields.subject; audience = fields.audience; issuer = fields.issuer; tokenID = fields.tokenID
-        rawPayload = bytes
+        return fields
     }
 
     func jsonMembers() -> [(String, JSONValue)] {
@@ -166,7 +175,7 @@ public struct JWTClaims: Sendable, Equatable {
 }
 
 /// Typed claims collected while walking a payload's members.
-struct JWTClaimFields {
+struct JWTClaimFields: Equatable {
     var tenantID, siteID, userID, subject, issuer, tokenID: String?
     var allowedChannelPrefixes, allowedPublishPrefixes, audience: [String]?
     var version: Int?

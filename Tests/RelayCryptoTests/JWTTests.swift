@@ -252,4 +252,62 @@ import Testing
         #expect(throws: JWTError.self) { try JWTClaims(payload: bytes(#"[1]"#)) }
         #expect(throws: JWTError.self) { try JWTClaims(payload: bytes(#"{"a":1} x"#)) }
     }
+
+    /// The fast claims scanner either gives exactly the general parser's claims or gives up (and
+    /// the general parser decides): seeded random payloads around what issuers write — names
+    /// known and unknown, repeated; strings with escapes, `\u`, non-ASCII; integers, fractions,
+    /// exponents, leading zeros, 19 digits; arrays, objects, literals; odd whitespace; truncation.
+    @Test func fastPathAgreesWithGeneralPathOnRandomPayloads() throws {
+        var rng = SplitMix(seed: 0x5EED)
+        let names = ["tenant_id", "site_id", "user_id", "sub", "iss", "jti", "aud", "v", "iat", "exp", "nbf",
+                     "allowed_channel_prefixes", "allowed_publish_prefixes", "x", "rooms", "site_i", "exp2", "s\\u0069te_id"]
+        let strings = [#""a""#, #""site:abc:""#, #""with \/ slash""#, #""q\"uote""#, #""tab\t""#, #""\u00e9""#, "\"é\"",
+                       #""""#, #""\x""#, "\"ctl\u{01}\"", #""7f\u007f""#]
+        let numbers = ["0", "-0", "42", "-7", "1700000000", "123456789012345678", "1234567890123456789", "01", "1.0", "2.0e0", "1e3", "-", "1."]
+        func value(_ depth: Int) -> String {
+            switch rng.next() % 9 {
+            case 0, 1: return strings[Int(rng.next() % UInt64(strings.count))]
+            case 2, 3: return numbers[Int(rng.next() % UInt64(numbers.count))]
+            case 4: return ["true", "false", "null", "nul", "tru"][Int(rng.next() % 5)]
+            case 5, 6:
+                let n = Int(rng.next() % 4)
+                return "[" + (0..<n).map { _ in depth < 3 ? value(depth + 1) : "1" }.joined(separator: ",") + "]"
+            case 7: return depth < 3 ? "{\"k\":\(value(depth + 1))}" : "{}"
+            default: return "[" + strings[Int(rng.next() % 3)] + "]"
+            }
+        }
+        func ws() -> String { ["", "", " ", "\n\t", "\r "][Int(rng.next() % 5)] }
+        var fast = 0, general = 0
+        for _ in 0..<20_000 {
+            let n = Int(rng.next() % 7)
+            var text = ws() + "{" + (0..<n).map { _ in
+                ws() + "\"" + names[Int(rng.next() % UInt64(names.count))] + "\"" + ws() + ":" + ws() + value(0) + ws()
+            }.joined(separator: ",") + "}" + ws()
+            if rng.next() % 10 == 0 { text = String(text.prefix(Int(rng.next() % UInt64(text.count + 1)))) }
+            let payload = Array(text.utf8)
+            let generalResult = Result { () throws(JWTError) in try JWTClaims.generalFields(payload) }
+            if let f = ClaimsScanner.scan(payload) {
+                fast += 1
+                #expect(generalResult == .success(f), "fast path disagrees on \(text)")
+            } else {
+                general += 1
+            }
+            let claims = Result { () throws(JWTError) in try JWTClaims(payload: payload) }
+            #expect(claims.map { _ in 0 } == generalResult.map { _ in 0 }, "\(text)")
+        }
+        #expect(fast > 2_000 && general > 2_000, "fast \(fast), general \(general)")
+    }
+}
+
+/// SplitMix64, for seeded test data.
+struct SplitMix {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E3779B97F4A7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58476D1CE4E5B9
+        z = (z ^ (z >> 27)) &* 0x94D049BB133111EB
+        return z ^ (z >> 31)
+    }
 }
