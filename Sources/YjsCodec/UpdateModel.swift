@@ -149,6 +149,9 @@ struct RawStruct {
     var length: UInt64
     /// Items only: content ref (1...9).
     var ref: UInt8 = 0
+    /// Items only: the info byte as read (keeps the parentSub flag of an item with an origin,
+    /// which a document's state writes and `raw` cannot keep).
+    var sourceInfo: UInt8 = 0
     var hasOrigin = false
     var hasRightOrigin = false
     var origin = YID(client: 0, clock: 0)
@@ -235,6 +238,7 @@ struct StructReader {
             }
             cur = RawStruct(kind: .item, client: client, clock: clock, length: 0)
             cur.ref = ref
+            cur.sourceInfo = info
             if info & 0x80 != 0 {
                 cur.hasOrigin = true
                 cur.origin = YID(client: try d.readVarUInt(), clock: try d.readVarUInt())

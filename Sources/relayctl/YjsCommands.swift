@@ -8,7 +8,7 @@ struct YjsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "yjs",
         abstract: "Inspect and combine Yjs binary data (update v1, state vectors, y-websocket messages).",
-        subcommands: [Inspect.self, Merge.self, Diff.self, StateVectorCommand.self])
+        subcommands: [Inspect.self, Merge.self, Diff.self, StateVectorCommand.self, Convert.self])
 
     struct Inspect: ParsableCommand {
         static let configuration = CommandConfiguration(
@@ -66,6 +66,26 @@ struct BinaryInput: ParsableArguments {
 }
 
 extension YjsCommand {
+    struct Convert: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Convert an update between format v1 and v2 (Gutenberg's _crdt_document is v2).",
+            discussion: "--to v2 writes what Yjs's encodeStateAsUpdateV2 writes for the same structs; --to v1 is Yjs's convertUpdateFormatV2ToV1.")
+        @Option(help: "Output format: v1 or v2.") var to: String
+        @OptionGroup var io: BinaryInput
+        @Argument(help: "Update file, or - for stdin.") var file: String = "-"
+
+        func run() throws {
+            let input = try io.read(file)
+            do {
+                switch to {
+                case "v2": io.write(try UpdateV2.fromV1(input))
+                case "v1": io.write(try UpdateV2.toV1(input))
+                default: throw CLIError("--to must be v1 or v2")
+                }
+            } catch let e as CLIError { throw e } catch { throw CLIError("cannot convert: \(error)") }
+        }
+    }
+
     struct Merge: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Merge updates into one (Yjs mergeUpdates).")
         @OptionGroup var io: BinaryInput

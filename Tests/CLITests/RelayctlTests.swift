@@ -74,6 +74,19 @@ struct CLI {
         #expect(expired.status != 0 && expired.stderr.contains("expired"))
     }
 
+    /// `yjs convert` both ways on base64 text: "hello" typed into root text "t" by client 1
+    /// (v2 bytes as Yjs's convertUpdateFormatV1ToV2 writes them), and a clear error for --to v3.
+    @Test func yjsConvert() throws {
+        let v1 = "AQEBAAQBAXQFaGVsbG8A"
+        let v2 = "AAABAQAAAQQJBnRoZWxsbwEFAQEAAAEBAAA="
+        let to2 = try CLI.run(["yjs", "convert", "--to", "v2", "--base64", "-"], stdin: v1)
+        #expect(to2.status == 0 && to2.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == v2, "\(to2.stderr)")
+        let to1 = try CLI.run(["yjs", "convert", "--to", "v1", "--base64", "-"], stdin: v2)
+        #expect(to1.status == 0 && to1.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == v1, "\(to1.stderr)")
+        let bad = try CLI.run(["yjs", "convert", "--to", "v3", "--base64", "-"], stdin: v1)
+        #expect(bad.status != 0 && bad.stderr.contains("--to must be v1 or v2"))
+    }
+
     @Test func sealOpenV1AndV2() throws {
         let key = Base64.encode(SecureRandom.bytes(count: 32))
         let sealed = try CLI.run(["seal", "--key-base64", key, "--event", "post.updated"], stdin: #"{"post_id":5}"#)

@@ -74,6 +74,39 @@ import Testing
         return candidates.first { FileManager.default.fileExists(atPath: $0) }
     }
 
+    /// Every trace replayed by Yjs once per test process (about 25 s), for the tests that use them.
+    static let replays: [String: Swift.Result<TraceTests.Replay, YjsOracleTests.OracleError>] = {
+        var out: [String: Swift.Result<TraceTests.Replay, YjsOracleTests.OracleError>] = [:]
+        for name in traces {
+            guard Peers.nodeYjsAvailable, let trace = tracePath(name) else {
+                out[name] = .failure(YjsOracleTests.OracleError("node with yjs, or the trace \(name), not found"))
+                continue
+            }
+            let file = FileManager.default.temporaryDirectory.appendingPathComponent("trace-\(UUID().uuidString).json")
+            defer { try? FileManager.default.removeItem(at: file) }
+            do {
+                let r = try Peers.run(["node", Peers.oracleDir.appendingPathComponent("replay-trace.js").path, trace, file.path])
+                guard r.status == 0 else { out[name] = .failure(YjsOracleTests.OracleError("replay-trace.js \(name): \(r.stderr)")); continue }
+                out[name] = .success(try JSONDecoder().decode(TraceTests.Replay.self, from: Data(contentsOf: file)))
+            } catch {
+                out[name] = .failure(YjsOracleTests.OracleError("\(name): \(error)"))
+            }
+        }
+        return out
+    }()
+
+    /// The replay of `name`, nil (test skipped) when node or the trace is missing and peers are
+    /// not required.
+    static func replay(_ name: String) throws -> TraceTests.Replay? {
+        switch replays[name]! {
+        case .success(let r): return r
+        case .failure(let e):
+            if Peers.required { throw e }
+            print("skipping: \(e)")
+            return nil
+        }
+    }
+
     /// Every editing trace (four typed by one person, friendsforever by two at once), replayed by
     /// Yjs one update per transaction: the store (which collects garbage when it folds) and a
     /// one-shot collection of the merge both give Yjs the trace's document, Yjs holds the same
@@ -81,15 +114,7 @@ import Testing
     /// within 5 % of that document's own encoding.
     @Test(.enabled(if: Peers.runNodeTests, "node+yjs not available"), arguments: traces)
     func tracesCollectLikeYjs(_ name: String) throws {
-        guard Peers.nodeYjsAvailable, let trace = Self.tracePath(name) else {
-            if Peers.required { throw YjsOracleTests.OracleError("node with yjs, or the trace \(name), not found") }
-            return
-        }
-        let out = FileManager.default.temporaryDirectory.appendingPathComponent("trace-\(UUID().uuidString).json")
-        defer { try? FileManager.default.removeItem(at: out) }
-        let r = try Peers.run(["node", Peers.oracleDir.appendingPathComponent("replay-trace.js").path, trace, out.path])
-        try #require(r.status == 0, "\(r.stderr)")
-        let replay = try JSONDecoder().decode(TraceTests.Replay.self, from: Data(contentsOf: out))
+        guard let replay = try Self.replay(name) else { return }
         let updates = replay.updates.map { [UInt8](hexString: $0) }
         let store = DocumentStore(persistence: InMemoryPersistence())
         for u in updates { try store.applyUpdate(room: name, update: u) }

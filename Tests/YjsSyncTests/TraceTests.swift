@@ -9,7 +9,7 @@ import Testing
 /// Yjs's state vector, and Yjs must rebuild a byte-identical document from the store's state.
 @Suite(.serialized) struct TraceTests {
     struct Half: Decodable { var sv: String; var state: String }
-    struct Replay: Decodable { var updates: [String]; var half: Half; var sv: String; var content: String; var state: String }
+    struct Replay: Decodable { var updates: [String]; var half: Half; var sv: String; var content: String; var state: String; var stateV2: String? }
 
     static var tracePath: String? {
         let candidates = [

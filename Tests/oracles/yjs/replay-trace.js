@@ -5,8 +5,8 @@
 // parents first, as a relay would deliver them; the reference document applies every update in
 // the order the transactions were made.
 // Usage: NODE_PATH=/usr/share/nodejs node replay-trace.js TRACE.json.gz OUT.json
-// OUT: { updates: [hex], half: { sv, state }, sv, content, state } where state is
-// encodeStateAsUpdate of a garbage-collecting Y.Doc.
+// OUT: { updates: [hex], half: { sv, state }, sv, content, state, stateV2 } where state and stateV2
+// are encodeStateAsUpdate and encodeStateAsUpdateV2 of a garbage-collecting Y.Doc.
 'use strict'
 const Y = require('yjs')
 const fs = require('fs')
@@ -87,5 +87,5 @@ if (trace.kind === 'concurrent') {
 }
 if (ref.getText('t').toString() !== trace.endContent) throw new Error('replay does not reach endContent')
 fs.writeFileSync(outPath, JSON.stringify({
-  updates, half, sv: hex(Y.encodeStateVector(ref)), content: content(ref), state: hex(Y.encodeStateAsUpdate(ref))
+  updates, half, sv: hex(Y.encodeStateVector(ref)), content: content(ref), state: hex(Y.encodeStateAsUpdate(ref)), stateV2: hex(Y.encodeStateAsUpdateV2(ref))
 }))
