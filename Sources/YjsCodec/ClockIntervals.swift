@@ -100,6 +100,8 @@ public struct KnownState: Sendable {
         var deletes: [(UInt64, Range<UInt64>)] = []
         /// Client blocks in strictly descending client order (see `YUpdate.hasCanonicalBlockOrder`).
         public internal(set) var canonicalOrder = true
+        /// Whether the update deletes anything.
+        public var hasDeletions: Bool { !deletes.isEmpty }
     }
 
     /// Decodes and validates `update`, returning its ranges (consecutive structs coalesced).

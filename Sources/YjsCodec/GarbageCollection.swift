@@ -29,7 +29,7 @@ extension YUpdate {
         }
         var deleteSet = try r.readDeleteSet()
         deleteSet.sortAndMerge()
-        guard var gc = GarbageCollector(structs: structs, src: r.bytes, deleteSet: deleteSet) else { return update }
+        guard let gc = GarbageCollector(structs: structs, src: r.bytes, deleteSet: deleteSet) else { return update }
         gc.resolve()
         gc.deleteMapLosers()
         return gc.encode()
@@ -46,12 +46,21 @@ private enum ResolvedParent: Equatable {
     case none
 }
 
-struct GarbageCollector {
+/// A class, not a struct: its helpers are called per struct and must not copy its arrays.
+final class GarbageCollector {
     private let structs: [RawStruct]
     private let src: [UInt8]
     private var deleteSet: DeleteSet
-    /// Struct indices per client, in clock order.
-    private let byClient: [UInt64: [Int]]
+    /// Per client, the indices of its structs (contiguous and in clock order in a merged update).
+    private let byClient: [UInt64: Range<Int>]
+    /// Per struct: its first clock and its end (flat, for the lookups).
+    private let starts: [UInt64]
+    private let ends: [UInt64]
+    /// Per struct: the structs holding its origin, right origin and parent item (-1: none on the
+    /// wire, -2: not in the update), looked up once.
+    private var leftOf: [Int] = []
+    private var rightOf: [Int] = []
+    private var parentOf: [Int] = []
     /// Per struct: the index of the preceding struct of its client (-1 for the first).
     private let previous: [Int]
 
@@ -70,33 +79,53 @@ struct GarbageCollector {
         self.structs = structs
         self.src = src
         self.deleteSet = deleteSet
-        var byClient: [UInt64: [Int]] = [:]
+        var byClient: [UInt64: Range<Int>] = [:]
         var previous = [Int](repeating: -1, count: structs.count)
         for (i, s) in structs.enumerated() {
-            if let last = byClient[s.client]?.last {
-                guard structs[last].end <= s.clock else { return nil }  // not a merged update
-                previous[i] = last
+            if i > 0 && structs[i - 1].client == s.client {
+                guard structs[i - 1].end <= s.clock else { return nil }  // not a merged update
+                previous[i] = i - 1
+                byClient[s.client] = byClient[s.client]!.lowerBound..<(i + 1)
+            } else {
+                guard byClient[s.client] == nil else { return nil }  // a client in two blocks
+                byClient[s.client] = i..<(i + 1)
             }
-            byClient[s.client, default: []].append(i)
         }
         self.byClient = byClient
         self.previous = previous
+        starts = structs.map(\.clock)
+        ends = structs.map(\.end)
         status = Array(repeating: .unknown, count: structs.count)
         parent = Array(repeating: .none, count: structs.count)
         collected = Array(repeating: false, count: structs.count)
         keyOwner = Array(repeating: -1, count: structs.count)
+        leftOf = Array(repeating: -1, count: structs.count)
+        rightOf = leftOf
+        parentOf = leftOf
+        for (i, s) in structs.enumerated() where s.kind == .item {
+            if s.hasOrigin { leftOf[i] = find(s.origin, near: i) ?? -2 }
+            if s.hasRightOrigin { rightOf[i] = find(s.rightOrigin) ?? -2 }
+            if !s.hasOrigin && !s.hasRightOrigin && s.parentKind == 2 { parentOf[i] = find(s.parentID) ?? -2 }
+        }
     }
 
-    /// The index of the struct containing `id`, if any.
-    private func find(_ id: YID) -> Int? {
-        guard let list = byClient[id.client] else { return nil }
-        var lo = 0, hi = list.count
-        while lo < hi {
-            let mid = (lo + hi) / 2
-            if structs[list[mid]].end <= id.clock { lo = mid + 1 } else { hi = mid }
+    /// The index of the struct containing `id`, if any. `near` (a struct of the same client, e.g.
+    /// the one whose origin this is) is tried first: most origins are the previous struct.
+    private func find(_ id: YID, near: Int = -1) -> Int? {
+        if near >= 0, near < starts.count, structs[near].client == id.client {
+            if starts[near] <= id.clock && id.clock < ends[near] { return near }
+            if near > 0, structs[near - 1].client == id.client, starts[near - 1] <= id.clock && id.clock < ends[near - 1] { return near - 1 }
         }
-        guard lo < list.count, structs[list[lo]].clock <= id.clock else { return nil }
-        return list[lo]
+        guard let list = byClient[id.client] else { return nil }
+        return ends.withUnsafeBufferPointer { e -> Int? in
+            var lo = list.lowerBound, hi = list.upperBound
+            while lo < hi {
+                let mid = (lo + hi) / 2
+                if e[mid] <= id.clock { lo = mid + 1 } else { hi = mid }
+            }
+            guard lo < list.upperBound, starts[lo] <= id.clock else { return nil }
+            return lo
+        }
     }
 
     private func isDeleted(_ id: YID) -> Bool {
@@ -116,8 +145,8 @@ struct GarbageCollector {
 
     private func blocker(_ i: Int) -> Blocker {
         let s = structs[i]
-        func check(_ d: Int?) -> Blocker? {
-            guard let d else { return .missing }
+        func check(_ d: Int) -> Blocker? {
+            guard d >= 0 else { return .missing }
             switch status[d] {
             case .integrated: return nil
             case .unknown: return .visit(d)
@@ -125,20 +154,20 @@ struct GarbageCollector {
             }
         }
         if previous[i] >= 0 {
-            if let b = check(structs[previous[i]].end == s.clock ? previous[i] : nil) { return b }
+            if let b = check(ends[previous[i]] == s.clock ? previous[i] : -2) { return b }
         } else if s.clock != 0 {
             return .missing
         }
         guard s.kind == .item else { return .none }
-        if s.hasOrigin, let b = check(find(s.origin)) { return b }
-        if s.hasRightOrigin, let b = check(find(s.rightOrigin)) { return b }
-        if !s.hasOrigin && !s.hasRightOrigin && s.parentKind == 2, let b = check(find(s.parentID)) { return b }
+        if s.hasOrigin, let b = check(leftOf[i]) { return b }
+        if s.hasRightOrigin, let b = check(rightOf[i]) { return b }
+        if parentOf[i] != -1, let b = check(parentOf[i]) { return b }
         return .none
     }
 
     /// Decides, for every struct, whether Yjs would integrate it and under which parent
     /// (iteratively: origin chains are as long as the document).
-    mutating func resolve() {
+    func resolve() {
         var stack: [Int] = []
         for root in structs.indices where status[root] == .unknown {
             stack.append(root)
@@ -162,14 +191,14 @@ struct GarbageCollector {
 
     private func endsAsGC(_ i: Int) -> Bool { structs[i].kind == .gc || collected[i] }
 
-    private mutating func integrate(_ i: Int) {
+    private func integrate(_ i: Int) {
         let s = structs[i]
         guard s.kind == .item else {
             collected[i] = true  // a GC
             return
         }
-        let left = s.hasOrigin ? find(s.origin) : nil
-        let right = s.hasRightOrigin ? find(s.rightOrigin) : nil
+        let left = leftOf[i] >= 0 ? leftOf[i] : nil
+        let right = rightOf[i] >= 0 ? rightOf[i] : nil
         var p: ResolvedParent
         if (left.map(endsAsGC) ?? false) || (right.map(endsAsGC) ?? false) {
             p = .none
@@ -177,7 +206,7 @@ struct GarbageCollector {
             p = parent[from]
             keyOwner[i] = keyOwner[from]
         } else if s.parentKind == 2 {
-            let owner = find(s.parentID)!
+            let owner = parentOf[i]
             p = structs[owner].kind == .item && structs[owner].ref == 7 && !collected[owner] ? .type(owner) : .none
             if s.hasParentSub { keyOwner[i] = i }
         } else {
@@ -196,7 +225,7 @@ struct GarbageCollector {
     /// Entries of one key all have a null right origin, so that order is the origin tree walked
     /// depth first with siblings in ascending client order: the last entry is found by
     /// descending to the highest-client child until a leaf. Units of one struct form a chain.
-    mutating func deleteMapLosers() {
+    func deleteMapLosers() {
         // group integrated, not collected map entries by (parent, key)
         var groups: [[UInt8]: [Int]] = [:]
         for i in structs.indices where status[i] == .integrated && !collected[i] && keyOwner[i] >= 0 {
@@ -217,7 +246,7 @@ struct GarbageCollector {
             let memberSet = Set(members)
             for m in members {
                 let s = structs[m]
-                if s.hasOrigin, let o = find(s.origin), memberSet.contains(o) {
+                if leftOf[m] >= 0, memberSet.contains(leftOf[m]) {
                     children[s.origin, default: []].append(m)
                 } else {
                     roots.append(m)
@@ -265,8 +294,8 @@ struct GarbageCollector {
             changed = false
             for i in structs.indices where status[i] == .integrated && !collected[i] && structs[i].kind == .item {
                 let s = structs[i]
-                let left = s.hasOrigin ? find(s.origin) : nil
-                let right = s.hasRightOrigin ? find(s.rightOrigin) : nil
+                let left = leftOf[i] >= 0 ? leftOf[i] : nil
+                let right = rightOf[i] >= 0 ? rightOf[i] : nil
                 var gc = (left.map(endsAsGC) ?? false) || (right.map(endsAsGC) ?? false)
                 if !gc, case .type(let t) = parent[i] {
                     gc = collected[t] || isDeleted(YID(client: structs[t].client, clock: structs[t].clock))

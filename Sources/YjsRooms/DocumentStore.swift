@@ -187,6 +187,9 @@ public final class DocumentStore: Sendable {
         var compacting = false
         /// `options.keepHistory(room)`, decided when the room is loaded.
         var keepHistory = false
+        /// Whether an update with deletions arrived since the state was last garbage-collected
+        /// (a fold without any has nothing new to collect, and skips the pass).
+        var uncollectedDeletions = false
         var awareness: AwarenessTable
         var lastAccess: Duration
         var bytes: Int { merged.count + pendingBytes }
@@ -231,7 +234,7 @@ public final class DocumentStore: Sendable {
         do {
             for u in parts { s.known.insert(try KnownState.ranges(of: u)) }
             s.merged = parts.isEmpty ? YUpdate.empty : try YUpdate.merge(parts)
-            if parts.count > 1 { s.merged = try folded(s.merged, keepHistory: s.keepHistory) }
+            if parts.count > 1 { s.merged = try folded(s.merged, collect: !s.keepHistory) }
         } catch let e as YjsDecodingError {
             throw DocumentStoreError.invalidInput(e)
         }
@@ -242,17 +245,18 @@ public final class DocumentStore: Sendable {
         s.loaded = true
     }
 
-    /// A merged state as the room keeps it: garbage-collected unless the room keeps its history,
-    /// then coalesced.
-    private func folded(_ merged: [UInt8], keepHistory: Bool) throws -> [UInt8] {
-        let collected = keepHistory ? merged : try YUpdate.collectingGarbage(merged)
+    /// A merged state as the room keeps it: garbage-collected when asked (the room does not keep
+    /// its history and something was deleted since the last collection), then coalesced.
+    private func folded(_ merged: [UInt8], collect: Bool) throws -> [UInt8] {
+        let collected = collect ? try YUpdate.collectingGarbage(merged) : merged
         return options.coalesce ? try YUpdate.coalesced(collected) : collected
     }
 
     private func foldPending(_ s: inout RoomState) throws {
         guard !s.pending.isEmpty else { return }
         let merged = try YUpdate.merge([s.merged] + s.pending.map(\.update))
-        s.merged = try folded(merged, keepHistory: s.keepHistory)
+        s.merged = try folded(merged, collect: !s.keepHistory && s.uncollectedDeletions)
+        s.uncollectedDeletions = false
         s.pending.removeAll(keepingCapacity: true)
         s.pendingBytes = 0
     }
@@ -288,6 +292,7 @@ public final class DocumentStore: Sendable {
             s.lastSeq = entry.seq
             s.pending.append(entry)
             s.pendingBytes += update.count
+            if ranges.hasDeletions { s.uncollectedDeletions = true }
             s.logBytesSinceSnapshot += update.count
             s.known.insert(ranges)
             if s.pending.count >= options.foldMaxPending ||
