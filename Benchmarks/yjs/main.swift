@@ -37,13 +37,30 @@ t = ContinuousClock.now
 let d = try YUpdate.diff(merged, againstEncoded: halfSV)
 out["diffMs"] = ms(t)
 out["diffBytes"] = Double(d.count)
-// the store: every keystroke applied as it would arrive from a client, then compacted
+// the store: every keystroke applied as it would arrive from a client, then compacted; once
+// keeping history (no garbage collection) and once collecting (the default)
+var keep = DocumentStoreOptions()
+keep.keepHistory = { _ in true }
+let history = DocumentStore(persistence: InMemoryPersistence(), options: keep)
+t = ContinuousClock.now
+for u in updates { try history.applyUpdate(room: "b4", update: u) }
+out["storeKeepHistoryApplyAllMs"] = ms(t)
+try history.compact(room: "b4")
+out["storeKeepHistoryBytes"] = Double(try history.roomBytes(room: "b4"))
 let store = DocumentStore(persistence: InMemoryPersistence())
 t = ContinuousClock.now
 for u in updates { try store.applyUpdate(room: "b4", update: u) }
 out["storeApplyAllMs"] = ms(t)
 try store.compact(room: "b4")
 out["storeBytesAfterCompaction"] = Double(try store.roomBytes(room: "b4"))
+// one garbage collection of the whole merged document, best of 5
+var best = Double.infinity
+for _ in 0..<5 {
+    t = ContinuousClock.now
+    _ = try YUpdate.collectingGarbage(merged)
+    best = min(best, ms(t))
+}
+out["collectMergedMs"] = best
 t = ContinuousClock.now
 let step2 = try store.syncStep2(room: "b4", forEncodedStateVector: [0])
 out["storeStep2FullMs"] = ms(t)

@@ -293,7 +293,6 @@ final class GarbageCollector {
         while changed {
             changed = false
             for i in structs.indices where status[i] == .integrated && !collected[i] && structs[i].kind == .item {
-                let s = structs[i]
                 let left = leftOf[i] >= 0 ? leftOf[i] : nil
                 let right = rightOf[i] >= 0 ? rightOf[i] : nil
                 var gc = (left.map(endsAsGC) ?? false) || (right.map(endsAsGC) ?? false)
