@@ -33,6 +33,9 @@ public final class RelayService: Sendable {
     let logger: Logger
     /// One line per refused connection, rate-bounded.
     let refusals: RefusalLog
+    /// Yjs updates refused by storage (full or read-only disk): every editor retries, so at
+    /// most 5 lines a second.
+    let storageErrors: LogLimiter
     /// The settings `reload(_:)` may change while running (`SIGHUP`).
     let live: Mutex<ReloadableSettings>
     let startedAt = Date()
@@ -51,6 +54,8 @@ public final class RelayService: Sendable {
         self.configuration = configuration
         self.logger = logger
         refusals = RefusalLog(logger: logger, nowSeconds: { Int64(Date().timeIntervalSince1970) })
+        storageErrors = LogLimiter(logger: logger, perSecond: 5, what: "Yjs storage errors",
+                                   nowSeconds: { Int64(Date().timeIntervalSince1970) })
         live = Mutex(ReloadableSettings(configuration))
         self.metricsRegistry = metricsRegistry
         let dir = configuration.dataDirectory.isEmpty ? nil : configuration.dataDirectory

@@ -141,7 +141,7 @@ extension RelayService {
         } catch DocumentStoreError.persistenceFailed(let detail, let kind) {
             // Nothing of the update is in the room and nothing was broadcast: the client keeps it and
             // sends it again when it reconnects (sync step 2), which succeeds once the disk is fixed.
-            logger.error("yjs room \(room): update not stored: \(kind.rawValue) (\(detail))")
+            storageErrors.log(level: .error, "yjs room \(room): update not stored: \(kind.rawValue) (\(detail))")
             engine.disconnect(conn, code: .internalError, reason: "update not stored: \(kind.rawValue)", flushPending: true)
         } catch {
             logger.error("yjs room \(room): \(error)")
@@ -244,7 +244,7 @@ final class YjsEndpoint: WebSocketEndpoint, @unchecked Sendable {
                 _ = relay.engine.send(OutboundFrame(kind: .binary, bytes: f), to: conn)
             }
         } catch DocumentStoreError.persistenceFailed(let detail, let kind) {
-            relay.logger.error("yjs room \(channel): room could not be loaded: \(kind.rawValue) (\(detail))")
+            relay.storageErrors.log(level: .error, "yjs room \(channel): room could not be loaded: \(kind.rawValue) (\(detail))")
             relay.engine.disconnect(conn, code: .internalError, reason: "room could not be loaded: \(kind.rawValue)", flushPending: true)
         } catch {
             relay.logger.error("yjs room \(channel): room could not be loaded: \(error)")

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
-import RelayServer
+@testable import RelayServer
+import Synchronization
 import Testing
 
 @Suite("LogOutput: text and JSON lines, live level, reopen")
@@ -53,5 +54,23 @@ struct LogOutputTests {
         #expect(try String(contentsOfFile: path + ".1", encoding: .utf8).contains("two"))
         #expect(try String(contentsOfFile: path, encoding: .utf8).contains("three"))
         #expect(throws: LogOutputError.self) { try LogOutput(path: "/nonexistent-dir/relayd.log") }
+    }
+
+    @Test("LogLimiter: at most N lines a second of one kind, the rest counted in one line the next second")
+    func limiter() throws {
+        let path = temp()
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let out = try LogOutput(format: .text, path: path, level: .info)
+        let clock = Mutex<Int64>(100)
+        let limiter = LogLimiter(logger: Logger(label: "relayd") { out.handler(label: $0) }, perSecond: 5,
+                                 what: "Yjs storage errors", nowSeconds: { clock.withLock { $0 } })
+        for i in 0..<40 { limiter.log(level: .error, "update not stored \(i)") }
+        clock.withLock { $0 = 101 }
+        limiter.log(level: .error, "update not stored later")
+        let lines = try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n")
+        #expect(lines.count == 7, "\(lines)")
+        #expect(lines.prefix(5).allSatisfy { $0.contains("update not stored") })
+        #expect(lines[5].hasSuffix("35 more Yjs storage errors not logged (over 5 a second)"))
+        #expect(lines[6].hasSuffix("update not stored later"))
     }
 }

@@ -97,7 +97,7 @@ struct TokenAndSignatureVectorTests {
                 #expect(expected["valid"]?.boolValue == true, "\(name): accepted, expected \(expected.jsonString)")
             } catch {
                 #expect(expected["valid"]?.boolValue == false, "\(name): refused with \(error)")
-                let e = try #require(error as? PublishSignatureError)
+                let e = error  // typed throws: a PublishSignatureError
                 #expect(RelayService.code(for: e).rawValue == expected["error"]?.stringValue, "\(name): \(error)")
                 #expect(Int64(RelayService.status(for: e).code) == expected["status"]?.int64Value, "\(name)")
             }
