@@ -175,3 +175,19 @@ struct RouteTests {
         }
     }
 }
+
+@Suite struct YjsKeepHistoryTests {
+    /// `--yjs-keep-history` prefixes match the room part of the store key (`site:{id}:yjs:{room}`),
+    /// byte for byte; `*` matches every room; no prefixes keep nothing.
+    @Test func roomPrefixes() {
+        var c = YjsConfiguration()
+        #expect(!c.keepsHistory(storeKey: "site:abc:yjs:postType/post:1"))
+        c.keepHistoryRooms = ["postType/wp_block:", "drafts/"]
+        #expect(c.keepsHistory(storeKey: "site:abc:yjs:postType/wp_block:7"))
+        #expect(c.keepsHistory(storeKey: "site:abc:yjs:drafts/x"))
+        #expect(!c.keepsHistory(storeKey: "site:abc:yjs:postType/post:1"))
+        #expect(!c.keepsHistory(storeKey: "site:abc:yjs:Drafts/x"))
+        c.keepHistoryRooms = ["*"]
+        #expect(c.keepsHistory(storeKey: "site:abc:yjs:anything"))
+    }
+}
