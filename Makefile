@@ -3,7 +3,7 @@ export NODE_PATH := /usr/share/nodejs
 export RELAY_PYTHON := $(CURDIR)/.venv/bin/python
 export RELAY_REQUIRE_PEERS := 1
 
-.PHONY: test-tsan test-asan test-faults run test test-swift test-protocol test-wordpress test-browser test-proxy fuzz fuzz-build fuzz-replay plugin-zip build release deps test-deps dist-deps dist deb test-dist bench bench-crypto bench-core bench-yjs-algebra bench-yjs bench-compare clean bench-browser soak
+.PHONY: test-tsan test-asan test-faults run test test-swift test-protocol test-wordpress test-browser test-proxy fuzz fuzz-build fuzz-replay plugin-zip build release deps test-deps dist-deps dist deb test-dist bench bench-crypto bench-core bench-yjs-algebra bench-yjs bench-compare bench-floor clean bench-browser soak
 
 ## Starts relayd on its embedded default (127.0.0.1:8080, ./relay-data, dev site).
 run: deps
@@ -111,6 +111,12 @@ bench-core: deps
 ## YjsSync update algebra beside Yjs (node) and pycrdt on the automerge-paper trace.
 bench-yjs-algebra: test-deps
 	Benchmarks/yjs/run.sh
+
+## The floor of fan-out on this machine: CPU of one write(2) of a 1 KiB frame to a loopback socket.
+bench-floor:
+	mkdir -p .build
+	cc -O2 -Wall -o .build/write-floor Benchmarks/floor/write-floor.c
+	for i in 1 2 3; do .build/write-floor 2; done
 
 ## Yjs rooms: relayd vs the y-websocket reference server (node), side by side.
 bench-yjs: test-deps
