@@ -18,11 +18,16 @@ struct RelayctlNetworkTests {
         // `timeout` kills relayctl, so anything left in a buffer would be lost.
         let subscriber = Task {
             try await runProcess("/bin/sh", ["-c",
-                "timeout 6 '\(ctl)' subscribe --url \(url) --site-key \(site.siteKey) --jwt-secret \(site.jwtSecret) events | head -n 2"],
-                timeout: 20)
+                "timeout 12 '\(ctl)' subscribe --url \(url) --site-key \(site.siteKey) --jwt-secret \(site.jwtSecret) events | head -n 2"],
+                timeout: 30)
         }
-        try await Task.sleep(for: .seconds(2))
         let common = ["--url", url, "--site-key", site.siteKey, "--secret", site.publishSecret]
+        // Publish once the subscriber is connected (a loaded machine may take seconds to start it).
+        for _ in 0..<40 {
+            let stats = try await runProcess(ctl, ["stats"] + common, timeout: 20)
+            if stats.stdout.range(of: #""active_connections"\s*:\s*[1-9]"#, options: .regularExpression) != nil { break }
+            try await Task.sleep(for: .milliseconds(250))
+        }
         let pub = try await runProcess(ctl, ["publish", "--json"] + common + ["events", "order.updated", #"{"id":7,"s":"a\/b"}"#], timeout: 20)
         #expect(pub.status == 0, "\(pub.stderr)")
         #expect(pub.stdout.contains(#""ok":true"#) && pub.stdout.contains(#""offset":1"#), "\(pub.stdout)")
