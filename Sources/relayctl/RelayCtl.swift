@@ -33,13 +33,31 @@ enum IO {
     }
 
     static func write(_ bytes: [UInt8]) {
-        FileHandle.standardOutput.write(Data(bytes))
+        writeOut(bytes)
     }
 
-    /// One output line, flushed at once: `subscribe`/`tail` output is read line by line through pipes.
+    /// One output line, written at once: `subscribe`/`tail` output is read line by line through pipes.
     static func line(_ s: String) {
-        print(s)
-        fflush(nil)  // all output streams; `stdout` itself is not concurrency-safe to name in Swift 6
+        writeOut(Array(s.utf8) + [0x0A])
+    }
+
+    /// Writes to standard output unbuffered. When the reader has gone (`relayctl subscribe … |
+    /// head -n 2`), relayctl stops with status 0 instead of writing into a closed pipe until
+    /// something else ends it (SIGPIPE is ignored in this process, as NIO needs).
+    private static func writeOut(_ bytes: [UInt8]) {
+        fflush(nil)  // anything `print` buffered goes first; `stdout` itself is not concurrency-safe to name in Swift 6
+        bytes.withUnsafeBytes { buf in
+            var offset = 0
+            while offset < buf.count {
+                let n = Foundation.write(1, buf.baseAddress! + offset, buf.count - offset)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    if errno == EPIPE { exit(0) }
+                    return
+                }
+                offset += n
+            }
+        }
     }
 
     static func json(_ value: JSONValue) { line(value.jsonString) }

@@ -130,8 +130,8 @@ struct BackupTests {
 
         // Typing in another room while the backup runs.
         // about 8 s of typing, so the backup (started after 1.2 s) lands in the middle even on a
-        // loaded machine
-        async let typing = Self.node("typing", config(relay, "postType/post:2", ["chars": "1000", "interval_ms": "8"]))
+        // loaded machine; 50 keystrokes a second, the site's default client publish rate
+        async let typing = Self.node("typing", config(relay, "postType/post:2", ["chars": "400", "interval_ms": "20"]))
         try await Task.sleep(for: .milliseconds(1200))
         let backup = try await Self.relayctl(["backup", "--data-dir", data.path, "--to", copy.path])
         let typed = try await typing

@@ -18,8 +18,8 @@ struct RelayctlNetworkTests {
         // `timeout` kills relayctl, so anything left in a buffer would be lost.
         let subscriber = Task {
             try await runProcess("/bin/sh", ["-c",
-                "timeout 12 '\(ctl)' subscribe --url \(url) --site-key \(site.siteKey) --jwt-secret \(site.jwtSecret) events | head -n 2"],
-                timeout: 30)
+                "timeout 40 '\(ctl)' subscribe --url \(url) --site-key \(site.siteKey) --jwt-secret \(site.jwtSecret) events | head -n 2"],
+                timeout: 60)
         }
         let common = ["--url", url, "--site-key", site.siteKey, "--secret", site.publishSecret]
         // Publish once the subscriber is connected (a loaded machine may take seconds to start it).
@@ -31,6 +31,9 @@ struct RelayctlNetworkTests {
         let pub = try await runProcess(ctl, ["publish", "--json"] + common + ["events", "order.updated", #"{"id":7,"s":"a\/b"}"#], timeout: 20)
         #expect(pub.status == 0, "\(pub.stderr)")
         #expect(pub.stdout.contains(#""ok":true"#) && pub.stdout.contains(#""offset":1"#), "\(pub.stdout)")
+        // A second event: relayctl writes it after `head` has exited, gets EPIPE and stops (without
+        // it, relayctl would stay until `timeout`).
+        _ = try await runProcess(ctl, ["publish"] + common + ["events", "order.updated", #"{"id":8}"#], timeout: 20)
 
         let sub = try await subscriber.value
         let lines = sub.stdout.split(separator: "\n").map(String.init)
