@@ -129,11 +129,16 @@ struct BackupTests {
         #expect(edit["converged"] as? Bool == true, "\(edit)")
 
         // Typing in another room while the backup runs.
-        // about 8 s of typing, so the backup (started after 1.2 s) lands in the middle even on a
-        // loaded machine; 50 keystrokes a second, the site's default client publish rate
-        async let typing = Self.node("typing", config(relay, "postType/post:2", ["chars": "400", "interval_ms": "20"]))
+        // The typist goes on until the backup is done (a stop file), so the backup lands mid-typing
+        // however long it takes on a loaded machine; 50 keystrokes a second, the site's default
+        // client publish rate.
+        let stop = base.appendingPathComponent("stop-typing")
+        async let typing = Self.node("typing", config(relay, "postType/post:2", [
+            "chars": "2000", "interval_ms": "20", "stop_file": stop.path, "timeout_ms": "55000"]))
         try await Task.sleep(for: .milliseconds(1200))
         let backup = try await Self.relayctl(["backup", "--data-dir", data.path, "--to", copy.path])
+        try await Task.sleep(for: .milliseconds(300))
+        try #require(FileManager.default.createFile(atPath: stop.path, contents: Data()), "stop file")
         let typed = try await typing
         #expect(backup.status == 0, "\(backup.output)")
         #expect(backup.output.contains("sites.sqlite") && backup.output.contains("yjs.sqlite") && backup.output.contains("integrity ok"), "\(backup.output)")

@@ -163,14 +163,16 @@ async function sizelimits() {
   c.provider.destroy();
 }
 
-// One typist appending a character every interval_ms (for backups and crashes taken mid-typing);
-// afterwards a second client checks that everything typed reached the relay.
+// One typist appending a character every interval_ms (for backups and crashes taken mid-typing),
+// `chars` of them, or until the file `stop_file` exists when given; afterwards a second client
+// checks that everything typed reached the relay.
 async function typing() {
   const a = client(cfg.room, { user: 'typist' });
   out.synced = await synced(a);
   const t = a.doc.getText('t');
   const n = Number(cfg.chars || 300), every = Number(cfg.interval_ms || 10);
-  for (let i = 0; i < n; i++) { t.insert(t.length, String.fromCharCode(97 + (i % 26))); await sleep(every); }
+  const stop = () => cfg.stop_file && require('fs').existsSync(cfg.stop_file);
+  for (let i = 0; i < n && !stop(); i++) { t.insert(t.length, String.fromCharCode(97 + (i % 26))); await sleep(every); }
   const b = client(cfg.room, { user: 'check' });
   await synced(b);
   out.all_seen = await until(() => b.text() === t.toString(), 5000);
@@ -179,6 +181,6 @@ async function typing() {
 }
 
 const scenarios = { edit, readonly, read, awareness, expired, roomlimit, iplimit, sizelimits, typing };
-const timer = setTimeout(() => { out.timeout = true; console.log(JSON.stringify(out)); process.exit(2); }, 20000);
+const timer = setTimeout(() => { out.timeout = true; console.log(JSON.stringify(out)); process.exit(2); }, Number(cfg.timeout_ms || 20000));
 scenarios[process.argv[2]]().then(() => { clearTimeout(timer); console.log(JSON.stringify(out)); process.exit(0); })
   .catch((e) => { clearTimeout(timer); out.error = String(e && e.stack || e); console.log(JSON.stringify(out)); process.exit(1); });
