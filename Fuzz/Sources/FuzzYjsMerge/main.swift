@@ -35,7 +35,8 @@ func shape(_ u: [UInt8], _ what: @autoclosure () -> String) -> Shape {
         fatalError("\(what()) is not a valid update")
     }
     ensure((try? YUpdate.hasCanonicalBlockOrder(u)) == true, "\(what()) is not in canonical block order")
-    guard let json = try? JSONParser.parse(Array(text.utf8), maxDepth: 8), let blocks = json["clients"]?.arrayValue else {
+    // `any` content nests up to lib0MaxAnyDepth levels below the five of the inspection itself
+    guard let json = try? JSONParser.parse(Array(text.utf8), maxDepth: lib0MaxAnyDepth + 8), let blocks = json["clients"]?.arrayValue else {
         fatalError("YUpdate.inspect of \(what()) is not JSON")
     }
     var out: [UInt64: [Range<UInt64>]] = [:]
