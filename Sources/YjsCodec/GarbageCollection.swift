@@ -368,6 +368,9 @@ final class GarbageCollector {
             if cut.from > 0 {
                 t.hasOrigin = true
                 t.origin = YID(client: s.client, clock: s.clock + cut.from - 1)
+                // With an origin the parent is inherited and no reader keeps the parentSub flag;
+                // not writing it keeps collection byte-stable (collecting again changes nothing).
+                t.hasParentSub = false
             }
             if cut.deleted {
                 t.ref = 1
