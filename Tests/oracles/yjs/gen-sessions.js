@@ -10,15 +10,7 @@ const [,, outPath, countArg, seedArg] = process.argv
 const count = parseInt(countArg || '100', 10)
 const baseSeed = parseInt(seedArg || '1', 10)
 
-function mulberry32 (a) {
-  return function () {
-    a |= 0; a = a + 0x6D2B79F5 | 0
-    let t = Math.imul(a ^ a >>> 15, 1 | a)
-    t = t + Math.imul(t ^ t >>> 7, 61 | t) ^ t
-    return ((t ^ t >>> 14) >>> 0) / 4294967296
-  }
-}
-const hex = u => Buffer.from(u).toString('hex')
+const { mulberry32, hex } = require('./seeded')
 const PIECES = ['a', 'b', 'c', ' ', 'xyz', 'é', '中文', '😀', '👍🏽', '𝄞', 'ñ\u0301', '\u{1F600}\u{1F601}', 'Hello', '\n']
 const ANYS = [1, -7, 2147483647, 2147483648, 1.5, 0.1, 'x', '', true, false, null, { a: 1, b: 'two' }, [1, 2, 'three'], { nested: { deep: [true] } }]
 
