@@ -43,6 +43,8 @@ public final class RelayService: Sendable {
     let shuttingDown = Atomic<Bool>(false)
     let metrics: ServerMetrics
     public let yjsStore: DocumentStore
+    /// With persistence: the thread that runs the store's calls and commits their writes in groups.
+    let yjsCommit: GroupCommitQueue?
     let yjsRooms = YjsRooms()
     /// Threads for Yjs store calls (they may block on disk).
     let yjsIO: NIOThreadPool
@@ -69,7 +71,7 @@ public final class RelayService: Sendable {
         engineConfig.logger = logger
         engine = RelayEngine(registry: sites, configuration: engineConfig)
         metrics = ServerMetrics(factory: engineConfig.metricsFactory ?? factory)
-        do { yjsStore = try Self.makeYjsStore(configuration) } catch {
+        do { (yjsStore, yjsCommit) = try Self.makeYjsStore(configuration) } catch {
             throw DataFileError(file: configuration.dataDirectory + "/yjs.sqlite", what: "the Yjs document store", underlying: "\(error)")
         }
         yjsIO = NIOThreadPool(numberOfThreads: 2)
@@ -86,7 +88,10 @@ public final class RelayService: Sendable {
     }
 
     deinit {
-        if !yjsIOClosed.exchange(true, ordering: .relaxed) { yjsIO.shutdownGracefully { _ in } }
+        if !yjsIOClosed.exchange(true, ordering: .relaxed) {
+            yjsIO.shutdownGracefully { _ in }
+            if let commits = yjsCommit { Task { await commits.shutdown() } }
+        }
     }
 
     static func loadOrCreateAdminKey(directory: String?) throws -> String {
@@ -269,6 +274,7 @@ extension RelayService {
     public func close() async {
         guard !yjsIOClosed.exchange(true, ordering: .relaxed) else { return }
         try? await yjsIO.shutdownGracefully()
+        await yjsCommit?.shutdown()
     }
 
     /// Stops readiness, then closes every connection with 4500 after its queued frames.

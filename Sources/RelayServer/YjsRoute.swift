@@ -34,6 +34,13 @@ public struct YjsConfiguration: Sendable {
     /// Rooms whose deleted content is kept (no garbage collection): room-name prefixes as in
     /// `/yjs/{room}`, `*` for all. Every other room is garbage-collected as Yjs's `gc: true`.
     public var keepHistoryRooms: [String] = []
+    /// With persistence: bytes of y-protocols messages waiting for the store's commit thread above
+    /// which a connection's next message waits for its own to be stored (back-pressure: its reads
+    /// pause once its inbox is full) instead of being queued from the event loop.
+    public var maxWriteQueueBytes = 16 << 20
+    /// With persistence: messages of one connection queued from the event loop before the next
+    /// waits for them to be stored (back-pressure, as above).
+    public var maxInFlightPerConnection = 16
 
     /// Whether the room stored under `key` (`site:{id}:yjs:{room}`) keeps its history.
     public func keepsHistory(storeKey key: String) -> Bool {
@@ -83,7 +90,7 @@ final class YjsRooms: Sendable {
 }
 
 extension RelayService {
-    static func makeYjsStore(_ c: ServerConfiguration) throws -> DocumentStore {
+    static func makeYjsStore(_ c: ServerConfiguration) throws -> (DocumentStore, GroupCommitQueue?) {
         var options = DocumentStoreOptions()
         options.maxRoomBytes = c.yjs.maxDocumentBytes
         options.idleTimeout = .milliseconds(Int64(c.yjs.idleEviction * 1000))
@@ -92,14 +99,16 @@ extension RelayService {
         options.maxAwarenessClientsPerConnection = c.yjs.maxAwarenessClientsPerConnection
         let yjs = c.yjs
         options.keepHistory = { yjs.keepsHistory(storeKey: $0) }
-        let persistence: any YjsPersistence
-        if c.yjs.persistent && !c.dataDirectory.isEmpty {
-            try FileManager.default.createDirectory(atPath: c.dataDirectory, withIntermediateDirectories: true)
-            persistence = try SQLitePersistence(path: c.dataDirectory + "/yjs.sqlite")
-        } else {
-            persistence = InMemoryPersistence()
+        guard c.yjs.persistent && !c.dataDirectory.isEmpty else {
+            return (DocumentStore(persistence: InMemoryPersistence(), options: options), nil)
         }
-        return DocumentStore(persistence: persistence, options: options)
+        try FileManager.default.createDirectory(atPath: c.dataDirectory, withIntermediateDirectories: true)
+        // Durable rooms: every store call that may write runs on the group-commit thread, and
+        // snapshots are written in the same transactions as the updates they cover.
+        let persistence = GroupCommitPersistence(base: try SQLitePersistence(path: c.dataDirectory + "/yjs.sqlite"))
+        options.backgroundCompaction = false
+        let store = DocumentStore(persistence: persistence, options: options)
+        return (store, GroupCommitQueue(store: store, persistence: persistence))
     }
 
     /// The room's storage key and ACL channel: `site:{site_id}:yjs:{room}` (a full name for this site is accepted as is).
@@ -116,12 +125,52 @@ extension RelayService {
         prefixes.contains { ChannelName.grant(ChannelName.expandPrefix($0, siteID: siteID), reaches: channel) }
     }
 
-    /// Store calls may wait for an fsync (SQLite, `synchronous=FULL`), so they run on a
-    /// small thread pool of their own, never on the concurrency pool's or NIO's threads.
+    /// Handles one y-protocols message where the caller is (an event loop or the connection's
+    /// inbox task) when the rooms live in memory; with persistence, on the group-commit thread,
+    /// waiting until the message's effects are durable and sent.
     func handleYjsFrame(_ bytes: [UInt8], room: String, conn: RelayConnection, readOnly: Bool) async {
+        guard let commits = yjsCommit else {
+            handleYjsFrameNow(bytes, room: room, conn: conn, readOnly: readOnly)
+            return
+        }
+        let store = yjsStore, id = conn.id
+        let queued = await commits.perform(room: room, bytes: bytes.count,
+                                           work: { try store.handle(room: room, frame: bytes, from: id, readOnly: readOnly) },
+                                           done: { self.deliverYjs($0, bytes, room: room, conn: conn, readOnly: readOnly) })
+        if !queued { engine.disconnect(conn, code: CloseCode.shuttingDown, reason: "relay shutting down", flushPending: true) }
+    }
+
+    /// The in-memory store's path: store call and delivery right here.
+    func handleYjsFrameNow(_ bytes: [UInt8], room: String, conn: RelayConnection, readOnly: Bool) {
+        let id = conn.id
+        deliverYjs(Result { try yjsStore.handle(room: room, frame: bytes, from: id, readOnly: readOnly) }, bytes,
+                   room: room, conn: conn, readOnly: readOnly)
+    }
+
+    /// With persistence, from the event loop: queues the message for the group-commit thread,
+    /// which delivers its effects once durable; `finished` runs after that (or now, when the
+    /// relay is shutting down and the connection was closed instead).
+    func submitYjsFrame(_ bytes: [UInt8], room: String, conn: RelayConnection, readOnly: Bool,
+                        finished: @escaping @Sendable () -> Void) {
+        guard let commits = yjsCommit else { return finished() }
+        let store = yjsStore, id = conn.id
+        let queued = commits.submit(room: room, bytes: bytes.count,
+                                    work: { try store.handle(room: room, frame: bytes, from: id, readOnly: readOnly) },
+                                    done: { result in
+                                        self.deliverYjs(result, bytes, room: room, conn: conn, readOnly: readOnly)
+                                        finished()
+                                    })
+        if !queued {
+            engine.disconnect(conn, code: CloseCode.shuttingDown, reason: "relay shutting down", flushPending: true)
+            finished()
+        }
+    }
+
+    /// Sends what handling a message produced (replies to `conn`, broadcasts to the room), or
+    /// closes `conn` with the code its error calls for.
+    func deliverYjs(_ result: Result<RoomResponse, any Error>, _ bytes: [UInt8], room: String, conn: RelayConnection, readOnly: Bool) {
         do {
-            let store = yjsStore, id = conn.id
-            let response = try await yjsIO.runIfActive { try store.handle(room: room, frame: bytes, from: id, readOnly: readOnly) }
+            let response = try result.get()
             for f in response.reply { _ = engine.send(OutboundFrame(kind: .binary, bytes: f), to: conn) }
             broadcastYjs(response.broadcast, room: room)
             if readOnly, case .sync(let s)? = try? ProtocolMessage(decoding: bytes) {
@@ -180,6 +229,8 @@ final class YjsEndpoint: WebSocketEndpoint, @unchecked Sendable {
     private var readOnly = true
     private var admitted = false
     private var joined = false
+    /// Messages queued from the event loop for the group-commit thread and not yet delivered.
+    private let inFlight = Atomic<Int>(0)
 
     init(relay: RelayService, room: String) {
         self.relay = relay
@@ -252,6 +303,40 @@ final class YjsEndpoint: WebSocketEndpoint, @unchecked Sendable {
         }
     }
 
+    /// The one-hop path: a message that arrives while nothing of this connection is queued is
+    /// handled on its event loop, without a task: in memory right here (validate, apply,
+    /// broadcast); with persistence it is queued from here for the group-commit thread, which
+    /// stores it with whatever else arrived meanwhile and then acknowledges and broadcasts it.
+    /// A client over its rate, a connection with `maxInFlightPerConnection` messages queued or a
+    /// full write queue go the inbox way, which waits (and keeps the order of what follows).
+    func handleOnEventLoop(_ job: WebSocketSession.Job, _ session: WebSocketSession) -> Bool {
+        guard case .message(let message) = job, let conn = connection else { return false }
+        if conn.isClosed { return true }
+        guard case .binary(let bytes) = message else { return true }  // y-websocket is binary only
+        let yjs = relay.configuration.yjs
+        if bytes.count > yjs.maxUpdateBytes {
+            relay.engine.disconnect(conn, code: CloseCode.updateTooLarge, reason: "update larger than \(yjs.maxUpdateBytes) bytes", flushPending: true)
+            return true
+        }
+        if relay.engine.clientPublishWouldWait(conn) { return false }
+        let durable = relay.yjsCommit != nil
+        if let commits = relay.yjsCommit, inFlight.load(ordering: .relaxed) >= yjs.maxInFlightPerConnection
+            || commits.queuedBytes >= yjs.maxWriteQueueBytes { return false }
+        switch relay.engine.clientPublishAdmission(conn, maxWait: relay.configuration.clientPublishMaxWait, consume: true) {
+        case .now: break
+        case .refused: return true  // closed with 4013
+        case .wait: return false
+        }
+        guard durable else {
+            relay.handleYjsFrameNow(bytes, room: channel, conn: conn, readOnly: readOnly)
+            return true
+        }
+        inFlight.add(1, ordering: .relaxed)
+        relay.submitYjsFrame(bytes, room: channel, conn: conn, readOnly: readOnly,
+                             finished: { self.inFlight.subtract(1, ordering: .relaxed) })
+        return true
+    }
+
     func received(_ message: WebSocketMessage, _ session: WebSocketSession) async {
         guard let conn = connection, !conn.isClosed else { return }
         guard case .binary(let bytes) = message else { return }  // y-websocket is binary only
@@ -275,8 +360,13 @@ final class YjsEndpoint: WebSocketEndpoint, @unchecked Sendable {
             if joined {
                 joined = false
                 relay.yjsRooms.leave(channel, conn)
-                let store = relay.yjsStore, id = conn.id, channel = self.channel
-                if let frames = try? await relay.yjsIO.runIfActive({ try store.close(room: channel, connection: id) }) {
+                let store = relay.yjsStore, id = conn.id, channel = self.channel, relay = self.relay
+                if let commits = relay.yjsCommit {
+                    // After this connection's queued messages (its last awareness included).
+                    _ = await commits.perform(room: channel, bytes: 0,
+                                              work: { RoomResponse(broadcast: try store.close(room: channel, connection: id)) },
+                                              done: { if case .success(let r) = $0 { relay.broadcastYjs(r.broadcast, room: channel) } })
+                } else if let frames = try? store.close(room: channel, connection: id) {
                     relay.broadcastYjs(frames, room: channel)
                 }
             }

@@ -36,3 +36,63 @@ public final class PthreadMutex<Value>: @unchecked Sendable {
         return try body(&value)
     }
 }
+
+/// A FIFO that one consumer thread drains in batches: `append` from any thread, `takeAll` blocks
+/// the consumer until something is queued (or the queue is closed). Built on a pthread mutex and
+/// condition variable (a thread that sleeps must wait on something the kernel can wake).
+public final class BlockingBatchQueue<Element>: @unchecked Sendable {
+    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
+    private let condition: UnsafeMutablePointer<pthread_cond_t>
+    private var items: [Element] = []
+    private var closed = false
+
+    public init() {
+        mutex = .allocate(capacity: 1)
+        mutex.initialize(to: pthread_mutex_t())
+        precondition(pthread_mutex_init(mutex, nil) == 0, "pthread_mutex_init failed")
+        condition = .allocate(capacity: 1)
+        condition.initialize(to: pthread_cond_t())
+        precondition(pthread_cond_init(condition, nil) == 0, "pthread_cond_init failed")
+    }
+
+    deinit {
+        pthread_cond_destroy(condition)
+        condition.deallocate()
+        pthread_mutex_destroy(mutex)
+        mutex.deallocate()
+    }
+
+    /// Queues `element`; false (not queued) once the queue is closed.
+    public func append(_ element: Element) -> Bool {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        guard !closed else { return false }
+        items.append(element)
+        if items.count == 1 { pthread_cond_signal(condition) }
+        return true
+    }
+
+    /// Waits until something is queued and returns everything queued, in order, at most `limit`
+    /// elements; nil when the queue is closed and empty (the consumer should then end).
+    public func takeAll(limit: Int = .max) -> [Element]? {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        while items.isEmpty && !closed { pthread_cond_wait(condition, mutex) }
+        if items.isEmpty { return nil }
+        if items.count <= limit {
+            defer { items.removeAll(keepingCapacity: true) }
+            return items
+        }
+        let batch = Array(items.prefix(limit))
+        items.removeFirst(limit)
+        return batch
+    }
+
+    /// Refuses further elements; the consumer still gets those already queued.
+    public func close() {
+        pthread_mutex_lock(mutex)
+        closed = true
+        pthread_cond_broadcast(condition)
+        pthread_mutex_unlock(mutex)
+    }
+}

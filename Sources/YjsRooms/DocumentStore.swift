@@ -72,6 +72,34 @@ public protocol YjsPersistence: Sendable {
     /// Replaces the snapshot by `snapshot` (covering entries ≤ `throughSeq`) and deletes those
     /// log entries, atomically. Ignored if an equal or newer snapshot is already stored.
     func compact(room: String, snapshot: [UInt8], throughSeq: Int64) throws
+    /// Performs `writes` in order as one durable transaction: all of them or none
+    /// (group commit: one sync to disk for many updates).
+    func write(_ writes: [PersistenceWrite]) throws
+}
+
+extension YjsPersistence {
+    /// One write after the other (not atomic): for persistences without transactions.
+    public func write(_ writes: [PersistenceWrite]) throws {
+        for w in writes {
+            switch w {
+            case .append(let room, let entry): try append(room: room, entry: entry)
+            case .compact(let room, let snapshot, let through): try compact(room: room, snapshot: snapshot, throughSeq: through)
+            }
+        }
+    }
+}
+
+/// One write of a group commit.
+public enum PersistenceWrite: Sendable, Equatable {
+    case append(room: String, entry: LoggedUpdate)
+    case compact(room: String, snapshot: [UInt8], throughSeq: Int64)
+
+    /// The room written.
+    public var room: String {
+        switch self {
+        case .append(let room, _), .compact(let room, _, _): return room
+        }
+    }
 }
 
 /// Volatile persistence (tests, ephemeral relays). Survives room eviction, not process exit.
@@ -380,6 +408,18 @@ public final class DocumentStore: Sendable {
     /// Bytes the room holds in memory (merged state + pending updates).
     public func roomBytes(room name: String) throws -> Int {
         try withRoom(name) { _, s in s.bytes }
+    }
+
+    /// Drops the room from memory whatever its state (its data stays in persistence): after a
+    /// failed group commit, the room's memory holds updates the disk does not, so it is reloaded
+    /// from what is durable on next use. Awareness states of the room are dropped with it.
+    public func discard(room name: String) {
+        let key = ExactName(name)
+        guard let r = rooms.withLock({ $0[key] }) else { return }
+        r.state.withLock { $0.evicted = true }
+        rooms.withLock { all in
+            if all[key] === r { all[key] = nil }
+        }
     }
 
     /// Names of rooms currently in memory.

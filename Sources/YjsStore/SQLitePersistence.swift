@@ -129,12 +129,30 @@ public final class SQLitePersistence: YjsPersistence {
     }
 
     public func compact(room: String, snapshot: [UInt8], throughSeq: Int64) throws {
+        try classified { try db.write { db in try Self.compact(db, room: room, snapshot: snapshot, throughSeq: throughSeq) } }
+    }
+
+    private static func compact(_ db: Database, room: String, snapshot: [UInt8], throughSeq: Int64) throws {
+        let existing = try Int64.fetchOne(db, sql: "SELECT through_seq FROM yjs_snapshot WHERE room = ?", arguments: [room])
+        if let e = existing, e >= throughSeq { return }
+        try db.execute(sql: "INSERT OR REPLACE INTO yjs_snapshot (room, state, through_seq) VALUES (?, ?, ?)",
+                       arguments: [room, Data(snapshot), throughSeq])
+        try db.execute(sql: "DELETE FROM yjs_update WHERE room = ? AND seq <= ?", arguments: [room, throughSeq])
+    }
+
+    /// All `writes` in one transaction, committed (one sync of the WAL) before it returns.
+    public func write(_ writes: [PersistenceWrite]) throws {
+        guard !writes.isEmpty else { return }
         try classified { try db.write { db in
-            let existing = try Int64.fetchOne(db, sql: "SELECT through_seq FROM yjs_snapshot WHERE room = ?", arguments: [room])
-            if let e = existing, e >= throughSeq { return }
-            try db.execute(sql: "INSERT OR REPLACE INTO yjs_snapshot (room, state, through_seq) VALUES (?, ?, ?)",
-                           arguments: [room, Data(snapshot), throughSeq])
-            try db.execute(sql: "DELETE FROM yjs_update WHERE room = ? AND seq <= ?", arguments: [room, throughSeq])
+            for w in writes {
+                switch w {
+                case .append(let room, let entry):
+                    try db.execute(sql: "INSERT INTO yjs_update (room, seq, data) VALUES (?, ?, ?)",
+                                   arguments: [room, entry.seq, Data(entry.update)])
+                case .compact(let room, let snapshot, let throughSeq):
+                    try Self.compact(db, room: room, snapshot: snapshot, throughSeq: throughSeq)
+                }
+            }
         } }
     }
 

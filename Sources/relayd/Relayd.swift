@@ -67,6 +67,8 @@ struct Relayd: AsyncParsableCommand {
     @Option(name: .customLong("yjs-max-collaborators-per-room"), help: "Distinct users per Yjs room (close 4014). Env: RELAY_YJS_MAX_COLLABORATORS_PER_ROOM [default: 50]") var yjsMaxCollaboratorsPerRoom: Int?
     @Option(name: .customLong("yjs-max-awareness-bytes"), help: "Largest awareness state of one Yjs client, JSON bytes (close 1008). Env: RELAY_YJS_MAX_AWARENESS_BYTES [default: 65536]") var yjsMaxAwarenessBytes: Int?
     @Option(name: .customLong("yjs-max-awareness-clients"), help: "Awareness client ids one Yjs connection may speak for (close 1008). Env: RELAY_YJS_MAX_AWARENESS_CLIENTS [default: 8]") var yjsMaxAwarenessClients: Int?
+    @Option(name: .customLong("yjs-write-queue-bytes"), help: "With sqlite: bytes of Yjs messages waiting to be stored above which each connection waits for its own (back-pressure). Env: RELAY_YJS_WRITE_QUEUE_BYTES [default: 16777216]") var yjsWriteQueueBytes: Int?
+    @Option(name: .customLong("yjs-max-in-flight"), help: "With sqlite: Yjs messages of one connection waiting to be stored before its next waits (back-pressure). Env: RELAY_YJS_MAX_IN_FLIGHT [default: 16]") var yjsMaxInFlight: Int?
     @Option(name: .customLong("yjs-keep-history"), help: "Yjs rooms that keep deleted content (no garbage collection): comma-separated room-name prefixes, * for all. Env: RELAY_YJS_KEEP_HISTORY [default: none]") var yjsKeepHistory: String?
     @Option(name: .customLong("trusted-proxy"), help: "Reverse proxies (IPs or CIDR ranges, comma-separated) whose Forwarded / X-Forwarded-For headers give the client address for per-IP limits and logs; headers from other peers are ignored. Env: RELAY_TRUSTED_PROXY [default: none]") var trustedProxy: String?
     @Option(name: .customLong("log-level"), help: "trace|debug|info|notice|warning|error|critical; reloaded on SIGHUP. Env: RELAY_LOG_LEVEL [default: info]") var logLevel: String?
@@ -185,6 +187,11 @@ struct Relayd: AsyncParsableCommand {
         c.yjs.maxCollaboratorsPerRoom = try pick(yjsMaxCollaboratorsPerRoom, "yjs-max-collaborators-per-room", { Int($0) }) ?? c.yjs.maxCollaboratorsPerRoom
         c.yjs.maxAwarenessStateBytes = try pick(yjsMaxAwarenessBytes, "yjs-max-awareness-bytes", { Int($0) }) ?? c.yjs.maxAwarenessStateBytes
         c.yjs.maxAwarenessClientsPerConnection = try pick(yjsMaxAwarenessClients, "yjs-max-awareness-clients", { Int($0) }) ?? c.yjs.maxAwarenessClientsPerConnection
+        c.yjs.maxWriteQueueBytes = try pick(yjsWriteQueueBytes, "yjs-write-queue-bytes", { Int($0) }) ?? c.yjs.maxWriteQueueBytes
+        c.yjs.maxInFlightPerConnection = try pick(yjsMaxInFlight, "yjs-max-in-flight", { Int($0) }) ?? c.yjs.maxInFlightPerConnection
+        guard c.yjs.maxWriteQueueBytes > 0, c.yjs.maxInFlightPerConnection > 0 else {
+            throw ValidationError("--yjs-write-queue-bytes and --yjs-max-in-flight must be positive")
+        }
         if let k = try pick(yjsKeepHistory, "yjs-keep-history", { $0 }) {
             c.yjs.keepHistoryRooms = k.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         }
