@@ -180,7 +180,34 @@ async function typing() {
   a.provider.destroy(); b.provider.destroy();
 }
 
-const scenarios = { edit, readonly, read, awareness, expired, roomlimit, iplimit, sizelimits, typing };
+// Three writers each fire `chars` one-character updates (and a cursor now and then) as fast as
+// their sockets take them, all at once: the relay gets far more than it can store one by one
+// (back-pressure with small --yjs-max-in-flight / --yjs-write-queue-bytes). Every writer, and a
+// late joiner, must end with all of it, each writer's characters in the order typed. `expect`
+// (default `chars`): entries each writer's array must end with (after a restart: chars 0, expect N).
+async function burst() {
+  const n = Number(cfg.chars ?? 150), expect = Number(cfg.expect ?? n);
+  const ws = ['x', 'y', 'z'].map((u) => client(cfg.room, { user: u }));
+  for (const c of ws) await synced(c);
+  ws.forEach((c, k) => {
+    const m = c.doc.getMap('w' + k);
+    for (let i = 0; i < n; i++) {
+      m.set('last', i);
+      c.doc.getArray('a' + k).push([i]);
+      if (i % 10 === 0) c.provider.awareness.setLocalStateField('cursor', i);
+    }
+  });
+  const complete = (c) => ws.every((_, k) => c.doc.getArray('a' + k).length === expect && c.doc.getMap('w' + k).get('last') === expect - 1);
+  out.writers_converged = await until(() => ws.every(complete), 15000);
+  const late = client(cfg.room, { user: 'late' });
+  await synced(late);
+  out.late_complete = await until(() => complete(late), 5000);
+  out.in_order = ws.every((_, k) => JSON.stringify(late.doc.getArray('a' + k).toArray()) === JSON.stringify([...Array(expect).keys()]));
+  out.closes = ws.flatMap((c) => c.closes);
+  for (const c of ws.concat([late])) c.provider.destroy();
+}
+
+const scenarios = { edit, readonly, read, awareness, expired, roomlimit, iplimit, sizelimits, typing, burst };
 const timer = setTimeout(() => { out.timeout = true; console.log(JSON.stringify(out)); process.exit(2); }, Number(cfg.timeout_ms || 20000));
 scenarios[process.argv[2]]().then(() => { clearTimeout(timer); console.log(JSON.stringify(out)); process.exit(0); })
   .catch((e) => { clearTimeout(timer); out.error = String(e && e.stack || e); console.log(JSON.stringify(out)); process.exit(1); });
