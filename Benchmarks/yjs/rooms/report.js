@@ -100,7 +100,7 @@ ${r.fetchReps} fetches for (a) and over ${r.rounds} rounds of ${r.phaseSeconds} 
   \`node /usr/share/nodejs/y-websocket/bin/server.js\` (y-websocket 1.4.5), env HOST/PORT, GC on.
   All on 127.0.0.1; per-message deflate off on the clients.
 ${closed.length ? '- **Connections closed by a server during (b)**: ' + closed.join('; ') + '\n' : ''}
-### What limited relayd, and what changed (2026-11-29)
+### What limited relayd, and what changed (2026-11-29, 2026-12-04)
 
 Profiles from \`Benchmarks/yjs/rooms/profile.sh\` (\`perf record -g\` of the server during (b)'s
 closed-loop phase); not re-measured by every run.
@@ -117,10 +117,16 @@ closed-loop phase); not re-measured by every run.
   one \`writev\`; frames are encoded once per event loop and shared by every connection it writes
   them to. The 08:50 UTC run above: saturated 3.28× the reference at 4.3 against 12.9 µs of
   server CPU per delivered update, p99 under saturation 15.8 against 36.8 ms.
-- **Still worse:** at the unsaturated rate (10 updates/s per client) relayd's p99 (about 6 ms)
-  is above the reference's (about 2 ms): each inbound y-protocols message goes from the event
-  loop to the connection's serial inbox (a task) and then to the store's thread pool before
-  the broadcast, two thread hops the node server does not have.
+- **Change (2026-12-04, issue 16 item 2):** a \`/yjs\` message that arrives while nothing of its
+  connection is queued is handled on the connection's event loop (no task, no thread pool): in
+  memory it is validated, applied and broadcast right there; with SQLite the event loop queues it
+  for one group-commit thread, which stores everything queued meanwhile in one transaction (one
+  sync of the WAL) and then acknowledges and broadcasts it (Docs/yjs.md "Group commit"). Before
+  it crossed the session inbox (a task) and the store's thread pool, and every SQLite update
+  was its own transaction. Before/after runs in one session: Docs/benchmarks.md, "Yjs at typing
+  rates". The disk sync stays in the SQLite path (durable before broadcast): with the data
+  directory on tmpfs (no sync) relayd-sqlite's p99 at 10 updates/s was below the reference's in
+  every round.
 - relayd answers step 1 with 276,979 bytes (it coalesces structs) against Yjs's 311,035; both
   decode to the trace's endContent.
 
