@@ -43,6 +43,8 @@ public final class RelayService: Sendable {
     let shuttingDown = Atomic<Bool>(false)
     let metrics: ServerMetrics
     public let yjsStore: DocumentStore
+    /// End-to-end encrypted rooms (sealed log and snapshot; no keys).
+    let yjsE2E: EncryptedRoomStore
     /// With persistence: the thread that runs the store's calls and commits their writes in groups.
     let yjsCommit: GroupCommitQueue?
     let yjsRooms = YjsRooms()
@@ -71,7 +73,7 @@ public final class RelayService: Sendable {
         engineConfig.logger = logger
         engine = RelayEngine(registry: sites, configuration: engineConfig)
         metrics = ServerMetrics(factory: engineConfig.metricsFactory ?? factory)
-        do { (yjsStore, yjsCommit) = try Self.makeYjsStore(configuration) } catch {
+        do { (yjsStore, yjsE2E, yjsCommit) = try Self.makeYjsStore(configuration) } catch {
             throw DataFileError(file: configuration.dataDirectory + "/yjs.sqlite", what: "the Yjs document store", underlying: "\(error)")
         }
         yjsIO = NIOThreadPool(numberOfThreads: 2)

@@ -41,6 +41,11 @@ public struct YjsConfiguration: Sendable {
     /// With persistence: messages of one connection queued from the event loop before the next
     /// waits for them to be stored (back-pressure, as above).
     public var maxInFlightPerConnection = 16
+    /// Encrypted rooms: the relay asks a writer for a new sealed snapshot when the log since the
+    /// last one has this many entries...
+    public var e2eCompactAfterEntries = 500
+    /// ...or this many bytes.
+    public var e2eCompactAfterBytes = 1 << 20
 
     /// Whether the room stored under `key` (`site:{id}:yjs:{room}`) keeps its history.
     public func keepsHistory(storeKey key: String) -> Bool {
@@ -90,7 +95,7 @@ final class YjsRooms: Sendable {
 }
 
 extension RelayService {
-    static func makeYjsStore(_ c: ServerConfiguration) throws -> (DocumentStore, GroupCommitQueue?) {
+    static func makeYjsStore(_ c: ServerConfiguration) throws -> (DocumentStore, EncryptedRoomStore, GroupCommitQueue?) {
         var options = DocumentStoreOptions()
         options.maxRoomBytes = c.yjs.maxDocumentBytes
         options.idleTimeout = .milliseconds(Int64(c.yjs.idleEviction * 1000))
@@ -99,8 +104,16 @@ extension RelayService {
         options.maxAwarenessClientsPerConnection = c.yjs.maxAwarenessClientsPerConnection
         let yjs = c.yjs
         options.keepHistory = { yjs.keepsHistory(storeKey: $0) }
+        var e2e = EncryptedRoomOptions()
+        e2e.maxMessageBytes = c.yjs.maxUpdateBytes + EncryptedRoomOptions.sealingAllowance
+        e2e.maxRoomBytes = c.yjs.maxDocumentBytes
+        e2e.maxAwarenessBytes = c.yjs.maxAwarenessStateBytes + EncryptedRoomOptions.sealingAllowance
+        e2e.compactAfterEntries = c.yjs.e2eCompactAfterEntries
+        e2e.compactAfterBytes = c.yjs.e2eCompactAfterBytes
+        e2e.idleTimeout = options.idleTimeout
         guard c.yjs.persistent && !c.dataDirectory.isEmpty else {
-            return (DocumentStore(persistence: InMemoryPersistence(), options: options), nil)
+            let memory = InMemoryPersistence()
+            return (DocumentStore(persistence: memory, options: options), EncryptedRoomStore(persistence: memory, options: e2e), nil)
         }
         try FileManager.default.createDirectory(atPath: c.dataDirectory, withIntermediateDirectories: true)
         // Durable rooms: every store call that may write runs on the group-commit thread, and
@@ -108,7 +121,12 @@ extension RelayService {
         let persistence = GroupCommitPersistence(base: try SQLitePersistence(path: c.dataDirectory + "/yjs.sqlite"))
         options.backgroundCompaction = false
         let store = DocumentStore(persistence: persistence, options: options)
-        return (store, GroupCommitQueue(store: store, persistence: persistence))
+        let sealed = EncryptedRoomStore(persistence: persistence, options: e2e)
+        // Room keys are disjoint (`:yjs:` and `:yjs-e2e:`): a failed commit discards in both.
+        return (store, sealed, GroupCommitQueue(persistence: persistence) { room in
+            store.discard(room: room)
+            sealed.discard(room: room)
+        })
     }
 
     /// The room's storage key and ACL channel: `site:{site_id}:yjs:{room}` (a full name for this site is accepted as is).
@@ -120,6 +138,14 @@ extension RelayService {
         return "site:\(siteID):yjs:\(room)"
     }
 
+    /// An encrypted room's storage key and ACL channel: `site:{site_id}:yjs-e2e:{room}`.
+    static func yjsE2EChannel(room: String, siteID: String) -> String? {
+        if room.hasPrefix("site:") {
+            return room.hasPrefix("site:\(siteID):yjs-e2e:") && room.count > "site:\(siteID):yjs-e2e:".count ? room : nil
+        }
+        return yjsChannel(room: room, siteID: siteID).map { _ in "site:\(siteID):yjs-e2e:\(room)" }
+    }
+
     /// RelayCore's grant rule (bare prefixes get the site prefix), applied to the room's channel.
     static func allowed(_ channel: String, by prefixes: [String], siteID: String) -> Bool {
         prefixes.contains { ChannelName.grant(ChannelName.expandPrefix($0, siteID: siteID), reaches: channel) }
@@ -128,36 +154,44 @@ extension RelayService {
     /// Handles one y-protocols message where the caller is (an event loop or the connection's
     /// inbox task) when the rooms live in memory; with persistence, on the group-commit thread,
     /// waiting until the message's effects are durable and sent.
-    func handleYjsFrame(_ bytes: [UInt8], room: String, conn: RelayConnection, readOnly: Bool) async {
+    func handleYjsFrame(_ bytes: [UInt8], room: String, conn: RelayConnection, readOnly: Bool, encrypted: Bool) async {
         guard let commits = yjsCommit else {
-            handleYjsFrameNow(bytes, room: room, conn: conn, readOnly: readOnly)
+            handleYjsFrameNow(bytes, room: room, conn: conn, readOnly: readOnly, encrypted: encrypted)
             return
         }
-        let store = yjsStore, id = conn.id
         let queued = await commits.perform(room: room, bytes: bytes.count,
-                                           work: { try store.handle(room: room, frame: bytes, from: id, readOnly: readOnly) },
-                                           done: { self.deliverYjs($0, bytes, room: room, conn: conn, readOnly: readOnly) })
+                                           work: yjsWork(bytes, room: room, conn: conn, readOnly: readOnly, encrypted: encrypted),
+                                           done: { self.deliverYjs($0, bytes, room: room, conn: conn, readOnly: readOnly && !encrypted) })
         if !queued { engine.disconnect(conn, code: CloseCode.shuttingDown, reason: "relay shutting down", flushPending: true) }
     }
 
-    /// The in-memory store's path: store call and delivery right here.
-    func handleYjsFrameNow(_ bytes: [UInt8], room: String, conn: RelayConnection, readOnly: Bool) {
+    /// The store call for one message: the y-protocols store, or the encrypted-room store.
+    func yjsWork(_ bytes: [UInt8], room: String, conn: RelayConnection, readOnly: Bool, encrypted: Bool) -> @Sendable () throws -> RoomResponse {
         let id = conn.id
-        deliverYjs(Result { try yjsStore.handle(room: room, frame: bytes, from: id, readOnly: readOnly) }, bytes,
-                   room: room, conn: conn, readOnly: readOnly)
+        if encrypted {
+            let store = yjsE2E
+            return { try store.handle(room: room, frame: bytes, from: id, canWrite: !readOnly) }
+        }
+        let store = yjsStore
+        return { try store.handle(room: room, frame: bytes, from: id, readOnly: readOnly) }
+    }
+
+    /// The in-memory store's path: store call and delivery right here.
+    func handleYjsFrameNow(_ bytes: [UInt8], room: String, conn: RelayConnection, readOnly: Bool, encrypted: Bool) {
+        deliverYjs(Result(catching: yjsWork(bytes, room: room, conn: conn, readOnly: readOnly, encrypted: encrypted)), bytes,
+                   room: room, conn: conn, readOnly: readOnly && !encrypted)
     }
 
     /// With persistence, from the event loop: queues the message for the group-commit thread,
     /// which delivers its effects once durable; `finished` runs after that (or now, when the
     /// relay is shutting down and the connection was closed instead).
-    func submitYjsFrame(_ bytes: [UInt8], room: String, conn: RelayConnection, readOnly: Bool,
+    func submitYjsFrame(_ bytes: [UInt8], room: String, conn: RelayConnection, readOnly: Bool, encrypted: Bool,
                         finished: @escaping @Sendable () -> Void) {
         guard let commits = yjsCommit else { return finished() }
-        let store = yjsStore, id = conn.id
         let queued = commits.submit(room: room, bytes: bytes.count,
-                                    work: { try store.handle(room: room, frame: bytes, from: id, readOnly: readOnly) },
+                                    work: yjsWork(bytes, room: room, conn: conn, readOnly: readOnly, encrypted: encrypted),
                                     done: { result in
-                                        self.deliverYjs(result, bytes, room: room, conn: conn, readOnly: readOnly)
+                                        self.deliverYjs(result, bytes, room: room, conn: conn, readOnly: readOnly && !encrypted)
                                         finished()
                                     })
         if !queued {
@@ -187,6 +221,17 @@ extension RelayService {
             engine.disconnect(conn, code: .policyViolation, reason: "malformed y-protocols message: \(e)", flushPending: true)
         } catch DocumentStoreError.awarenessLimit(let why) {
             engine.disconnect(conn, code: .policyViolation, reason: why, flushPending: true)
+        } catch let e as EncryptedRoomError {
+            switch e {
+            case .invalidMessage(let why):
+                engine.disconnect(conn, code: .policyViolation, reason: "malformed encrypted-room message: \(why)", flushPending: true)
+            case .messageTooLarge(let limit):
+                engine.disconnect(conn, code: CloseCode.updateTooLarge, reason: "sealed message larger than \(limit) bytes", flushPending: true)
+            case .roomTooLarge(let limit):
+                engine.disconnect(conn, code: CloseCode.documentTooLarge, reason: "room would exceed \(limit) bytes", flushPending: true)
+            case .awarenessTooLarge(let limit):
+                engine.disconnect(conn, code: .policyViolation, reason: "sealed awareness larger than \(limit) bytes", flushPending: true)
+            }
         } catch DocumentStoreError.persistenceFailed(let detail, let kind) {
             // Nothing of the update is in the room and nothing was broadcast: the client keeps it and
             // sends it again when it reconnects (sync step 2), which succeeds once the disk is fixed.
@@ -210,12 +255,21 @@ extension RelayService {
 
     /// Expires stale awareness and evicts idle rooms (called by the maintenance timer).
     func yjsMaintenance() {
-        for room in yjsRooms.openRooms {
+        for room in yjsRooms.openRooms where !Self.isEncryptedChannel(room) {
             if let frames = try? yjsStore.expireAwareness(room: room) {
                 broadcastYjs([ProtocolMessage.awareness(frames).encoded()], room: room)
             }
         }
         _ = yjsStore.evictIdleRooms()
+        _ = yjsE2E.evictIdleRooms()
+    }
+
+    /// Whether `channel` (`site:{id}:…`) names an encrypted room (`site:{id}:yjs-e2e:{room}`).
+    static func isEncryptedChannel(_ channel: String) -> Bool {
+        guard channel.hasPrefix("site:") else { return false }
+        let rest = channel.dropFirst(5)
+        guard let colon = rest.firstIndex(of: ":") else { return false }
+        return rest[rest.index(after: colon)...].hasPrefix("yjs-e2e:")
     }
 }
 
@@ -227,6 +281,8 @@ final class YjsEndpoint: WebSocketEndpoint, @unchecked Sendable {
     private var connection: RelayConnection?
     private var channel = ""
     private var readOnly = true
+    /// An end-to-end encrypted room (`site:{id}:yjs-e2e:{room}`, EncryptedRoomStore).
+    private var encrypted = false
     private var admitted = false
     private var joined = false
     /// Messages queued from the event loop for the group-commit thread and not yet delivered.
@@ -254,11 +310,24 @@ final class YjsEndpoint: WebSocketEndpoint, @unchecked Sendable {
             relay.refuse(session, code: r.code, reason: r.reason)
             return
         }
-        guard let channel = RelayService.yjsChannel(room: room, siteID: grant.siteID) else {
+        guard let plainChannel = RelayService.yjsChannel(room: room, siteID: grant.siteID),
+              let sealedChannel = RelayService.yjsE2EChannel(room: room, siteID: grant.siteID) else {
             relay.refuse(session, code: CloseCode.roomForbidden, reason: "invalid room name")
             return
         }
-        guard RelayService.allowed(channel, by: grant.subscribePrefixes, siteID: grant.siteID) else {
+        // The grant chooses the mode: `?e2e=1` asks for the encrypted room, which the token must
+        // grant; otherwise the plain room when granted, else the encrypted one when that is.
+        let grants = { RelayService.allowed($0, by: grant.subscribePrefixes, siteID: grant.siteID) }
+        let fullName = room.hasPrefix("site:")
+        let wantsSealed = request.query["e2e"] == "1" || (fullName && room.hasPrefix("site:\(grant.siteID):yjs-e2e:"))
+        let channel: String
+        if wantsSealed || (!grants(plainChannel) && grants(sealedChannel)) {
+            channel = sealedChannel
+            encrypted = true
+        } else {
+            channel = plainChannel
+        }
+        guard grants(channel) else {
             relay.refuse(session, code: CloseCode.roomForbidden, reason: "token does not grant this room")
             return
         }
@@ -288,6 +357,8 @@ final class YjsEndpoint: WebSocketEndpoint, @unchecked Sendable {
         connection = conn
         relay.sessions.add(SessionRegistry.Entry(connection: conn, isSSE: false, activity: session.activity, yjsRoom: channel))
         session.attach(conn)
+        // An encrypted room waits for the client's sync request; nothing is read here.
+        if encrypted { return }
         // Like the y-websocket server: our sync step 1, then the awareness of everyone present.
         do {
             let store = relay.yjsStore
@@ -328,11 +399,11 @@ final class YjsEndpoint: WebSocketEndpoint, @unchecked Sendable {
         case .wait: return false
         }
         guard durable else {
-            relay.handleYjsFrameNow(bytes, room: channel, conn: conn, readOnly: readOnly)
+            relay.handleYjsFrameNow(bytes, room: channel, conn: conn, readOnly: readOnly, encrypted: encrypted)
             return true
         }
         inFlight.add(1, ordering: .relaxed)
-        relay.submitYjsFrame(bytes, room: channel, conn: conn, readOnly: readOnly,
+        relay.submitYjsFrame(bytes, room: channel, conn: conn, readOnly: readOnly, encrypted: encrypted,
                              finished: { self.inFlight.subtract(1, ordering: .relaxed) })
         return true
     }
@@ -349,7 +420,7 @@ final class YjsEndpoint: WebSocketEndpoint, @unchecked Sendable {
         // client publish rate, like a /ws publish (a burst waits; 4013 after --client-publish-max-wait).
         // Waiting here holds this socket's reads (its inbox fills), never another connection's.
         guard await relay.throttle(conn, consume: true) else { return }
-        await relay.handleYjsFrame(bytes, room: channel, conn: conn, readOnly: readOnly)
+        await relay.handleYjsFrame(bytes, room: channel, conn: conn, readOnly: readOnly, encrypted: encrypted)
     }
 
     func closed(_ session: WebSocketSession) async {
@@ -360,14 +431,17 @@ final class YjsEndpoint: WebSocketEndpoint, @unchecked Sendable {
             if joined {
                 joined = false
                 relay.yjsRooms.leave(channel, conn)
-                let store = relay.yjsStore, id = conn.id, channel = self.channel, relay = self.relay
+                let store = relay.yjsStore, sealed = relay.yjsE2E, id = conn.id, channel = self.channel, relay = self.relay
+                let encrypted = self.encrypted
+                let work: @Sendable () throws -> RoomResponse = {
+                    RoomResponse(broadcast: encrypted ? sealed.close(room: channel, connection: id) : try store.close(room: channel, connection: id))
+                }
                 if let commits = relay.yjsCommit {
                     // After this connection's queued messages (its last awareness included).
-                    _ = await commits.perform(room: channel, bytes: 0,
-                                              work: { RoomResponse(broadcast: try store.close(room: channel, connection: id)) },
+                    _ = await commits.perform(room: channel, bytes: 0, work: work,
                                               done: { if case .success(let r) = $0 { relay.broadcastYjs(r.broadcast, room: channel) } })
-                } else if let frames = try? store.close(room: channel, connection: id) {
-                    relay.broadcastYjs(frames, room: channel)
+                } else if let r = try? work() {
+                    relay.broadcastYjs(r.broadcast, room: channel)
                 }
             }
         }

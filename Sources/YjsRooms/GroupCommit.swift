@@ -105,8 +105,10 @@ public final class GroupCommitQueue: Sendable {
         public var largestBatch = 0
     }
 
-    public let store: DocumentStore
     public let persistence: GroupCommitPersistence
+    /// Drops a room from memory after a failed commit (`DocumentStore.discard`, and that of any
+    /// other store writing through `persistence`).
+    private let discard: @Sendable (String) -> Void
     /// Most jobs run in one batch (bounds the time between a batch's first job and its commit).
     public let maxBatch: Int
     private let queue = BlockingBatchQueue<Job>()
@@ -114,9 +116,10 @@ public final class GroupCommitQueue: Sendable {
     private let stats = Mutex(Statistics())
     private let exited = BlockingBatchQueue<Void>()
 
-    /// Starts the queue's thread.
-    public init(store: DocumentStore, persistence: GroupCommitPersistence, maxBatch: Int = 1024) {
-        self.store = store
+    /// Starts the queue's thread. `discard` drops a room from memory after a failed commit
+    /// (`DocumentStore.discard` of every store writing through `persistence`).
+    public init(persistence: GroupCommitPersistence, maxBatch: Int = 1024, discard: @escaping @Sendable (String) -> Void) {
+        self.discard = discard
         self.persistence = persistence
         self.maxBatch = max(1, maxBatch)
         let thread = Thread { [self] in
@@ -184,7 +187,7 @@ public final class GroupCommitQueue: Sendable {
                 do { try persistence.base.write(writes) } catch {
                     failure = error
                     failedRooms = Set(writes.map { ExactName($0.room) })
-                    for room in failedRooms { store.discard(room: room.name) }
+                    for room in failedRooms { discard(room.name) }
                 }
             }
             stats.withLock { s in

@@ -69,6 +69,8 @@ struct Relayd: AsyncParsableCommand {
     @Option(name: .customLong("yjs-max-awareness-clients"), help: "Awareness client ids one Yjs connection may speak for (close 1008). Env: RELAY_YJS_MAX_AWARENESS_CLIENTS [default: 8]") var yjsMaxAwarenessClients: Int?
     @Option(name: .customLong("yjs-write-queue-bytes"), help: "With sqlite: bytes of Yjs messages waiting to be stored above which each connection waits for its own (back-pressure). Env: RELAY_YJS_WRITE_QUEUE_BYTES [default: 16777216]") var yjsWriteQueueBytes: Int?
     @Option(name: .customLong("yjs-max-in-flight"), help: "With sqlite: Yjs messages of one connection waiting to be stored before its next waits (back-pressure). Env: RELAY_YJS_MAX_IN_FLIGHT [default: 16]") var yjsMaxInFlight: Int?
+    @Option(name: .customLong("yjs-e2e-compact-entries"), help: "Encrypted Yjs rooms: ask a writer for a new sealed snapshot after this many log entries since the last one. Env: RELAY_YJS_E2E_COMPACT_ENTRIES [default: 500]") var yjsE2ECompactEntries: Int?
+    @Option(name: .customLong("yjs-e2e-compact-bytes"), help: "Encrypted Yjs rooms: ...or after this many log bytes. Env: RELAY_YJS_E2E_COMPACT_BYTES [default: 1048576]") var yjsE2ECompactBytes: Int?
     @Option(name: .customLong("yjs-keep-history"), help: "Yjs rooms that keep deleted content (no garbage collection): comma-separated room-name prefixes, * for all. Env: RELAY_YJS_KEEP_HISTORY [default: none]") var yjsKeepHistory: String?
     @Option(name: .customLong("trusted-proxy"), help: "Reverse proxies (IPs or CIDR ranges, comma-separated) whose Forwarded / X-Forwarded-For headers give the client address for per-IP limits and logs; headers from other peers are ignored. Env: RELAY_TRUSTED_PROXY [default: none]") var trustedProxy: String?
     @Option(name: .customLong("log-level"), help: "trace|debug|info|notice|warning|error|critical; reloaded on SIGHUP. Env: RELAY_LOG_LEVEL [default: info]") var logLevel: String?
@@ -189,6 +191,11 @@ struct Relayd: AsyncParsableCommand {
         c.yjs.maxAwarenessClientsPerConnection = try pick(yjsMaxAwarenessClients, "yjs-max-awareness-clients", { Int($0) }) ?? c.yjs.maxAwarenessClientsPerConnection
         c.yjs.maxWriteQueueBytes = try pick(yjsWriteQueueBytes, "yjs-write-queue-bytes", { Int($0) }) ?? c.yjs.maxWriteQueueBytes
         c.yjs.maxInFlightPerConnection = try pick(yjsMaxInFlight, "yjs-max-in-flight", { Int($0) }) ?? c.yjs.maxInFlightPerConnection
+        c.yjs.e2eCompactAfterEntries = try pick(yjsE2ECompactEntries, "yjs-e2e-compact-entries", { Int($0) }) ?? c.yjs.e2eCompactAfterEntries
+        c.yjs.e2eCompactAfterBytes = try pick(yjsE2ECompactBytes, "yjs-e2e-compact-bytes", { Int($0) }) ?? c.yjs.e2eCompactAfterBytes
+        guard c.yjs.e2eCompactAfterEntries > 0, c.yjs.e2eCompactAfterBytes > 0 else {
+            throw ValidationError("--yjs-e2e-compact-entries and --yjs-e2e-compact-bytes must be positive")
+        }
         guard c.yjs.maxWriteQueueBytes > 0, c.yjs.maxInFlightPerConnection > 0 else {
             throw ValidationError("--yjs-write-queue-bytes and --yjs-max-in-flight must be positive")
         }

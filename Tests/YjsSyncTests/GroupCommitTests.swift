@@ -62,7 +62,7 @@ final class GatedPersistence: YjsPersistence {
         o.persistRatio = 0
         let p = GroupCommitPersistence(base: base)
         let store = DocumentStore(persistence: p, options: o)
-        return (store, GroupCommitQueue(store: store, persistence: p))
+        return (store, GroupCommitQueue(persistence: p) { store.discard(room: $0) })
     }
 
     @Test func updatesArrivingDuringAWriteShareOneTransactionAndLeaveOnlyWhenDurable() async throws {
