@@ -260,8 +260,16 @@ public final class EncryptedRoomStore: Sendable {
                 s.snapshotThrough = through
                 s.log.removeAll { $0.seq <= through }
                 s.logBytes = s.log.reduce(0) { $0 + $1.sealed.count }
-                s.snapshotRequestedAt = nil
-                return RoomResponse(reply: [EncryptedRoomMessage.snapshotStored(throughSeq: through).encoded()])
+                var reply = [EncryptedRoomMessage.snapshotStored(throughSeq: through).encoded()]
+                // Entries that arrived while the snapshot was made may be over the thresholds
+                // already: ask the same writer again rather than wait for the next update.
+                if s.log.count >= options.compactAfterEntries || s.logBytes >= options.compactAfterBytes {
+                    s.snapshotRequestedAt = clock()
+                    reply.append(EncryptedRoomMessage.snapshotRequest(throughSeq: s.lastSeq).encoded())
+                } else {
+                    s.snapshotRequestedAt = nil
+                }
+                return RoomResponse(reply: reply)
             }
         case .awareness(let sealed):
             guard !sealed.isEmpty else { throw EncryptedRoomError.invalidMessage("empty sealed awareness") }

@@ -11,6 +11,14 @@
  * `error` is an Error with `code` ∈ authentication-failed | connection-expired |
  * connection-limit-exceeded | document-size-limit-exceeded | unknown-error,
  * mapped from relayd's close codes (close-codes.js).
+ *
+ * Encrypted rooms (Docs/yjs.md "Encrypted rooms"): when `config.yjs.e2e` lists keys for the
+ * room (`{site, keys: {[room]: [{kid, key}]}}`, from WordPress for the post's editors), the
+ * provider speaks the sealed-room protocol (sealed-room.js) instead: updates, snapshots and
+ * awareness are sealed with WebCrypto AES-256-GCM before they leave, and what arrives is opened
+ * and checked; a payload that does not open or replays is not applied and is reported
+ * (`on('rejected', cb)` with `{reason, kind, message}`, and `debugState().rejected`). An
+ * encrypted post type without a key for this room stops with `authentication-failed`.
  */
 import { closeAction, providerErrorFor, retryAfterMs, backoffDelay } from './close-codes.js';
 import { tokenSourceFor } from './token.js';
@@ -18,7 +26,12 @@ import {
   Reader, Awareness, applyAwarenessUpdate, encodeAwarenessUpdate, encodeAwarenessMessage, encodeAwarenessRemoval,
   encodeSyncStep1, encodeSyncStep2, encodeSyncUpdate,
   MESSAGE_SYNC, MESSAGE_AWARENESS, MESSAGE_AUTH, MESSAGE_QUERY_AWARENESS, SYNC_STEP1, SYNC_STEP2, SYNC_UPDATE,
+  removeAwarenessStates,
 } from './yprotocol.js';
+import {
+  MSG, KIND, RoomKeys, Sealer, Opener, SealedError, decodeMessage, encodeSyncRequest, encodeUpdate, encodeSnapshot,
+  encodeAwareness, encodeSnapshotPlaintext, decodeSnapshotPlaintext,
+} from './sealed-room.js';
 
 /** Error carrying a Gutenberg ConnectionErrorCode. */
 export class ConnectionError extends Error {
@@ -34,6 +47,8 @@ export class ConnectionError extends Error {
  * @property {{enabled?: boolean, roomPrefix?: string, mode?: 'replace'|'append', syncTimeoutMs?: number,
  *   retryBaseMs?: number, retryMaxMs?: number, maxUpdateBytes?: number, failuresBeforeDialog?: number,
  *   livenessCheckMs?: number, probeAfterMs?: number, deadAfterMs?: number, objectTypes?: string[]}} [yjs]
+ * @property {{site?: string, keys?: Object<string, {kid: string, key: string}[]>, objectTypes?: string[]}} [e2e]
+ *   encrypted rooms: per room, its keys (newest first); `objectTypes` are encrypted even without a key (→ authentication-failed)
  * @property {any} [WebSocket] WebSocket constructor (tests in node pass `ws`)
  * @property {boolean} [debug]
  */
@@ -56,6 +71,28 @@ export function wsBase(url) {
 export function roomName(config, objectType, objectId) {
   const prefix = (config.yjs && config.yjs.roomPrefix) || '';
   return `${prefix}${objectType}:${objectId == null ? 'collection' : objectId}`;
+}
+
+/**
+ * The keys of an encrypted room, `[]` for an encrypted object type without one, null for a plain room.
+ * @param {ProviderConfig} config @param {string} room @param {string} objectType
+ */
+export function sealedKeysFor(config, room, objectType) {
+  const e = config.e2e || (config.yjs && /** @type {any} */ (config.yjs).e2e);
+  if (!e) return null;
+  const keys = e.keys && e.keys[room];
+  if (Array.isArray(keys) && keys.length) return keys;
+  const types = e.objectTypes;
+  if (Array.isArray(types) && types.some((t) => t === objectType || (t.endsWith('/*') && objectType.startsWith(t.slice(0, -1))))) return [];
+  return null;
+}
+
+/** Client ids in a y-protocols awareness update. @param {Uint8Array} update */
+function awarenessClients(update) {
+  const r = new Reader(update);
+  const n = r.varUint(), ids = [];
+  for (let i = 0; i < n; i++) { ids.push(r.varUint()); r.varUint(); r.varString(); }
+  return ids;
 }
 
 /** @param {Uint8Array} a @param {Uint8Array} b */
@@ -114,6 +151,21 @@ export class RelayYjsProvider {
     /** @type {Set<Function>} */ this.listeners = new Set();
     /** @type {any} */ this.retryTimer = null;
     this.counters = { framesIn: 0, framesOut: 0, bytesIn: 0, bytesOut: 0, connects: 0 };
+    /** @type {Set<Function>} */ this.rejectionListeners = new Set();
+    const sealedKeys = sealedKeysFor(config, this.room, options.objectType);
+    /** @type {any} */ this.e2e = null;
+    if (sealedKeys) {
+      const e = config.e2e || /** @type {any} */ (config.yjs).e2e;
+      const site = e.site || config.siteId || '';
+      const keys = new RoomKeys(sealedKeys);
+      this.e2e = {
+        keys, sealer: new Sealer(keys, site, this.room), opener: new Opener(keys, site, this.room),
+        lastSeq: 0, peer: -1, /** @type {Map<number, number[]>} */ peers: new Map(),
+        /** @type {Promise<void>} */ inbound: Promise.resolve(), /** @type {Promise<void>} */ outbound: Promise.resolve(),
+        /** own updates sent and not yet seen in the log: resent after a reconnect @type {{counter: number, update: Uint8Array}[]} */ unacked: [],
+        rejected: { tampered: 0, replayed: 0, 'unknown-key': 0, malformed: 0 }, snapshotsStored: 0,
+      };
+    }
 
     /** @type {(r: void) => void} */ let resolveReady = () => {};
     this.ready = new Promise((r) => { resolveReady = r; });
@@ -133,18 +185,23 @@ export class RelayYjsProvider {
     if (typeof window !== 'undefined' && window.addEventListener) window.addEventListener('online', this._onOnline);
     if (typeof document !== 'undefined' && document.addEventListener) document.addEventListener('visibilitychange', this._onVisibility);
     this.livenessTimer = setInterval(() => this.checkLiveness(false), o.livenessCheckMs);
+    if (this.e2e && !this.e2e.keys.current) {
+      this.stop(new ConnectionError('authentication-failed', 'encrypted room: no key for this document'));
+      return;
+    }
     this.connect();
   }
 
   /** @param {string} event @param {Function} cb */
   on(event, cb) {
+    if (event === 'rejected' && typeof cb === 'function') { this.rejectionListeners.add(cb); return; }
     if (event !== 'status' || typeof cb !== 'function') return;
     this.listeners.add(cb);
     try { cb(this.status); } catch (e) { this.log('status listener threw', e); }
   }
 
   /** @param {string} event @param {Function} cb */
-  off(event, cb) { if (event === 'status') this.listeners.delete(cb); }
+  off(event, cb) { if (event === 'status') this.listeners.delete(cb); if (event === 'rejected') this.rejectionListeners.delete(cb); }
 
   /** @param {any} s */
   setStatus(s) {
@@ -172,7 +229,7 @@ export class RelayYjsProvider {
     let ws;
     this.usedToken = this.tokens.token;
     try {
-      ws = new this.WS(`${this.url}?auth=${encodeURIComponent(this.tokens.token)}`);
+      ws = new this.WS(`${this.url}?auth=${encodeURIComponent(this.tokens.token)}${this.e2e ? '&e2e=1' : ''}`);
     } catch (e) {
       return this.failed(1006, String(e));
     }
@@ -190,7 +247,8 @@ export class RelayYjsProvider {
     if (ws !== this.ws) return;
     this.lastMessageAt = Date.now();
     this.probed = false;
-    this.send(encodeSyncStep1(this.Y.encodeStateVector(this.doc)));
+    if (this.e2e) this.send(encodeSyncRequest(this.e2e.lastSeq));
+    else this.send(encodeSyncStep1(this.Y.encodeStateVector(this.doc)));
     // Renew our awareness so peers that saw a removal accept it again; the
     // resulting 'update' event sends it.
     const local = this.awareness.getLocalState();
@@ -214,6 +272,7 @@ export class RelayYjsProvider {
     this.lastMessageAt = Date.now();
     this.probed = false;
     this.counters.framesIn++; this.counters.bytesIn += bytes.length;
+    if (this.e2e) return this.onSealedMessage(ws, bytes);
     try {
       const r = new Reader(bytes);
       const type = r.varUint();
@@ -249,6 +308,13 @@ export class RelayYjsProvider {
     this.everSynced = true;
     this.consecutiveFailures = 0;
     this.authFailures = 0;
+    if (this.e2e) {
+      // Ours not seen in the log (sent before a disconnect) and what was typed meanwhile.
+      const pending = this.e2e.unacked.map((/** @type {any} */ u) => u.update).concat(this.queue);
+      this.e2e.unacked = [];
+      this.queue = [];
+      if (pending.length && !this.readOnly) this.sendSealedUpdate(pending.length === 1 ? pending[0] : this.Y.mergeUpdates(pending));
+    }
     if (this.queue.length && !this.readOnly) {
       const merged = this.queue.length === 1 ? this.queue[0] : this.Y.mergeUpdates(this.queue);
       this.queue = [];
@@ -266,6 +332,10 @@ export class RelayYjsProvider {
       return this.stop(new ConnectionError('document-size-limit-exceeded', `update of ${update.length} bytes`));
     }
     if (this.readOnly) return;
+    if (this.e2e) {
+      if (this.synced) this.sendSealedUpdate(update); else this.queue.push(update);
+      return;
+    }
     if (this.synced && this.send(encodeSyncUpdate(update))) return;
     this.queue.push(update);
   }
@@ -274,7 +344,118 @@ export class RelayYjsProvider {
   onAwarenessUpdate(changes, origin) {
     if (origin === this || this.destroyed) return;
     const clients = changes.added.concat(changes.updated, changes.removed);
+    if (this.e2e) return this.sendSealed(KIND.awareness, encodeAwarenessUpdate(this.awareness, clients), encodeAwareness);
     this.send(encodeAwarenessMessage(encodeAwarenessUpdate(this.awareness, clients)));
+  }
+
+  /**
+   * Seals and sends in call order (WebCrypto is asynchronous); a failure to seal is reported.
+   * @param {number} kind @param {Uint8Array} plaintext @param {(sealed: Uint8Array) => Uint8Array} wrap
+   * @param {(counter: number) => void} [onSealed]
+   */
+  sendSealed(kind, plaintext, wrap, onSealed) {
+    const e = this.e2e;
+    e.outbound = e.outbound.then(async () => {
+      if (this.destroyed) return;
+      const sealed = await e.sealer.seal(kind, plaintext);
+      if (onSealed) onSealed(e.sealer.counter);
+      this.send(wrap(sealed));
+    }).catch((/** @type {any} */ err) => this.reject(err, kind));
+  }
+
+  /** An update of ours: kept until the log shows it (resent after a reconnect). @param {Uint8Array} update */
+  sendSealedUpdate(update) {
+    const entry = { counter: Infinity, update };
+    this.e2e.unacked.push(entry);
+    this.sendSealed(KIND.update, update, encodeUpdate, (c) => { entry.counter = c; });
+  }
+
+  /** Reports a sealed payload that was not applied. @param {any} err @param {number} kind */
+  reject(err, kind) {
+    const reason = err instanceof SealedError ? err.reason : 'malformed';
+    if (this.e2e) this.e2e.rejected[reason] = (this.e2e.rejected[reason] || 0) + 1;
+    const report = { reason, kind: kind === KIND.update ? 'update' : kind === KIND.snapshot ? 'snapshot' : 'awareness', message: String(err && err.message || err) };
+    this.log('sealed payload rejected', report);
+    for (const cb of Array.from(this.rejectionListeners)) { try { cb(report); } catch (_) { /* listener's */ } }
+    if (reason === 'unknown-key' && kind !== KIND.awareness) {
+      // Keys rotated and this page does not have the new one: nothing more can be read or written.
+      this.stop(new ConnectionError('authentication-failed', 'encrypted room: a key this page does not have'));
+    }
+  }
+
+  /** @param {any} ws @param {Uint8Array} bytes */
+  onSealedMessage(ws, bytes) {
+    let m;
+    try { m = decodeMessage(bytes); } catch (err) { return this.log('bad frame', err); }
+    const e = this.e2e;
+    e.inbound = e.inbound.then(() => this.handleSealed(ws, m)).catch((/** @type {any} */ err) => this.log('sealed frame', err));
+  }
+
+  /** In arrival order (each waits for the previous one to be opened and applied). @param {any} ws @param {any} m */
+  async handleSealed(ws, m) {
+    const e = this.e2e;
+    if (this.destroyed) return;
+    switch (m.type) {
+      case MSG.STORED_SNAPSHOT: {
+        if (m.through <= e.lastSeq) return;
+        try {
+          const { plaintext } = await e.opener.open(KIND.snapshot, m.sealed);
+          const { state, clocks } = decodeSnapshotPlaintext(plaintext);
+          this.Y.applyUpdate(this.doc, state, this);
+          for (const [w, c] of clocks) if (c > (e.opener.logSeen.get(w) || 0)) e.opener.logSeen.set(w, c);
+          this.markRemoteState();
+        } catch (err) { this.reject(err, KIND.snapshot); }
+        e.lastSeq = m.through;
+        return;
+      }
+      case MSG.LOG_ENTRY: {
+        if (m.seq <= e.lastSeq) return;
+        e.lastSeq = m.seq;
+        try {
+          const { plaintext, writer, counter } = await e.opener.open(KIND.update, m.sealed);
+          if (writer === e.sealer.writerHex) e.unacked = e.unacked.filter((/** @type {any} */ u) => u.counter > counter);
+          else { this.Y.applyUpdate(this.doc, plaintext, this); this.markRemoteState(); }
+        } catch (err) { this.reject(err, KIND.update); }
+        return;
+      }
+      case MSG.SYNCED:
+        e.peer = m.peer;
+        if (ws === this.ws && !this.synced) this.onSynced();
+        return;
+      case MSG.PEER_AWARENESS: {
+        if (m.peer === e.peer) return;
+        try {
+          const { plaintext } = await e.opener.open(KIND.awareness, m.sealed);
+          e.peers.set(m.peer, Array.from(new Set([...(e.peers.get(m.peer) || []), ...awarenessClients(plaintext)])));
+          applyAwarenessUpdate(this.awareness, plaintext, this);
+        } catch (err) { this.reject(err, KIND.awareness); }
+        return;
+      }
+      case MSG.PEER_LEFT: {
+        const ids = e.peers.get(m.peer) || [];
+        e.peers.delete(m.peer);
+        removeAwarenessStates(this.awareness, ids.filter((/** @type {number} */ id) => id !== this.awareness.clientID), this);
+        return;
+      }
+      case MSG.SNAPSHOT_REQUEST: {
+        if (this.readOnly) return;
+        // Covers everything this client applied from the log; its clocks tell late joiners which
+        // counters the snapshot holds, so a replay of a covered update is recognised.
+        const through = e.lastSeq;
+        const plaintext = encodeSnapshotPlaintext(this.Y.encodeStateAsUpdate(this.doc), new Map(e.opener.logSeen));
+        this.sendSealed(KIND.snapshot, plaintext, (sealed) => encodeSnapshot(through, sealed));
+        return;
+      }
+      case MSG.SNAPSHOT_STORED: e.snapshotsStored++; return;
+      case MSG.DENIED:
+        this.log('relay refused', m.reason);
+        if (/read-only/.test(m.reason)) this.readOnly = true;
+        return;
+    }
+  }
+
+  markRemoteState() {
+    if (this.doc.meta && typeof this.doc.meta.set === 'function') this.doc.meta.set('hasProviderSyncedRemoteState', true);
   }
 
   /** @param {boolean} visible */
@@ -288,8 +469,9 @@ export class RelayYjsProvider {
       this.log('liveness: nothing received for', idle, 'ms; reconnecting');
       this.drop(ws, 4000, 'liveness');
     } else if (idle >= this.opts.probeAfterMs && !this.probed) {
-      this.probed = true; // step 1 is always answered
-      this.send(encodeSyncStep1(this.Y.encodeStateVector(this.doc)));
+      this.probed = true; // step 1 (a sync request) is always answered
+      if (this.e2e) this.send(encodeSyncRequest(this.e2e.lastSeq));
+      else this.send(encodeSyncStep1(this.Y.encodeStateVector(this.doc)));
     }
   }
 
@@ -394,7 +576,7 @@ export class RelayYjsProvider {
       // The shared awareness keeps its state; only its clock moves on, as
       // y-protocols' removeAwarenessStates does, so our next announcement wins.
       const id = this.awareness.clientID, m = this.awareness.meta.get(id);
-      if (!this.ownAwareness && ws.readyState === 1 && m) {
+      if (!this.ownAwareness && !this.e2e && ws.readyState === 1 && m) {
         this.awareness.meta.set(id, { clock: m.clock + 1, lastUpdated: m.lastUpdated });
         try { ws.send(encodeAwarenessMessage(encodeAwarenessRemoval(id, m.clock + 1))); } catch (_) { /* closing */ }
       }
@@ -408,7 +590,9 @@ export class RelayYjsProvider {
   /** State for a debug panel. */
   debugState() {
     return { room: this.room, status: this.status.status, lastClose: this.lastClose, synced: this.synced, readOnly: this.readOnly,
-      consecutiveFailures: this.consecutiveFailures, queued: this.queue.length, ...this.counters };
+      consecutiveFailures: this.consecutiveFailures, queued: this.queue.length, ...this.counters,
+      ...(this.e2e ? { encrypted: true, lastSeq: this.e2e.lastSeq, unacked: this.e2e.unacked.length, rejected: { ...this.e2e.rejected },
+        snapshotsStored: this.e2e.snapshotsStored } : {}) };
   }
 }
 
