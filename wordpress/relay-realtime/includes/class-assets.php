@@ -168,7 +168,8 @@ final class Assets {
 			'siteId'        => Config::site_id(),
 			'token'         => is_wp_error( $minted ) ? '' : $minted['token'],
 			'exp'           => is_wp_error( $minted ) ? 0 : $minted['exp'],
-			'tokenEndpoint' => rest_url( Tokens::REST_NAMESPACE . '/token' ),
+			// A refreshed token keeps the rooms of the posts on this page (and their keys).
+			'tokenEndpoint' => empty( array_filter( $post_ids ) ) ? rest_url( Tokens::REST_NAMESPACE . '/token' ) : add_query_arg( 'post_id', implode( ',', array_unique( array_filter( array_map( 'absint', $post_ids ) ) ) ), rest_url( Tokens::REST_NAMESPACE . '/token' ) ),
 			'nonce'         => wp_create_nonce( 'wp_rest' ),
 			'channels'      => is_wp_error( $minted ) ? array() : $minted['channels'],
 			'payloadKeys'   => (object) $keys,
@@ -179,6 +180,7 @@ final class Assets {
 				'roomPrefix' => '',
 			),
 			'debug'         => (bool) Config::setting( 'debug' ),
+			'e2e'           => is_wp_error( $minted ) ? Tokens::room_keys( array() ) : $minted['e2e'],
 		);
 		/**
 		 * Filters window.RelayRealtimeConfig.

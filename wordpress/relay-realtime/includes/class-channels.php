@@ -123,11 +123,32 @@ final class Channels {
 	}
 
 	/**
+	 * Whether a post's Yjs room is end-to-end encrypted (relayd channel `yjs-e2e:{room}`).
+	 *
+	 * @param int $post_id Post id.
+	 * @return bool
+	 */
+	public static function is_encrypted( $post_id ) {
+		$type = get_post_type( (int) $post_id );
+		/**
+		 * Filters whether a post is co-edited in an end-to-end encrypted room: relayd then stores
+		 * and relays only ciphertext, and only users who may edit the post receive its key.
+		 *
+		 * @since 0.2.0
+		 *
+		 * @param bool $encrypted Default: the post type is in the `e2e_types` setting.
+		 * @param int  $post_id   Post id.
+		 */
+		return (bool) apply_filters( 'relay_realtime_encrypted_room', false !== $type && in_array( $type, (array) Config::setting( 'e2e_types' ), true ), (int) $post_id );
+	}
+
+	/**
 	 * Grants of a user.
 	 *
 	 * @param int   $user_id  User id (0: visitor).
 	 * @param int[] $post_ids Posts whose Yjs rooms are asked for.
-	 * @return array{read:string[],publish:string[],channels:string[],rooms:array<string,string>}
+	 * @return array{read:string[],publish:string[],channels:string[],rooms:array<string,string>,sealed:string[]}
+	 *   `sealed`: encrypted rooms the user may edit (they get the room's key).
 	 */
 	public static function grants( $user_id, $post_ids = array() ) {
 		$user_id = (int) $user_id;
@@ -135,6 +156,7 @@ final class Channels {
 		$publish = array();
 		$auto    = array();
 		$rooms   = array();
+		$sealed  = array();
 
 		/**
 		 * Filters the channels every visitor (logged in or not) may read.
@@ -188,11 +210,15 @@ final class Channels {
 			if ( '' === $room || $user_id <= 0 ) {
 				continue;
 			}
-			$channel = Config::channel( 'yjs:' . $room );
+			$encrypted = self::is_encrypted( $post_id );
+			$channel   = Config::channel( ( $encrypted ? 'yjs-e2e:' : 'yjs:' ) . $room );
 			if ( user_can( $user_id, 'edit_post', $post_id ) ) {
 				$read[]         = $channel;
 				$publish[]      = $channel;
 				$rooms[ $room ] = 'rw';
+				if ( $encrypted ) {
+					$sealed[] = $room;
+				}
 			} elseif ( user_can( $user_id, 'read_post', $post_id ) ) {
 				$read[]         = $channel;
 				$rooms[ $room ] = 'r';
@@ -223,6 +249,7 @@ final class Channels {
 			'publish'  => array_values( array_map( 'strval', $publish ) ),
 			'channels' => array_values( array_unique( $auto ) ),
 			'rooms'    => $rooms,
+			'sealed'   => $sealed,
 		);
 	}
 }

@@ -53,6 +53,7 @@ final class Config {
 		'debug'       => false,
 		'token_ttl'   => 300,
 		'max_retries' => 6,
+		'e2e_types'   => array(),
 	);
 
 	/**
@@ -190,6 +191,7 @@ final class Config {
 		$s['debug']       = (bool) $s['debug'];
 		$s['token_ttl']   = max( 30, min( 3600, (int) $s['token_ttl'] ) );
 		$s['max_retries'] = max( 0, min( 20, (int) $s['max_retries'] ) );
+		$s['e2e_types']   = array_values( array_filter( array_map( 'strval', (array) $s['e2e_types'] ), static fn ( $t ) => (bool) preg_match( '/^[a-z0-9_-]{1,20}$/', $t ) ) );
 		return $s;
 	}
 
@@ -247,6 +249,21 @@ final class Config {
 		$seed     = self::seed();
 		$kid      = null === $kid ? self::setting( 'payload_kid' ) : $kid;
 		return ( '' === $site_key || '' === $seed ) ? '' : Crypto::v2_key( $seed, $site_key, $kid );
+	}
+
+	/**
+	 * Key of an encrypted Yjs room (raw 32 bytes) for the configured payload key id, or ''.
+	 * Derived from the payload key material, never sent to relayd; handed to the post's editors.
+	 *
+	 * @param string      $room Room name (`postType/{type}:{id}`).
+	 * @param string|null $kid  Key id (the configured one when null).
+	 * @return string
+	 */
+	public static function room_key( $room, $kid = null ) {
+		$site_key = self::get( 'site_key' );
+		$seed     = self::seed();
+		$kid      = null === $kid ? self::setting( 'payload_kid' ) : $kid;
+		return ( '' === $site_key || '' === $seed ) ? '' : Crypto::room_key( $seed, $site_key, $kid, $room );
 	}
 
 	/**

@@ -21,6 +21,11 @@ final class Crypto {
 
 	const V1_INFO = 'wpsignal-v1';
 	const V2_INFO = 'relay-envelope-v2:';
+
+	/**
+	 * HKDF info prefix of encrypted Yjs room keys.
+	 */
+	const ROOM_INFO = 'relay-realtime/yjs-e2e/1:';
 	const V2_AAD  = 'relay-envelope-v2';
 
 	/**
@@ -66,6 +71,20 @@ final class Crypto {
 	 */
 	public static function v2_key( $seed, $site_key, $kid ) {
 		return hash_hkdf( 'sha256', $seed, 32, self::V2_INFO . $kid, $site_key );
+	}
+
+	/**
+	 * Key of an encrypted Yjs room: HKDF-SHA256(seed, salt = site key,
+	 * info = "relay-realtime/yjs-e2e/1:" . kid . ":" . room). One key per document and key id.
+	 *
+	 * @param string $seed     Input keying material.
+	 * @param string $site_key Site key.
+	 * @param string $kid      Key id.
+	 * @param string $room     Room name (`postType/{type}:{id}`).
+	 * @return string 32 raw bytes.
+	 */
+	public static function room_key( $seed, $site_key, $kid, $room ) {
+		return hash_hkdf( 'sha256', $seed, 32, self::ROOM_INFO . $kid . ':' . $room, $site_key );
 	}
 
 	/**

@@ -23,7 +23,7 @@ final class Tokens {
 	 *
 	 * @param int   $user_id  User id (0: visitor).
 	 * @param int[] $post_ids Posts whose Yjs rooms the token should cover.
-	 * @return array{token:string,exp:int,channels:string[],rooms:array}|\WP_Error
+	 * @return array{token:string,exp:int,channels:string[],rooms:array,e2e:array}|\WP_Error
 	 */
 	public static function mint( $user_id, $post_ids = array() ) {
 		if ( ! Config::is_connected() ) {
@@ -64,6 +64,37 @@ final class Tokens {
 			'exp'      => (int) $claims['exp'],
 			'channels' => $grants['channels'],
 			'rooms'    => $grants['rooms'],
+			'e2e'      => self::room_keys( $grants['sealed'] ),
+		);
+	}
+
+	/**
+	 * Keys of the encrypted rooms a user may edit, as the provider reads them:
+	 * `{site, keys: {room: [{kid, key}]}, objectTypes}` (key: base64url of 32 bytes).
+	 * `objectTypes` are the encrypted post types: their editors without a key are told
+	 * `authentication-failed` instead of opening a plain room.
+	 *
+	 * @param string[] $rooms Encrypted rooms the user may edit.
+	 * @return array
+	 */
+	public static function room_keys( $rooms ) {
+		$kid  = (string) Config::setting( 'payload_kid' );
+		$keys = array();
+		foreach ( $rooms as $room ) {
+			$raw = Config::room_key( $room, $kid );
+			if ( '' !== $raw ) {
+				$keys[ $room ] = array(
+					array(
+						'kid' => $kid,
+						'key' => rtrim( strtr( base64_encode( $raw ), '+/', '-_' ), '=' ), // phpcs:ignore WordPress.PHP.DiscouragedPHPFunctions.obfuscation_base64_encode
+					),
+				);
+			}
+		}
+		return array(
+			'site'        => Config::site_id(),
+			'keys'        => (object) $keys,
+			'objectTypes' => array_map( static fn ( $t ) => 'postType/' . $t, (array) Config::setting( 'e2e_types' ) ),
 		);
 	}
 

@@ -80,6 +80,11 @@ export class RoomKeys {
     /** @type {Map<string, Promise<CryptoKey>>} */ this.imported = new Map();
   }
   get current() { return this.entries[0] ? this.entries[0].kid : null; }
+  /** New entries first (the newest seals); old key ids stay to open what they sealed. @param {{kid: string, key: string}[]} entries */
+  update(entries) {
+    const fresh = entries.filter((e) => e && typeof e.kid === 'string' && typeof e.key === 'string');
+    this.entries = fresh.concat(this.entries.filter((e) => !fresh.some((f) => f.kid === e.kid)));
+  }
   /** @param {string} kid @returns {Promise<CryptoKey>|null} */
   get(kid) {
     const e = this.entries.find((x) => x.kid === kid);

@@ -5,7 +5,7 @@
  * `X-WP-Nonce`), or through `config.fetchToken()` when given. Never throws:
  * `refresh()` resolves to `{ok, status?, error?}`.
  *
- * @typedef {{token: string, exp: number, channels?: string[]}} TokenAnswer
+ * @typedef {{token: string, exp: number, channels?: string[], e2e?: any}} TokenAnswer
  * @typedef {{ok: boolean, status?: number, terminal?: boolean, error?: string}} RefreshResult
  */
 
@@ -73,6 +73,8 @@ export class TokenSource {
       this.token = answer.token;
       this.exp = Number(answer.exp) || 0;
       if (Array.isArray(answer.channels)) this.channels = answer.channels;
+      // Keys of encrypted rooms come with the token (a rotated key id reaches open editors here).
+      if (answer.e2e && typeof answer.e2e === 'object') /** @type {any} */ (this).e2e = answer.e2e;
       for (const fn of this._listeners) { try { fn(this); } catch (_) { /* listener errors stay local */ } }
       return { ok: true };
     } catch (e) {

@@ -185,6 +185,13 @@ export class RelayYjsProvider {
     if (typeof window !== 'undefined' && window.addEventListener) window.addEventListener('online', this._onOnline);
     if (typeof document !== 'undefined' && document.addEventListener) document.addEventListener('visibilitychange', this._onVisibility);
     this.livenessTimer = setInterval(() => this.checkLiveness(false), o.livenessCheckMs);
+    if (this.e2e) {
+      // Keys refreshed with the token (a new key id after a rotation seals from then on).
+      this._offTokens = this.tokens.onChange((/** @type {any} */ t) => {
+        const fresh = t.e2e && t.e2e.keys && t.e2e.keys[this.room];
+        if (Array.isArray(fresh) && fresh.length) this.e2e.keys.update(fresh);
+      });
+    }
     if (this.e2e && !this.e2e.keys.current) {
       this.stop(new ConnectionError('authentication-failed', 'encrypted room: no key for this document'));
       return;
@@ -565,6 +572,7 @@ export class RelayYjsProvider {
     clearInterval(this.livenessTimer);
     try { this.doc.off('update', this._onDocUpdate); this.doc.off('destroy', this._onDocDestroy); } catch (_) { /* */ }
     try { this.awareness.off('update', this._onAwarenessUpdate); } catch (_) { /* */ }
+    if (this._offTokens) this._offTokens();
     if (typeof window !== 'undefined' && window.removeEventListener) window.removeEventListener('online', this._onOnline);
     if (typeof document !== 'undefined' && document.removeEventListener) document.removeEventListener('visibilitychange', this._onVisibility);
     const ws = this.ws;

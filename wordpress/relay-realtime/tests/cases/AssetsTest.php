@@ -55,7 +55,7 @@ final class AssetsTest extends Relay_Test_Case {
 		$this->assertLessThan( strpos( $html, 'boot.js' ), strpos( $html, 'window.RelayRealtimeConfig' ), 'config before the module' );
 
 		$c = $this->config( $html );
-		$this->assertSame( array( 'url', 'siteId', 'token', 'exp', 'tokenEndpoint', 'nonce', 'channels', 'payloadKeys', 'kid', 'yjs', 'debug' ), array_keys( $c ) );
+		$this->assertSame( array( 'url', 'siteId', 'token', 'exp', 'tokenEndpoint', 'nonce', 'channels', 'payloadKeys', 'kid', 'yjs', 'debug', 'e2e' ), array_keys( $c ) );
 		$this->assertSame( getenv( 'RRT_RELAY_URL' ), $c['url'] );
 		$this->assertSame( Config::site_id(), $c['siteId'] );
 		$this->assertSame( rest_url( 'relay-realtime/v1/token' ), $c['tokenEndpoint'] );

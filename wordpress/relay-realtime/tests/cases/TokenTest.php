@@ -193,4 +193,57 @@ final class TokenTest extends Relay_Test_Case {
 		$this->assertSame( array( 4004 ), $res['outsider_closes'], 'a token without the room is refused' );
 		$this->assertSame( array( 4004 ), $res['neighbour_closes'], "the editor of post $post cannot open post {$post}0's room: grants are not string prefixes" );
 	}
+
+	public function test_encrypted_post_type_gives_editors_the_room_key_and_relayd_the_e2e_room_only() {
+		$settings              = Config::settings();
+		$settings['e2e_types'] = array( 'post' );
+		update_option( Config::OPTION_SETTINGS, $settings );
+		$author = self::user( 'author' );
+		$editor = self::user( 'editor' );
+		$post   = wp_insert_post( array( 'post_title' => 'Sealed', 'post_status' => 'publish', 'post_author' => $author ) );
+		\RelayRealtime\Publisher::flush();
+		$room   = "postType/post:$post";
+		$grants = array();
+		foreach ( array( $author, $editor, self::user( 'subscriber' ) ) as $user ) {
+			wp_set_current_user( $user );
+			$r = self::token( array( 'post_id' => $post ) );
+			$this->assertSame( 200, $r->get_status() );
+			$grants[] = $r->get_data();
+		}
+		update_option( Config::OPTION_SETTINGS, array_merge( $settings, array( 'e2e_types' => array() ) ) );
+		list( $a, $e, $s ) = $grants;
+		// Editors of the post get its key (the same one), the reader none; nobody gets the plain room.
+		$keys = (array) $a['e2e']['keys'];
+		$this->assertArrayHasKey( $room, $keys );
+		$this->assertSame( (array) $e['e2e']['keys'], $keys, 'one key per document' );
+		$this->assertSame( array(), (array) $s['e2e']['keys'], 'a reader gets no key' );
+		$this->assertSame( 'r', $s['rooms'][ $room ] );
+		$this->assertSame( 32, strlen( \RelayRealtime\Crypto::b64url_decode( $keys[ $room ][0]['key'] ) ) );
+		$this->assertSame( array( 'postType/post' ), $a['e2e']['objectTypes'] );
+		$claims = $this->claims( $a['token'] );
+		$this->assertContains( self::ch( "yjs-e2e:$room" ), $claims['allowed_publish_prefixes'] );
+		$this->assertNotContains( self::ch( "yjs:$room" ), $claims['allowed_channel_prefixes'] );
+		// The key never reaches relayd: it is not in the token.
+		$this->assertStringNotContainsString( $keys[ $room ][0]['key'], wp_json_encode( $claims ) );
+
+		// The plugin's provider with these grants, through relayd.
+		$cfg  = array(
+			'url'     => getenv( 'RRT_RELAY_URL' ),
+			'siteId'  => Config::site_id(),
+			'postId'  => $post,
+			'editors' => array( $a, $e ),
+			'reader'  => $s,
+		);
+		$node = getenv( 'RRT_NODE' ) ? getenv( 'RRT_NODE' ) : 'node';
+		$out  = shell_exec( 'NODE_PATH=' . escapeshellarg( getenv( 'NODE_PATH' ) ? getenv( 'NODE_PATH' ) : '/usr/share/nodejs' ) . ' timeout 40 ' . escapeshellarg( $node ) . ' ' . escapeshellarg( dirname( __DIR__ ) . '/sealed-session.mjs' ) . ' ' . escapeshellarg( wp_json_encode( $cfg ) ) . ' 2>&1' );
+		$res  = json_decode( (string) $out, true );
+		$this->assertIsArray( $res, (string) $out );
+		$this->assertArrayNotHasKey( 'error', $res, (string) $out );
+		$this->assertTrue( $res['encrypted'], 'the provider chose the encrypted mode' );
+		$this->assertSame( array( 'connected', 'connected' ), $res['statuses'] );
+		$this->assertTrue( $res['b_saw_a'] && $res['converged'], 'the editors converge: ' . $out );
+		$this->assertSame( 'disconnected', $res['reader_status'] );
+		$this->assertSame( 'authentication-failed', $res['reader_error'] );
+		$this->assertSame( 0, $res['reader_connects'] );
+	}
 }
