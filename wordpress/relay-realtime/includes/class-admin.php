@@ -178,8 +178,9 @@ final class Admin {
 						$s[ $k ] = sanitize_key( $input[ $k ] );
 					}
 				}
-				$s['yjs']   = ! empty( $input['yjs'] );
-				$s['debug'] = ! empty( $input['debug'] );
+				$s['yjs']       = ! empty( $input['yjs'] );
+				$s['debug']     = ! empty( $input['debug'] );
+				$s['e2e_types'] = array_values( array_intersect( array_map( 'sanitize_key', (array) ( $input['e2e_types'] ?? array() ) ), array_keys( get_post_types( array( 'show_ui' => true ) ) ) ) );
 				update_option( Config::OPTION_SETTINGS, $s, true );
 				return __( 'Settings saved.', 'relay-realtime' );
 			case 'retry':
@@ -360,6 +361,13 @@ final class Admin {
 		$fields .= '<tr><th>' . esc_html__( 'Default envelope', 'relay-realtime' ) . '</th><td>' . self::select( 'envelope', array( 'v2' => 'v2 (channel-bound)', 'v1' => 'v1 (wordsocket)', 'none' => __( 'none (plaintext)', 'relay-realtime' ) ), $s['envelope'] ) . '</td></tr>';
 		$fields .= '<tr><th>' . esc_html__( 'Publish signature', 'relay-realtime' ) . '</th><td>' . self::select( 'signature', array( 'v2' => 'v2 (nonce, method, path)', 'v1' => 'v1 (wordsocket)' ), $s['signature'] ) . '</td></tr>';
 		$fields .= '<tr><th>' . esc_html__( 'Collaboration', 'relay-realtime' ) . '</th><td><label><input type="checkbox" name="yjs" value="1"' . checked( $s['yjs'], true, false ) . '> ' . esc_html__( 'Use relayd for real-time collaboration when the editor supports it', 'relay-realtime' ) . '</label></td></tr>';
+		$types   = '';
+		foreach ( get_post_types( array( 'show_ui' => true ), 'objects' ) as $type ) {
+			if ( post_type_supports( $type->name, 'editor' ) ) {
+				$types .= '<label style="margin-right:1em"><input type="checkbox" name="e2e_types[]" value="' . esc_attr( $type->name ) . '"' . checked( in_array( $type->name, (array) $s['e2e_types'], true ), true, false ) . '> ' . esc_html( $type->labels->singular_name ) . '</label>';
+			}
+		}
+		$fields .= '<tr><th>' . esc_html__( 'End-to-end encrypted co-editing', 'relay-realtime' ) . '</th><td>' . $types . '<p class="description">' . esc_html__( 'Documents of these types are co-edited in encrypted rooms: relayd stores and relays only ciphertext, and only users who may edit a post receive its key.', 'relay-realtime' ) . '</p></td></tr>';
 		$fields .= '<tr><th>' . esc_html__( 'Debug', 'relay-realtime' ) . '</th><td><label><input type="checkbox" name="debug" value="1"' . checked( $s['debug'], true, false ) . '> ' . esc_html__( 'Browser client logs to the console', 'relay-realtime' ) . '</label></td></tr>';
 		$fields .= '</table>';
 		self::form( 'save', __( 'Save settings', 'relay-realtime' ), $fields, 'primary' );
