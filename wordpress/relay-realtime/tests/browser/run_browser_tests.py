@@ -214,6 +214,40 @@ class BrowserSuite(unittest.TestCase):
         self.load(c, cfg, '101', 'Carol')
         self.assertEqual(c.execute_script('return T.text()'), want)
 
+    def test_encrypted_room_editors_converge_and_relayd_holds_only_ciphertext(self):
+        key = base64.urlsafe_b64encode(os.urandom(32)).rstrip(b'=').decode()
+        room = 'postType/post:202'
+        cfg = self.cfg(e2e={'site': self.relay.site['site_id'], 'keys': {room: [{'kid': 'k1', 'key': key}]}})
+        a, b = self.browser(), self.browser()
+        self.assertEqual(self.load(a, cfg, '202', 'Alice')[-1], 'connected')
+        self.assertEqual(self.load(b, cfg, '202', 'Bob')[-1], 'connected')
+        self.assertTrue(a.execute_script('return T.debug()[0].encrypted'), 'the provider chose the encrypted mode')
+        secret = 'Verschlüsselt-' + os.urandom(4).hex()
+        a.execute_script('T.insert(0, arguments[0])', secret)
+        self.assertTrue(until(lambda: b.execute_script('return T.text()') == secret), 'B opened A\'s sealed update')
+        b.execute_script('T.append(" 🔐 ok")')
+        want = secret + ' 🔐 ok'
+        self.assertTrue(until(lambda: a.execute_script('return T.text()') == want))
+        self.assertTrue(until(lambda: a.execute_script('return T.peers()') == ['Bob']), 'sealed awareness crosses')
+        a.execute_script('T.unload()')
+        b.execute_script('T.unload()')
+        c = self.browser()
+        self.load(c, cfg, '202', 'Carol')
+        self.assertTrue(until(lambda: c.execute_script('return T.text()') == want), 'a late joiner opens the log')
+        self.assertEqual(c.execute_script('return T.debug()[0].rejected'), {'tampered': 0, 'replayed': 0, 'unknown-key': 0, 'malformed': 0})
+        stored = b''
+        for f in ('yjs.sqlite', 'yjs.sqlite-wal'):
+            path = os.path.join(self.relay.dir, f)
+            if os.path.exists(path):
+                with open(path, 'rb') as fh:
+                    stored += fh.read()
+        self.assertGreater(len(stored), 0)
+        self.assertNotIn(secret.encode(), stored, 'plaintext in relayd\'s yjs.sqlite')
+        # Without the key, the same room is authentication-failed, not garbage.
+        d = self.browser()
+        nokey = self.cfg(e2e={'site': self.relay.site['site_id'], 'keys': {}, 'objectTypes': ['postType/post']})
+        self.assertEqual(self.load(d, nokey, '202', 'Dave')[-1], 'disconnected:authentication-failed')
+
     def test_stock_y_websocket_in_the_page_expired_and_read_only_tokens(self):
         cfg = self.cfg()
         a, s = self.browser(), self.browser()
