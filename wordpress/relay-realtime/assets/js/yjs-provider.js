@@ -161,6 +161,7 @@ export class RelayYjsProvider {
       this.e2e = {
         keys, sealer: new Sealer(keys, site, this.room), opener: new Opener(keys, site, this.room),
         lastSeq: 0, peer: -1, /** @type {Map<number, number[]>} */ peers: new Map(),
+        /** log entries that arrived ahead of a gap @type {Map<number, Uint8Array>} */ held: new Map(), refetchedAt: -1,
         /** @type {Promise<void>} */ inbound: Promise.resolve(), /** @type {Promise<void>} */ outbound: Promise.resolve(),
         /** own updates sent and not yet seen in the log: resent after a reconnect @type {{counter: number, update: Uint8Array}[]} */ unacked: [],
         rejected: { tampered: 0, replayed: 0, 'unknown-key': 0, malformed: 0 }, snapshotsStored: 0,
@@ -413,20 +414,23 @@ export class RelayYjsProvider {
           this.markRemoteState();
         } catch (err) { this.reject(err, KIND.snapshot); }
         e.lastSeq = m.through;
-        return;
+        return this.drainHeld();
       }
       case MSG.LOG_ENTRY: {
         if (m.seq <= e.lastSeq) return;
-        e.lastSeq = m.seq;
-        try {
-          const { plaintext, writer, counter } = await e.opener.open(KIND.update, m.sealed);
-          if (writer === e.sealer.writerHex) e.unacked = e.unacked.filter((/** @type {any} */ u) => u.counter > counter);
-          else { this.Y.applyUpdate(this.doc, plaintext, this); this.markRemoteState(); }
-        } catch (err) { this.reject(err, KIND.update); }
-        return;
+        // A live entry can overtake the catch-up (it was broadcast before this connection's sync
+        // request was answered) or another entry (two event loops): hold it until the gap fills.
+        if (m.seq > e.lastSeq + 1) { e.held.set(m.seq, m.sealed); return; }
+        await this.applyEntry(m.seq, m.sealed);
+        return this.drainHeld();
       }
       case MSG.SYNCED:
         e.peer = m.peer;
+        if (e.held.size && ws === this.ws && e.refetchedAt !== e.lastSeq) {
+          // The catch-up ended and entries after a gap are still held: ask again from where we are.
+          e.refetchedAt = e.lastSeq;
+          this.send(encodeSyncRequest(e.lastSeq));
+        }
         if (ws === this.ws && !this.synced) this.onSynced();
         return;
       case MSG.PEER_AWARENESS: {
@@ -458,6 +462,28 @@ export class RelayYjsProvider {
         this.log('relay refused', m.reason);
         if (/read-only/.test(m.reason)) this.readOnly = true;
         return;
+    }
+  }
+
+  /** Opens and applies the log entry `seq` (the next one). @param {number} seq @param {Uint8Array} sealed */
+  async applyEntry(seq, sealed) {
+    const e = this.e2e;
+    e.lastSeq = seq;
+    try {
+      const { plaintext, writer, counter } = await e.opener.open(KIND.update, sealed);
+      if (writer === e.sealer.writerHex) e.unacked = e.unacked.filter((/** @type {any} */ u) => u.counter > counter);
+      else { this.Y.applyUpdate(this.doc, plaintext, this); this.markRemoteState(); }
+    } catch (err) { this.reject(err, KIND.update); }
+  }
+
+  /** Applies held entries that are now next in sequence; drops those already covered. */
+  async drainHeld() {
+    const e = this.e2e;
+    for (const seq of Array.from(e.held.keys())) if (seq <= e.lastSeq) e.held.delete(seq);
+    while (e.held.has(e.lastSeq + 1)) {
+      const seq = e.lastSeq + 1, sealed = e.held.get(seq);
+      e.held.delete(seq);
+      await this.applyEntry(seq, sealed);
     }
   }
 

@@ -97,6 +97,22 @@ test('two editors converge in an encrypted room; a late joiner converges from sn
   assert.equal(diskBytes().includes(SECRET), false, 'plaintext in yjs.sqlite');
 });
 
+test('a joiner while a burst is still arriving (live entries overtaking its catch-up) converges on all of it', T, async () => {
+  const prefix = `e2e${process.pid}-${++seq}/`;
+  const k = [key()];
+  const A = editor(config(prefix, k), { id: 1, name: 'A' });
+  const ea = await A.load('postType/post', '1');
+  // 400 keystrokes at once: relayd admits 200 and then 50/s (the client publish rate), so the
+  // joiner's catch-up and the live broadcasts of the rest interleave.
+  for (let i = 0; i < 400; i++) text(ea.ydoc).insert(text(ea.ydoc).length, String.fromCharCode(97 + (i % 26)));
+  await sleep(300);
+  const B = editor(config(prefix, k), { id: 2, name: 'B' });
+  const eb = await B.load('postType/post', '1');
+  assert.ok(await until(() => content(eb) === content(ea), 20000), `B converged: ${content(eb)?.length} of ${content(ea).length}`);
+  assert.deepEqual(provider(eb).debugState().rejected, { tampered: 0, replayed: 0, 'unknown-key': 0, malformed: 0 });
+  A.unloadAll(); B.unloadAll();
+});
+
 test('control: in a plain room the same search finds the text in yjs.sqlite and on the wire', T, async () => {
   const prefix = `plain${process.pid}-${++seq}/`;
   const cfg = config(prefix, null);
