@@ -3,7 +3,7 @@ export NODE_PATH := /usr/share/nodejs
 export RELAY_PYTHON := $(CURDIR)/.venv/bin/python
 export RELAY_REQUIRE_PEERS := 1
 
-.PHONY: test-tsan test-asan test-faults run test test-swift test-protocol test-wordpress test-browser test-proxy fuzz fuzz-build fuzz-replay plugin-zip build release deps test-deps dist-deps dist deb test-dist bench bench-crypto bench-core bench-yjs-algebra bench-yjs bench-compare bench-floor clean bench-browser soak
+.PHONY: test-tsan test-asan test-faults run test test-swift test-protocol test-wordpress test-browser test-proxy fuzz fuzz-build fuzz-replay plugin-zip build release deps test-deps dist-deps dist deb test-dist bench bench-crypto bench-core bench-yjs-algebra bench-yjs bench-yjs-e2e bench-compare bench-floor clean bench-browser soak
 
 ## Starts relayd on its embedded default (127.0.0.1:8080, ./relay-data, dev site).
 run: deps
@@ -121,6 +121,11 @@ bench-floor:
 ## Yjs rooms: relayd vs the y-websocket reference server (node), side by side.
 bench-yjs: test-deps
 	Benchmarks/yjs/rooms/run.sh
+
+## Encrypted vs plain Yjs rooms (late join, keystroke to remote) through one release relayd, in one run.
+bench-yjs-e2e: test-deps
+	$(SWIFT) build -c release --product relayd
+	RELAYD_BIN=.build/release/relayd NODE_PATH=/usr/share/nodejs node Benchmarks/yjs/e2e/bench.mjs --rounds 3 --keys 3000 --typed 300 --rate 20
 
 ## relayd vs nginx + nchan with the same load generator, in one run (writes Docs/benchmarks.md).
 bench-compare: deps
