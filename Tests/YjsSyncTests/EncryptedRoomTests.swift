@@ -1,4 +1,5 @@
 import Foundation
+import RelayJSON
 import Testing
 @testable import YjsCodec
 @testable import YjsRooms
@@ -115,5 +116,48 @@ import Testing
         // The next update continues the sequence.
         let r = try store.handle(room: room, frame: M.update(sealed: [1]).encoded(), from: 9, canWrite: true)
         #expect(try Self.decode(r.broadcast) == [.logEntry(seq: 6, sealed: [1])])
+    }
+}
+
+/// `protocol/vectors/yjs-e2e.json`: the relay's messages decode to the listed fields and re-encode
+/// to the same bytes; invalid ones are refused.
+@Suite("Protocol vectors: encrypted Yjs rooms")
+struct EncryptedRoomVectorTests {
+    @Test func messagesDecodeAndRoundTrip() throws {
+        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("protocol/vectors/yjs-e2e.json")
+        let v = try JSONParser.parse(Array(try Data(contentsOf: url)), maxDepth: 64)
+        let messages = try #require(v["messages"]?.arrayValue)
+        #expect(messages.count == 13)
+        for m in messages {
+            let name = m["name"]?.stringValue ?? "?"
+            let bytes = hex(try #require(m["hex"]?.stringValue))
+            let f = try #require(m["fields"])
+            let message = try EncryptedRoomMessage(decoding: bytes)
+            #expect(message.encoded() == bytes, "\(name): re-encoding")
+            let sealed = f["sealed_hex"]?.stringValue.map(hex) ?? []
+            let n = { (k: String) in UInt64(f[k]?.int64Value ?? -1) }
+            let expected: EncryptedRoomMessage
+            switch f["type"]?.int64Value {
+            case 16: expected = .syncRequest(knownSeq: n("known_seq"))
+            case 17: expected = .update(sealed: sealed)
+            case 18: expected = .snapshot(throughSeq: n("through_seq"), sealed: sealed)
+            case 19: expected = .awareness(sealed: sealed)
+            case 32: expected = .storedSnapshot(throughSeq: n("through_seq"), sealed: sealed)
+            case 33: expected = .logEntry(seq: n("seq"), sealed: sealed)
+            case 34: expected = .synced(lastSeq: n("last_seq"), peer: n("peer"))
+            case 35: expected = .peerAwareness(peer: n("peer"), sealed: sealed)
+            case 36: expected = .peerLeft(peer: n("peer"))
+            case 37: expected = .snapshotRequest(throughSeq: n("through_seq"))
+            case 38: expected = .snapshotStored(throughSeq: n("through_seq"))
+            case 39: expected = .denied(reason: f["reason"]?.stringValue ?? "")
+            default: Issue.record("\(name): unknown type"); continue
+            }
+            #expect(message == expected, "\(name)")
+        }
+        for m in try #require(v["invalid_messages"]?.arrayValue) {
+            let bytes = hex(m["hex"]?.stringValue ?? "")
+            #expect(throws: (any Error).self, "\(m["name"]?.stringValue ?? "?")") { try EncryptedRoomMessage(decoding: bytes) }
+        }
     }
 }

@@ -203,5 +203,25 @@ foreach ($j['cases'] as $c) {
     check($valid === $c['valid'], "json {$c['name']}: php says " . ($valid ? 'valid' : 'invalid') . ' (' . json_last_error_msg() . ')');
 }
 
+
+// ---------------------------------------------------------------- encrypted Yjs rooms: room key (as the plugin derives it) and sealed payloads
+$x = $load('yjs-e2e.json');
+$rk = $x['room_key'];
+$room_key = hash_hkdf('sha256', $rk['seed'], 32, $rk['info'], $rk['site_key']);
+check(b64url($room_key) === $rk['key_b64url'], 'e2e room key');
+$sl = $x['sealing'];
+foreach ($sl['seals'] as $c) {
+    $raw = hex2bin($c['sealed_hex']);
+    $hlen = strlen($raw) - 12 - 16 - strlen(hex2bin($c['plaintext_hex']));
+    $header = substr($raw, 0, $hlen);
+    $ad = "relay-realtime/yjs-e2e/1\0" . $sl['site_id'] . "\0" . $sl['room'] . "\0" . $header;
+    check(bin2hex($ad) === $c['associated_data_hex'], "e2e {$c['kind']}: associated data");
+    $body = substr($raw, $hlen + 12);
+    $out = openssl_decrypt(substr($body, 0, -16), 'aes-256-gcm', $room_key, OPENSSL_RAW_DATA, substr($raw, $hlen, 12), substr($body, -16), $ad);
+    check($out !== false && bin2hex($out) === $c['plaintext_hex'], "e2e {$c['kind']}: opens to the plaintext");
+    $moved = "relay-realtime/yjs-e2e/1\0" . $sl['site_id'] . "\0" . $sl['moved_room'] . "\0" . $header;
+    check(openssl_decrypt(substr($body, 0, -16), 'aes-256-gcm', $room_key, OPENSSL_RAW_DATA, substr($raw, $hlen, 12), substr($body, -16), $moved) === false, "e2e {$c['kind']}: moved to another room does not open");
+}
+
 printf("crosscheck.php: %d checks passed, %d failed\n", $ok, $fail);
 exit($fail ? 1 : 0);

@@ -1183,6 +1183,74 @@ def dump(obj):
     return json.dumps(obj, indent=1, ensure_ascii=True) + "\n"
 
 
+def varuint(n):
+    out = bytearray()
+    while n > 0x7F:
+        out.append(0x80 | (n & 0x7F))
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def varstring(t):
+    b = t.encode()
+    return varuint(len(b)) + b
+
+
+def e2e_vectors():
+    """Encrypted Yjs rooms (Docs/protocol.md "Encrypted Yjs rooms"): the relay's messages, a room
+    key as WordPress derives it, and sealed payloads as relay-realtime's provider makes them."""
+    messages = []
+
+    def msg(name, direction, data, fields):
+        messages.append({"name": name, "direction": direction, "hex": data.hex(), "fields": fields})
+
+    sealed = bytes.fromhex("01750201020304")
+    msg("sync request from scratch", "client", b"\x10" + varuint(0), {"type": 16, "known_seq": 0})
+    msg("sync request after 300", "client", b"\x10" + varuint(300), {"type": 16, "known_seq": 300})
+    msg("update", "client", b"\x11" + sealed, {"type": 17, "sealed_hex": sealed.hex()})
+    msg("snapshot through 500", "client", b"\x12" + varuint(500) + sealed, {"type": 18, "through_seq": 500, "sealed_hex": sealed.hex()})
+    msg("awareness", "client", b"\x13" + sealed, {"type": 19, "sealed_hex": sealed.hex()})
+    msg("stored snapshot", "relay", b"\x20" + varuint(500) + sealed, {"type": 32, "through_seq": 500, "sealed_hex": sealed.hex()})
+    msg("log entry", "relay", b"\x21" + varuint(2 ** 40) + sealed, {"type": 33, "seq": 2 ** 40, "sealed_hex": sealed.hex()})
+    msg("synced", "relay", b"\x22" + varuint(501) + varuint(7), {"type": 34, "last_seq": 501, "peer": 7})
+    msg("peer awareness", "relay", b"\x23" + varuint(7) + sealed, {"type": 35, "peer": 7, "sealed_hex": sealed.hex()})
+    msg("peer left", "relay", b"\x24" + varuint(7), {"type": 36, "peer": 7})
+    msg("snapshot request", "relay", b"\x25" + varuint(525), {"type": 37, "through_seq": 525})
+    msg("snapshot stored", "relay", b"\x26" + varuint(525), {"type": 38, "through_seq": 525})
+    msg("denied", "relay", b"\x27" + varstring("read-only token"), {"type": 39, "reason": "read-only token"})
+    invalid = [
+        {"name": "unknown type", "hex": "01"},
+        {"name": "trailing byte after a sync request", "hex": "100500"},
+        {"name": "empty", "hex": ""},
+        {"name": "truncated varUint", "hex": "2180"},
+    ]
+
+    room = "postType/post:42"
+    kid = "p1"
+    room_key = hkdf(ENCRYPTION_SEED.encode(), SITE_KEY.encode(), ("relay-realtime/yjs-e2e/1:" + kid + ":" + room).encode())
+    writer = bytes(range(0x10, 0x20))
+    seals = []
+    # A Yjs v1 update inserting "hi" at the start of a root text "t" (client 1, clock 0).
+    update = bytes.fromhex("010101000401017402686900")
+    for kind, name, counter, plaintext in ((0x75, "update", 1, update), (0x61, "awareness", 2, b"\x00"), (0x73, "snapshot", 3, varuint(len(update)) + update + varuint(1) + writer + varuint(1))):
+        header = bytes([1, kind]) + varstring(kid) + writer + varuint(counter)
+        ad = b"relay-realtime/yjs-e2e/1" + b"\x00" + SITE_ID.encode() + b"\x00" + room.encode() + b"\x00" + header
+        nonce = hashlib.sha256(("relay-vector-e2e-" + name).encode()).digest()[:12]
+        ct = AESGCM(room_key).encrypt(nonce, plaintext, ad)
+        seals.append({"kind": name, "counter": counter, "plaintext_hex": plaintext.hex(), "associated_data_hex": ad.hex(),
+                      "nonce_hex": nonce.hex(), "sealed_hex": (header + nonce + ct).hex()})
+    return {
+        "generated_by": GENERATED_BY,
+        "messages": messages,
+        "invalid_messages": invalid,
+        "room_key": {"seed": ENCRYPTION_SEED, "site_key": SITE_KEY, "kid": kid, "room": room,
+                     "info": "relay-realtime/yjs-e2e/1:" + kid + ":" + room, "key_b64url": b64url(room_key)},
+        "sealing": {"site_id": SITE_ID, "room": room, "kid": kid, "writer_hex": writer.hex(), "seals": seals,
+                    "moved_room": "postType/post:43"},
+    }
+
+
 def main():
     check = "--check" in sys.argv[1:]
     _selftest_xchacha()
@@ -1193,6 +1261,7 @@ def main():
         "envelopes.json": dump(envelope_vectors()),
         "frames.json": dump(frame_vectors()),
         "yprotocols.json": dump(yprotocol_vectors()),
+        "yjs-e2e.json": dump(e2e_vectors()),
     }
     targets = {os.path.join(VECTORS, k): v for k, v in outputs.items()}
     with open(DOC) as f:

@@ -129,4 +129,13 @@ final class CryptoTest extends Relay_Test_Case {
 		$this->assertSame( 0, $rc, $err );
 		$this->assertSame( Config::site_id(), json_decode( $out, true )['site_id'] );
 	}
+
+	public function test_room_key_matches_the_protocol_vector_and_opens_its_sealed_payloads() {
+		$v  = json_decode( (string) file_get_contents( dirname( __DIR__, 4 ) . '/protocol/vectors/yjs-e2e.json' ), true );
+		$rk = $v['room_key'];
+		$k  = \RelayRealtime\Crypto::room_key( $rk['seed'], $rk['site_key'], $rk['kid'], $rk['room'] );
+		$this->assertSame( $rk['key_b64url'], rtrim( strtr( base64_encode( $k ), '+/', '-_' ), '=' ) );
+		$other = \RelayRealtime\Crypto::room_key( $rk['seed'], $rk['site_key'], $rk['kid'], $v['sealing']['moved_room'] );
+		$this->assertNotSame( $k, $other, 'one key per document' );
+	}
 }
