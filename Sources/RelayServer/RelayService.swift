@@ -73,7 +73,7 @@ public final class RelayService: Sendable {
         engineConfig.logger = logger
         engine = RelayEngine(registry: sites, configuration: engineConfig)
         metrics = ServerMetrics(factory: engineConfig.metricsFactory ?? factory)
-        do { (yjsStore, yjsE2E, yjsCommit) = try Self.makeYjsStore(configuration) } catch {
+        do { (yjsStore, yjsE2E, yjsCommit) = try Self.makeYjsStore(configuration, metrics: engineConfig.metricsFactory ?? factory) } catch {
             throw DataFileError(file: configuration.dataDirectory + "/yjs.sqlite", what: "the Yjs document store", underlying: "\(error)")
         }
         yjsIO = NIOThreadPool(numberOfThreads: 2)

@@ -1,6 +1,7 @@
 import RelayWebSocket
 import RelayProtocol
 import Foundation
+import Metrics
 import NIOCore
 import NIOPosix
 import NIOWebSocket
@@ -95,7 +96,7 @@ final class YjsRooms: Sendable {
 }
 
 extension RelayService {
-    static func makeYjsStore(_ c: ServerConfiguration) throws -> (DocumentStore, EncryptedRoomStore, GroupCommitQueue?) {
+    static func makeYjsStore(_ c: ServerConfiguration, metrics: (any MetricsFactory)? = nil) throws -> (DocumentStore, EncryptedRoomStore, GroupCommitQueue?) {
         var options = DocumentStoreOptions()
         options.maxRoomBytes = c.yjs.maxDocumentBytes
         options.idleTimeout = .milliseconds(Int64(c.yjs.idleEviction * 1000))
@@ -123,7 +124,18 @@ extension RelayService {
         let store = DocumentStore(persistence: persistence, options: options)
         let sealed = EncryptedRoomStore(persistence: persistence, options: e2e)
         // Room keys are disjoint (`:yjs:` and `:yjs-e2e:`): a failed commit discards in both.
-        return (store, sealed, GroupCommitQueue(persistence: persistence) { room in
+        let factory = metrics ?? MetricsSystem.factory
+        let commits = Metrics.Counter(label: "relay_yjs_commits_total", dimensions: [], factory: factory)
+        let failed = Metrics.Counter(label: "relay_yjs_commit_failures_total", dimensions: [], factory: factory)
+        let writes = Metrics.Counter(label: "relay_yjs_commit_writes_total", dimensions: [], factory: factory)
+        let batch = Metrics.Recorder(label: "relay_yjs_commit_batch_jobs", dimensions: [], aggregate: true, factory: factory)
+        let onCommit: @Sendable (Int, Int, Bool) -> Void = { jobs, n, failure in
+            commits.increment()
+            writes.increment(by: n)
+            batch.record(jobs)
+            if failure { failed.increment() }
+        }
+        return (store, sealed, GroupCommitQueue(persistence: persistence, onCommit: onCommit) { room in
             store.discard(room: room)
             sealed.discard(room: room)
         })

@@ -109,6 +109,8 @@ public final class GroupCommitQueue: Sendable {
     /// Drops a room from memory after a failed commit (`DocumentStore.discard`, and that of any
     /// other store writing through `persistence`).
     private let discard: @Sendable (String) -> Void
+    /// Called after each batch that wrote something: jobs in it, writes, whether it failed (metrics).
+    private let onCommit: @Sendable (_ jobs: Int, _ writes: Int, _ failed: Bool) -> Void
     /// Most jobs run in one batch (bounds the time between a batch's first job and its commit).
     public let maxBatch: Int
     private let queue = BlockingBatchQueue<Job>()
@@ -118,8 +120,11 @@ public final class GroupCommitQueue: Sendable {
 
     /// Starts the queue's thread. `discard` drops a room from memory after a failed commit
     /// (`DocumentStore.discard` of every store writing through `persistence`).
-    public init(persistence: GroupCommitPersistence, maxBatch: Int = 1024, discard: @escaping @Sendable (String) -> Void) {
+    public init(persistence: GroupCommitPersistence, maxBatch: Int = 1024,
+                onCommit: @escaping @Sendable (_ jobs: Int, _ writes: Int, _ failed: Bool) -> Void = { _, _, _ in },
+                discard: @escaping @Sendable (String) -> Void) {
         self.discard = discard
+        self.onCommit = onCommit
         self.persistence = persistence
         self.maxBatch = max(1, maxBatch)
         let thread = Thread { [self] in
@@ -198,6 +203,7 @@ public final class GroupCommitQueue: Sendable {
                 }
                 s.largestBatch = max(s.largestBatch, jobs.count)
             }
+            if !writes.isEmpty { onCommit(jobs.count, writes.count, failure != nil) }
             var bytes = 0
             for (job, result) in zip(jobs, results) {
                 bytes += job.bytes

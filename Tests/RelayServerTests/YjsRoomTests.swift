@@ -146,6 +146,13 @@ import Testing
         #expect(r["in_order"] as? Bool == true, "\(flags): \(r)")
         #expect((r["closes"] as? [Int])?.isEmpty == true, "\(flags): \(r)")
         guard !flags.contains("memory") else { return }
+        // The group commit's counters: 450 updates stored in fewer transactions when they queue up.
+        let metrics = try #require(httpGet(port: relay.port, path: "/metrics")).body
+        func value(_ name: String) -> Double {
+            metrics.split(separator: "\n").first { $0.hasPrefix(name + " ") }.flatMap { Double($0.split(separator: " ").last ?? "") } ?? -1
+        }
+        #expect(value("relay_yjs_commits_total") >= 1 && value("relay_yjs_commit_writes_total") >= 450, "\(metrics.split(separator: "\n").filter { $0.contains("yjs_commit") })")
+        #expect(value("relay_yjs_commit_failures_total") <= 0)
         relay.stop()
         let again = try Relay(dataDir: relay.dataDir, extra: flags)
         try again.waitReady(expectCredentials: false)
