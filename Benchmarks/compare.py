@@ -12,6 +12,8 @@ import json
 import os
 import platform
 import re
+import resource
+import statistics
 import shutil
 import signal
 import subprocess
@@ -36,17 +38,30 @@ def sh(cmd):
         return ""
 
 
+# Pinned mode (the default): the server on CPU 0 with one event loop / one worker, the load
+# generator on CPU 1, so neither takes the other's core. --unpinned keeps the old shared mode.
+SERVER_CPU, GENERATOR_CPU = "0", "1"
+
+
+def pin(cmd, cpu, pinned):
+    return (["taskset", "-c", cpu] + cmd) if pinned else cmd
+
+
 class Relayd:
     name = "relayd"
 
-    def __init__(self, binary):
+    def __init__(self, binary, pinned=True):
         self.binary = binary
+        self.pinned = pinned
 
     def start(self):
         self.dir = tempfile.mkdtemp(prefix="relayd-bench-")
-        self.cmd = [self.binary, "--port", str(RELAYD_PORT), "--data-dir", self.dir,
-                    "--site-max-connections", "20000", "--max-connections", "18000", "--log-level", "warning"]
-        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=open(os.path.join(self.dir, "stderr.log"), "w"), text=True)
+        self.cmd = pin([self.binary, "--port", str(RELAYD_PORT), "--data-dir", self.dir,
+                        "--site-max-connections", "20000", "--max-connections", "18000", "--log-level", "warning"], SERVER_CPU, self.pinned)
+        env = dict(os.environ)
+        if self.pinned:
+            env["NIO_SINGLETON_GROUP_LOOP_COUNT"] = "1"  # one event loop, like nchan's one worker
+        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=open(os.path.join(self.dir, "stderr.log"), "w"), text=True, env=env)
         creds = {}
         deadline = time.time() + 30
         while time.time() < deadline:
@@ -83,12 +98,18 @@ class Relayd:
 class Nchan:
     name = "nchan"
 
-    def __init__(self):
+    def __init__(self, pinned=True):
         self.conf = os.path.join(ROOT, "Benchmarks", "load", "nginx-nchan.conf")
+        self.pinned = pinned
 
     def start(self):
         self.dir = tempfile.mkdtemp(prefix="nchan-bench-") + "/"
-        self.cmd = ["nginx", "-p", self.dir, "-c", self.conf, "-g", "daemon off;"]
+        conf = self.conf
+        if self.pinned:
+            conf = os.path.join(self.dir, "nginx-nchan.conf")
+            text = re.sub(r"worker_processes\s+\d+;", "worker_processes 1;", open(self.conf).read())
+            open(conf, "w").write(text)
+        self.cmd = pin(["nginx", "-p", self.dir, "-c", conf, "-g", "daemon off;"], SERVER_CPU, self.pinned)
         self.proc = subprocess.Popen(self.cmd, stdout=subprocess.DEVNULL, stderr=open(os.path.join(self.dir, "stderr.log"), "w"))
         wait_port(NCHAN_PORT)
         time.sleep(0.5)
@@ -126,18 +147,22 @@ def wait_port(port, timeout=30):
     raise SystemExit(f"nothing listens on 127.0.0.1:{port}")
 
 
-def run_scenario(relayctl, server, bench_args):
+def run_scenario(relayctl, server, bench_args, pinned=True):
     pid = server.start()
-    cmd = [relayctl, "bench"] + bench_args + server.args() + ["--json", "--verbose"]
+    cmd = pin([relayctl, "bench"] + bench_args + server.args() + ["--json", "--verbose"] + (["--threads", "1"] if pinned else []),
+              GENERATOR_CPU, pinned)
     shown = " ".join(["relayctl", "bench"] + bench_args + ["--target", server.name, "…"])
     log("run:", " ".join(cmd))
     load_before = os.getloadavg()[0]
     t0 = time.time()
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     try:
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     finally:
+        ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         server_log = server.stop()
     secs = time.time() - t0
+    generator_cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
     sys.stderr.write(p.stderr)
     if p.returncode != 0:
         log(f"{server.name}: relayctl exited {p.returncode}")
@@ -145,6 +170,8 @@ def run_scenario(relayctl, server, bench_args):
     result = json.loads(p.stdout.strip().splitlines()[-1])
     result["command"] = shown
     result["wall_s"] = round(secs, 1)
+    result["generator_cpu_s"] = round(generator_cpu, 2)
+    result["pinned"] = pinned
     result["loadavg_before"] = round(load_before, 2)
     result["server_log_lines"] = [l for l in server_log.splitlines() if l.strip()][-20:]
     return result, server_log
@@ -183,7 +210,12 @@ def main():
     ap.add_argument("--json-out", default=None, help="also save raw results here")
     ap.add_argument("--quick", action="store_true", help="smaller scenarios (smoke test)")
     ap.add_argument("--only", default="abcd", help="scenarios to run, e.g. 'ac'")
+    ap.add_argument("--unpinned", action="store_true", help="do not pin: server and generator share both cores, relayd one event loop per core, nchan 2 workers")
+    ap.add_argument("--repeat", type=int, default=3, help="runs of each scenario per server, interleaved (median and spread reported)")
     a = ap.parse_args()
+    pinned = not a.unpinned
+    if pinned and not shutil.which("taskset"):
+        raise SystemExit("taskset not found (util-linux); use --unpinned")
 
     q = a.quick
     rates_a = "5,10,20,50" if q else "5,10,20,30,40,50,60,80,100,150,200,300,400,600,800,1000"
@@ -196,21 +228,26 @@ def main():
               "--connect-rate", "5000", "--concurrency", "256"],
         "d": ["publish", "--rate", "0", "--duration", "3" if q else "5", "--publishers", "4", "--channels", "100", "--payload", "256"],
     }
-    servers = [Relayd(a.relayd), Nchan()]
+    servers = [Relayd(a.relayd, pinned), Nchan(pinned)]
     started = datetime.datetime.now(datetime.timezone.utc)
-    results = {}
+    runs = {}
     for key in "cabd":
         if key not in a.only:
             continue
-        for s in servers:
-            r, _ = run_scenario(a.relayctl, s, scenarios[key])
-            results.setdefault(key, {})[s.name] = r
-            time.sleep(2)
+        for i in range(max(1, a.repeat)):
+            # Interleaved, and the order flips each time, so drift in the machine hits both alike.
+            for srv in (servers if i % 2 == 0 else servers[::-1]):
+                r, _ = run_scenario(a.relayctl, srv, scenarios[key], pinned)
+                runs.setdefault(key, {}).setdefault(srv.name, []).append(r)
+                time.sleep(2)
+    # The detailed table shows, per scenario and server, the run with the median headline figure.
+    results = {k: {n: median_run(k, rs) for n, rs in v.items()} for k, v in runs.items()}
 
     if a.json_out:
-        json.dump({"scenarios": scenarios, "results": results}, open(a.json_out, "w"), indent=1)
+        json.dump({"scenarios": scenarios, "pinned": pinned, "runs": runs}, open(a.json_out, "w"), indent=1)
 
-    md = render(results, scenarios, started, machine(), q)
+    md = render(results, scenarios, started, machine(), q, pinned)
+    md += "\n\n" + render_repeats(runs, scenarios, pinned)
     print(md)
     if a.write:
         path = a.write
@@ -222,6 +259,96 @@ def main():
             text = text.rstrip("\n") + "\n\n## relayd vs nginx + nchan (issue 7)\n\n" + block + "\n"
         open(path, "w").write(text)
         log("wrote", path)
+
+
+def headline(key, r):
+    """The figure a run is ranked by: (a) max sustained deliveries/s, (b) deliveries/s, (c) connects/s, (d) publishes/s."""
+    try:
+        if key == "a":
+            return float(r.get("max_sustained_deliveries_per_s") or 0)
+        if key == "b":
+            return float((r.get("steps") or [{}])[0].get("deliveries_per_s") or 0)
+        if key == "c":
+            return float(r.get("connects_per_s") or 0)
+        return float(r.get("publishes_per_s") or 0)
+    except (TypeError, ValueError, AttributeError):
+        return 0.0
+
+
+def median_run(key, rs):
+    ranked = sorted(rs, key=lambda r: headline(key, r))
+    return ranked[(len(ranked) - 1) // 2]
+
+
+def cpu_us_per_delivery(key, r):
+    """Server CPU µs per delivery: (a) at the best sustained step, (b) over the run."""
+    try:
+        if key == "a":
+            s = step_best(r)
+            return float(s["server_cpu_per_s"]) / float(s["deliveries_per_s"]) * 1e6 if s else None
+        if key == "b":
+            s = (r.get("steps") or [{}])[0]
+            return float(s["server"]["cpu_s"]) / (float(s["deliveries_per_s"]) * float(s["wall_s"])) * 1e6
+    except (KeyError, TypeError, ValueError, ZeroDivisionError):
+        return None
+    return None
+
+
+def generator_cores(r):
+    try:
+        return float(r["generator_cpu_s"]) / float(r["wall_s"])
+    except (KeyError, TypeError, ValueError, ZeroDivisionError):
+        return None
+
+
+def spread(values, digits=0):
+    v = [x for x in values if x is not None]
+    if not v:
+        return "n/a"
+    med = statistics.median(v)
+    return f"{fmt(med, digits)} ({fmt(min(v), digits)}–{fmt(max(v), digits)})" if len(v) > 1 else fmt(med, digits)
+
+
+def render_repeats(runs, scenarios, pinned):
+    out = [f"Repeats ({'pinned: server on CPU 0 with one event loop (relayd, NIO_SINGLETON_GROUP_LOOP_COUNT=1) or one worker (nchan), load generator on CPU 1' if pinned else 'unpinned'}), "
+           "median (min–max) over the runs; ratio = relayd ÷ nchan of the medians (for CPU: nchan ÷ relayd, higher is better for relayd):", "",
+           "| figure | relayd | nginx+nchan | ratio | runs |", "|---|---:|---:|---:|---:|"]
+
+    def row(label, key, fn, digits=0, invert=False):
+        rs, ns = runs.get(key, {}).get("relayd", []), runs.get(key, {}).get("nchan", [])
+        if not rs and not ns:
+            return
+        rv, nv = [fn(r) for r in rs], [fn(r) for r in ns]
+        rm = statistics.median([x for x in rv if x is not None]) if any(x is not None for x in rv) else None
+        nm = statistics.median([x for x in nv if x is not None]) if any(x is not None for x in nv) else None
+        out.append(f"| {label} | {spread(rv, digits)} | {spread(nv, digits)} | {ratio(nm, rm) if invert else ratio(rm, nm)} | {len(rs)} / {len(ns)} |")
+
+    g = lambda *p: (lambda r: _get(r, *p))
+    row("(a) max sustained deliveries/s (p99 ≤ 50 ms)", "a", lambda r: headline("a", r))
+    row("(a) server CPU µs per delivery at that step", "a", lambda r: cpu_us_per_delivery("a", r), 2, invert=True)
+    row("(a) load generator, cores (whole run)", "a", generator_cores, 2)
+    row("(b) deliveries/s at 1,000 publishes/s", "b", lambda r: headline("b", r))
+    row("(b) server CPU µs per delivery", "b", lambda r: cpu_us_per_delivery("b", r), 2, invert=True)
+    row("(b) delivery p99 ms", "b", lambda r: _get((r.get("steps") or [{}])[0], "latency", "p99_ms"), 2, invert=True)
+    row("(b) load generator, cores", "b", generator_cores, 2)
+    row("(c) connects/s (JWT verified on relayd)", "c", lambda r: headline("c", r))
+    row("(c) connect p99 ms", "c", g("connect_latency", "p99_ms"), 1, invert=True)
+    row("(c) server CPU ms per 1,000 connections (ramp and hold)", "c",
+        lambda r: (float(r["server_cpu_s"]) / float(r["connected"]) * 1e6) if r.get("server_cpu_s") is not None and r.get("connected") else None, 1, invert=True)
+    row("(c) load generator, cores", "c", generator_cores, 2)
+    row("(d) publishes/s", "d", lambda r: headline("d", r))
+    return "\n".join(out)
+
+
+def _get(d, *path):
+    for p in path:
+        if not isinstance(d, dict):
+            return None
+        d = d.get(p)
+    try:
+        return float(d)
+    except (TypeError, ValueError):
+        return None
 
 
 def step_best(r):
@@ -240,9 +367,10 @@ def first_failure(r):
     return None
 
 
-def render(results, scenarios, started, mach, quick):
+def render(results, scenarios, started, mach, quick, pinned=True):
     out = []
-    out.append(f"Machine: {mach}. Run: {started:%Y-%m-%d %H:%M} UTC{' (quick mode: scaled down)' if quick else ''}.")
+    out.append(f"Machine: {mach}. Run: {started:%Y-%m-%d %H:%M} UTC{' (quick mode: scaled down)' if quick else ''}; "
+               f"{'pinned (server CPU 0, generator CPU 1)' if pinned else 'unpinned'}. The table shows each server's median run.")
     out.append("")
     out.append("| scenario | metric | relayd | nginx+nchan | relayd/nchan |")
     out.append("|---|---|---:|---:|---:|")
