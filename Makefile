@@ -141,7 +141,7 @@ clean:
 	rm -rf .build
 
 ## Fuzzing (libFuzzer + AddressSanitizer; Fuzz/ is its own package, built in .build-fuzz; see Fuzz/README.md).
-FUZZ_TARGETS := FuzzJSON FuzzClientFrame FuzzBase64 FuzzJWT FuzzEnvelope FuzzYjsMessage FuzzYjsUpdate FuzzYjsMerge FuzzYjsGC FuzzLib0 FuzzPublishSignature FuzzWebSocketFrames FuzzHTTPUpgrade
+FUZZ_TARGETS := FuzzJSON FuzzClientFrame FuzzBase64 FuzzJWT FuzzEnvelope FuzzYjsMessage FuzzYjsUpdate FuzzYjsMerge FuzzYjsGC FuzzLib0 FuzzPublishSignature FuzzWebSocketFrames FuzzHTTPUpgrade FuzzYjsSealed
 FUZZ_SECONDS ?= 60
 FUZZ_BIN := .build-fuzz/release
 

@@ -5,6 +5,7 @@ import PackageDescription
 
 let relay: [Target.Dependency] = [
     .product(name: "RelayCrypto", package: "Relay"),
+    .product(name: "YjsRooms", package: "Relay"),
     .product(name: "YjsCodec", package: "Relay"),
     .product(name: "RelayProtocol", package: "Relay"),
     .product(name: "RelayJSON", package: "Relay"),
@@ -21,7 +22,7 @@ let webSocket: [Target.Dependency] = [
 let targets: [(String, [Target.Dependency])] = [
     ("FuzzJSON", relay), ("FuzzClientFrame", relay), ("FuzzBase64", relay), ("FuzzJWT", relay),
     ("FuzzEnvelope", relay), ("FuzzYjsMessage", relay), ("FuzzYjsUpdate", relay),
-    ("FuzzPublishSignature", relay), ("FuzzLib0", relay), ("FuzzYjsMerge", relay), ("FuzzYjsGC", relay),
+    ("FuzzPublishSignature", relay), ("FuzzLib0", relay), ("FuzzYjsMerge", relay), ("FuzzYjsGC", relay), ("FuzzYjsSealed", relay),
     ("FuzzWebSocketFrames", relay + webSocket), ("FuzzHTTPUpgrade", relay + webSocket),
 ]
 

@@ -9,7 +9,7 @@ OUT = os.path.join(ROOT, "Fuzz", "corpus")
 V = lambda name: json.load(open(os.path.join(ROOT, "protocol", "vectors", name + ".json")))
 
 seeds = {t: [] for t in ["FuzzJSON", "FuzzClientFrame", "FuzzBase64", "FuzzJWT", "FuzzEnvelope", "FuzzYjsMessage", "FuzzYjsUpdate",
-                         "FuzzPublishSignature", "FuzzLib0", "FuzzYjsMerge", "FuzzWebSocketFrames", "FuzzHTTPUpgrade"]}
+                         "FuzzPublishSignature", "FuzzLib0", "FuzzYjsMerge", "FuzzWebSocketFrames", "FuzzHTTPUpgrade", "FuzzYjsSealed"]}
 for c in V("json")["cases"]:
     seeds["FuzzJSON"].append(bytes.fromhex(c["input_hex"]))
 for c in V("frames")["client_to_relay"]:
@@ -140,7 +140,21 @@ for i, u in enumerate(merge_updates):
     seeds["FuzzYjsMerge"].append(bytes([i * 37 % 256]) + varuint(len(u)) + u)
     seeds["FuzzYjsMerge"].append(bytes([i * 91 % 256]) + varuint(len(u)) + u + v)
 
-shutil.rmtree(OUT, ignore_errors=True)
+# FuzzYjsSealed: sessions of `flags | varUint length | frame` (flags bit 0: may write; bits 1-2: connection).
+e2e = V("yjs-e2e")
+frames = [bytes.fromhex(m["hex"]) for m in e2e["messages"] if m["direction"] == "client"]
+for f in frames:
+    seeds["FuzzYjsSealed"].append(bytes([1]) + varuint(len(f)) + f)
+session = b""
+for i, f in enumerate(frames * 3):
+    session += bytes([1 | (i % 3) << 1]) + varuint(len(f)) + f
+seeds["FuzzYjsSealed"].append(session)
+for m in e2e["messages"] + e2e["invalid_messages"]:
+    seeds["FuzzYjsSealed"].append(bytes.fromhex(m["hex"]))
+
+# Only the targets generated here are rewritten (FuzzYjsGC's seeds come from its own generator).
+for target in seeds:
+    shutil.rmtree(os.path.join(OUT, target), ignore_errors=True)
 for target, items in seeds.items():
     d = os.path.join(OUT, target)
     os.makedirs(d, exist_ok=True)
