@@ -130,13 +130,16 @@ export class Sealer {
 
 /**
  * Opens sealed payloads and refuses replays: per writer, the highest counter seen in the log
- * (updates, and the clocks a snapshot covers) and, separately, in awareness.
+ * (updates, and the clocks a snapshot covers) and, separately, in snapshots and in awareness.
+ * A snapshot's own counter says nothing about the log: its maker's updates sealed before it can
+ * still follow it there (they were in flight when it sealed the snapshot).
  */
 export class Opener {
   /** @param {RoomKeys} keys @param {string} site @param {string} room */
   constructor(keys, site, room) {
     this.keys = keys; this.site = site; this.room = room;
     /** @type {Map<string, number>} */ this.logSeen = new Map();
+    /** @type {Map<string, number>} */ this.snapshotSeen = new Map();
     /** @type {Map<string, number>} */ this.awarenessSeen = new Map();
   }
   /**
@@ -172,7 +175,7 @@ export class Opener {
     } catch (_) {
       throw new SealedError('tampered', 'does not open under this room\'s key (altered, or sealed for another room or site)');
     }
-    const seen = kind === KIND.awareness ? this.awarenessSeen : this.logSeen;
+    const seen = kind === KIND.awareness ? this.awarenessSeen : kind === KIND.snapshot ? this.snapshotSeen : this.logSeen;
     if (counter <= (seen.get(writer) || 0)) throw new SealedError('replayed', `writer ${writer.slice(0, 8)} counter ${counter} already seen`);
     seen.set(writer, counter);
     return { plaintext, writer, counter };

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { REPO } from './harness.mjs';
-import { decodeMessage, encodeSyncRequest, encodeUpdate, encodeSnapshot, encodeAwareness, RoomKeys, Opener, KIND, SealedError } from '../../assets/js/sealed-room.js';
+import { decodeMessage, encodeSyncRequest, encodeUpdate, encodeSnapshot, encodeAwareness, RoomKeys, Opener, Sealer, KIND, SealedError } from '../../assets/js/sealed-room.js';
 
 const v = JSON.parse(readFileSync(join(REPO, 'protocol/vectors/yjs-e2e.json'), 'utf8'));
 const hex = (h) => Uint8Array.from(Buffer.from(h, 'hex'));
@@ -52,4 +52,22 @@ test('sealed payloads open with the room key; moved, altered or replayed ones ar
   const altered = Uint8Array.from(first); altered[altered.length - 1] ^= 1;
   assert.equal(await reason(new Opener(keys, sl.site_id, sl.room).open(KIND.update, altered)), 'tampered');
   assert.equal(await reason(new Opener(new RoomKeys([{ kid: 'other', key: rk.key_b64url }]), sl.site_id, sl.room).open(KIND.update, first)), 'unknown-key');
+});
+
+test('an update its writer sealed before its snapshot still opens after that snapshot (it was in flight); a replayed snapshot does not', async () => {
+  // The writer seals update 1, then answers a snapshot request (counter 2) before update 1 comes
+  // back in the log: a late joiner receives the snapshot, then update 1 after it.
+  const { sealing: sl, room_key: rk } = v;
+  const keys = new RoomKeys([{ kid: rk.kid, key: rk.key_b64url }]);
+  const sealer = new Sealer(keys, sl.site_id, sl.room);
+  const update = await sealer.seal(KIND.update, Uint8Array.of(1, 2, 3));
+  const snapshot = await sealer.seal(KIND.snapshot, Uint8Array.of(4, 5, 6));
+  const later = await sealer.seal(KIND.update, Uint8Array.of(7));
+  const joiner = new Opener(keys, sl.site_id, sl.room);
+  assert.equal((await joiner.open(KIND.snapshot, snapshot)).counter, 2);
+  assert.equal((await joiner.open(KIND.update, update)).counter, 1);
+  assert.equal((await joiner.open(KIND.update, later)).counter, 3);
+  const reason = async (p) => { try { await p; return 'opened'; } catch (e) { return e instanceof SealedError ? e.reason : String(e); } };
+  assert.equal(await reason(joiner.open(KIND.update, update)), 'replayed');
+  assert.equal(await reason(joiner.open(KIND.snapshot, snapshot)), 'replayed');
 });
