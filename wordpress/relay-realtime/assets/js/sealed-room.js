@@ -23,9 +23,12 @@ const VERSION = 1;
 const AD_PREFIX = new TextEncoder().encode('relay-realtime/yjs-e2e/1');
 const te = new TextEncoder();
 
-/** Why a sealed payload was refused. */
+/**
+ * Why a sealed payload was refused. `stale` (awareness only) is not an attack: the relay hands a
+ * joiner its peers' latest awareness, which the live broadcast may also bring, before or after.
+ */
 export class SealedError extends Error {
-  /** @param {'tampered'|'replayed'|'unknown-key'|'malformed'} reason @param {string} [message] */
+  /** @param {'tampered'|'replayed'|'unknown-key'|'malformed'|'stale'} reason @param {string} [message] */
   constructor(reason, message) { super(message || reason); this.name = 'SealedError'; this.reason = reason; }
 }
 
@@ -176,7 +179,11 @@ export class Opener {
       throw new SealedError('tampered', 'does not open under this room\'s key (altered, or sealed for another room or site)');
     }
     const seen = kind === KIND.awareness ? this.awarenessSeen : kind === KIND.snapshot ? this.snapshotSeen : this.logSeen;
-    if (counter <= (seen.get(writer) || 0)) throw new SealedError('replayed', `writer ${writer.slice(0, 8)} counter ${counter} already seen`);
+    if (counter <= (seen.get(writer) || 0)) {
+      // An awareness state no newer than the one applied is dropped either way (no rollback);
+      // only log entries and snapshots are reported as replays.
+      throw new SealedError(kind === KIND.awareness ? 'stale' : 'replayed', `writer ${writer.slice(0, 8)} counter ${counter} already seen`);
+    }
     seen.set(writer, counter);
     return { plaintext, writer, counter };
   }

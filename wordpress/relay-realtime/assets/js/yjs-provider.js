@@ -381,6 +381,7 @@ export class RelayYjsProvider {
   /** Reports a sealed payload that was not applied. @param {any} err @param {number} kind */
   reject(err, kind) {
     const reason = err instanceof SealedError ? err.reason : 'malformed';
+    if (reason === 'stale') return this.log('stale awareness dropped', String(err && err.message || err));
     if (this.e2e) this.e2e.rejected[reason] = (this.e2e.rejected[reason] || 0) + 1;
     const report = { reason, kind: kind === KIND.update ? 'update' : kind === KIND.snapshot ? 'snapshot' : 'awareness', message: String(err && err.message || err) };
     this.log('sealed payload rejected', report);

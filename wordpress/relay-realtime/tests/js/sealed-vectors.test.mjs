@@ -71,3 +71,17 @@ test('an update its writer sealed before its snapshot still opens after that sna
   assert.equal(await reason(joiner.open(KIND.update, update)), 'replayed');
   assert.equal(await reason(joiner.open(KIND.snapshot, snapshot)), 'replayed');
 });
+
+test('awareness no newer than the last applied is dropped as stale, not reported as a replay', async () => {
+  const { sealing: sl, room_key: rk } = v;
+  const keys = new RoomKeys([{ kid: rk.kid, key: rk.key_b64url }]);
+  const sealer = new Sealer(keys, sl.site_id, sl.room);
+  const first = await sealer.seal(KIND.awareness, Uint8Array.of(1));
+  const second = await sealer.seal(KIND.awareness, Uint8Array.of(2));
+  const peer = new Opener(keys, sl.site_id, sl.room);
+  const reason = async (p) => { try { await p; return 'opened'; } catch (e) { return e instanceof SealedError ? e.reason : String(e); } };
+  assert.equal(await reason(peer.open(KIND.awareness, first)), 'opened');
+  assert.equal(await reason(peer.open(KIND.awareness, first)), 'stale', 'the same state twice (catch-up and live)');
+  assert.equal(await reason(peer.open(KIND.awareness, second)), 'opened');
+  assert.equal(await reason(peer.open(KIND.awareness, first)), 'stale', 'an older state after a newer one');
+});

@@ -62,6 +62,9 @@ test('two editors converge in an encrypted room; a late joiner converges from sn
   const k = [key()];
   const A = editor(config(prefix, k), { id: 1, name: 'A' }), B = editor(config(prefix, k), { id: 2, name: 'B' });
   const [ea, eb] = await Promise.all([A.load('postType/post', '1'), B.load('postType/post', '1')]);
+  const reports = [];
+  const watch = (e, who) => provider(e).on('rejected', (r) => reports.push({ who, ...r }));
+  watch(ea, 'A'); watch(eb, 'B');
   assert.equal(ea.statuses.filter(Boolean).at(-1).status, 'connected');
   assert.equal(provider(ea).debugState().encrypted, true);
   type(ea, `${SECRET} `);
@@ -84,11 +87,16 @@ test('two editors converge in an encrypted room; a late joiner converges from sn
   A.unloadAll();
   const C = editor(config(prefix, k), { id: 3, name: 'C' });
   const ec = await C.load('postType/post', '1');
+  watch(ec, 'C');
   assert.ok(await until(() => content(ec) === final), `late joiner converged: ${content(ec)}`);
   assert.equal(ec.ydoc.meta.get('hasProviderSyncedRemoteState'), true);
   type(ec, '?');
   assert.ok(await until(() => content(eb) === `${final}?`));
-  for (const e of [eb, ec]) assert.deepEqual(provider(e).debugState().rejected, { tampered: 0, replayed: 0, 'unknown-key': 0, malformed: 0 });
+  const statuses = (e) => e.statuses.filter(Boolean).map((x) => x.status).join(',');
+  for (const e of [eb, ec]) {
+    assert.deepEqual(provider(e).debugState().rejected, { tampered: 0, replayed: 0, 'unknown-key': 0, malformed: 0 },
+      `rejections: ${JSON.stringify(reports)}; statuses A ${statuses(ea)} B ${statuses(eb)} C ${statuses(ec)}`);
+  }
   B.unloadAll(); C.unloadAll();
   await sleep(200);
   // Neither the file nor any frame on the wire holds the typed text.
