@@ -141,8 +141,10 @@ public final class RelayService: Sendable {
         }
         let route: @Sendable (WebSocketRequest) -> WebSocketRoute? = { [self] request in webSocketRoute(for: request) }
         let publishOnLoop = fastPublish
+        let httpConnections = HTTPConnections()
         var server = HTTPServerBuilder { responder in
-            RelayChildChannel(responder: responder, limits: limits, route: route, fastPublish: publishOnLoop)
+            RelayChildChannel(responder: responder, limits: limits, route: route, fastPublish: publishOnLoop,
+                              httpConnections: httpConnections)
         }
         switch (configuration.tlsCertificatePath, configuration.tlsKeyPath) {
         case (let cert?, let key?):
@@ -158,7 +160,7 @@ public final class RelayService: Sendable {
             server: server,
             configuration: ApplicationConfiguration(address: .hostname(configuration.host, port: configuration.port),
                                                     serverName: "relayd"),
-            services: [MaintenanceService(relay: self)] + extraServices,
+            services: [MaintenanceService(relay: self), httpConnections] + extraServices,
             logger: logger)
     }
 }

@@ -49,12 +49,13 @@ struct RelayChildChannel: ServerChildChannel, HTTPChannelHandler {
     }
 
     struct Value: ServerChildChannelValue {
-        let upgradeResult: EventLoopFuture<UpgradeResult>
         let channel: any Channel
     }
 
     let responder: HTTPChannelHandler.Responder
     let limits: HTTPTransportLimits
+    /// Where connections that stay HTTP/1 are served (a WebSocket never enters Swift concurrency).
+    let httpConnections: HTTPConnections
     let route: @Sendable (WebSocketRequest) -> WebSocketRoute?
     /// `POST /publish[/batch]` on the event loop; nil sends them through the router.
     let fastPublish: PublishFastPath.Publish?
@@ -63,9 +64,10 @@ struct RelayChildChannel: ServerChildChannel, HTTPChannelHandler {
 
     init(responder: @escaping HTTPChannelHandler.Responder, limits: HTTPTransportLimits,
          route: @escaping @Sendable (WebSocketRequest) -> WebSocketRoute?,
-         fastPublish: PublishFastPath.Publish? = nil) {
+         fastPublish: PublishFastPath.Publish? = nil, httpConnections: HTTPConnections) {
         self.responder = Self.redirectingLateUpgrades(responder)
         self.limits = limits
+        self.httpConnections = httpConnections
         self.route = route
         self.fastPublish = fastPublish
     }
@@ -138,32 +140,45 @@ struct RelayChildChannel: ServerChildChannel, HTTPChannelHandler {
             let timer = channel.eventLoop.scheduleTask(in: limits.handshakeTimeout) {
                 channel.close(promise: nil)
             }
-            negotiated.whenComplete { _ in timer.cancel() }
-            return Value(upgradeResult: negotiated, channel: channel)
+            // Decided on the event loop: a WebSocket stays there (its handler and session own the
+            // connection); an HTTP/1 connection goes to a task of `httpConnections`. Hummingbird's
+            // per-connection task (`handle`) then has nothing to wait for.
+            let connections = self.httpConnections
+            negotiated.whenComplete { [self] result in
+                timer.cancel()
+                switch result {
+                case .success(.webSocket):
+                    return
+                case .success(.notUpgraded(let http1)):
+                    connections.serve(channel) { await self.handleHTTP(asyncChannel: http1, logger: logger) }
+                case .success(.failedUpgrade(let http1)):
+                    connections.serve(channel) { await Self.refuseUpgrade(http1, channel: channel, logger: logger) }
+                case .failure(let error):
+                    // A malformed or oversized request head (already answered with 400 by NIO's
+                    // protocol error handler), or a connection that ended first: close it.
+                    logger.trace("connection ended before a request: \(error)")
+                    channel.close(promise: nil)
+                }
+            }
+            return Value(channel: channel)
         }
     }
 
-    func handle(value: Value, logger: Logger) async {
+    /// Nothing to do: `setup` routes each connection once its first request is known.
+    func handle(value: Value, logger: Logger) async {}
+
+    /// A WebSocket upgrade the route refused: 400 and close.
+    static func refuseUpgrade(_ http1: NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>, channel: any Channel, logger: Logger) async {
         do {
-            switch try await value.upgradeResult.get() {
-            case .webSocket:
-                // The handler and its session own the connection from here.
-                return
-            case .notUpgraded(let http1):
-                await handleHTTP(asyncChannel: http1, logger: logger)
-            case .failedUpgrade(let http1):
-                try await http1.executeThenClose { _, outbound in
-                    try await outbound.write(contentsOf: [
-                        .head(HTTPResponse(status: .badRequest, headerFields: [.connection: "close", .contentLength: "0"])),
-                        .end(nil),
-                    ])
-                }
+            try await http1.executeThenClose { _, outbound in
+                try await outbound.write(contentsOf: [
+                    .head(HTTPResponse(status: .badRequest, headerFields: [.connection: "close", .contentLength: "0"])),
+                    .end(nil),
+                ])
             }
         } catch {
-            // A malformed or oversized request head (already answered with 400 by NIO's
-            // protocol error handler), or a connection that ended first: close it.
-            logger.trace("connection ended before a request: \(error)")
-            value.channel.close(promise: nil)
+            logger.trace("connection ended before its refusal: \(error)")
+            channel.close(promise: nil)
         }
     }
 
