@@ -12,6 +12,7 @@ let package = Package(
         .library(name: "YjsCodec", targets: ["YjsCodec"]),
         .library(name: "YjsRooms", targets: ["YjsRooms"]),
         .library(name: "YjsStore", targets: ["YjsStore"]),
+        .library(name: "RelayRedis", targets: ["RelayRedis"]),
         .library(name: "RelayServer", targets: ["RelayServer"]),
         .library(name: "RelayClient", targets: ["RelayClient"]),
         .executable(name: "relayd", targets: ["relayd"]),
@@ -100,6 +101,18 @@ let package = Package(
                 .product(name: "GRDB", package: "GRDB.swift"),
             ]
         ),
+        // Redis over RESP3 on SwiftNIO (no Redis client is in the package set): the codec, pipelined
+        // connections with pub/sub pushes. The engine's Redis broker builds on it.
+        .target(
+            name: "RelayRedis",
+            dependencies: [
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "DequeModule", package: "swift-collections"),
+            ]
+        ),
         .target(
             name: "RelayServer",
             dependencies: [
@@ -185,6 +198,11 @@ let package = Package(
             .product(name: "NIOWebSocket", package: "swift-nio"),
         ]),
         .testTarget(name: "CLITests", dependencies: ["RelayJSON", "RelayCrypto"]),
+        .testTarget(name: "RelayRedisTests", dependencies: [
+            "RelayRedis",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+        ]),
         .testTarget(name: "RelayLoadTests", dependencies: ["RelayLoad", "RelayJSON", "RelayCrypto"]),
     ],
     swiftLanguageModes: [.v6]

@@ -10,7 +10,8 @@ case "${1:-build}" in
                mariadb-server-core mariadb-client-core php-mysql php-curl php-mbstring php-xml phpunit zip curl  # WordPress suite
                chromium chromium-driver  # browser suite
                nginx caddy  # reverse-proxy suite (run as foreground processes by the tests, never as services)
-               e2fsprogs util-linux) ;;  # fault suite: mkfs.ext4/e2fsck for the read-only disk image, findmnt, losetup
+               e2fsprogs util-linux  # fault suite: mkfs.ext4/e2fsck for the read-only disk image, findmnt, losetup
+               redis-server) ;;  # RelayRedisTests start their own redis-server per test (never the service)
   dist)  want+=(dpkg-dev binutils libicu-dev python3 python3-seccomp) ;;  # make dist/deb/test-dist: dpkg-shlibdeps, strip/nm/readelf, notices, unit sandbox
   bench) want+=(php-cli nodejs node-yjs node-y-protocols node-y-websocket node-ws node-lib0 python3-venv nginx libnginx-mod-nchan) ;;
   soak)  want+=(python3-venv) ;;  # make soak: the chart needs matplotlib (PyPI, into .venv below)

@@ -1,0 +1,93 @@
+import Foundation
+import NIOCore
+import RelayRedis
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A real `redis-server` (Debian's) on a free loopback port, without persistence, for one test.
+/// `make test` installs it and sets RELAY_REQUIRE_PEERS=1, which makes a missing binary a failure.
+final class RedisServerProcess: @unchecked Sendable {
+    static let required = ProcessInfo.processInfo.environment["RELAY_REQUIRE_PEERS"] == "1"
+    static let binary: String? = ["/usr/bin/redis-server", "/usr/local/bin/redis-server"].first {
+        FileManager.default.isExecutableFile(atPath: $0)
+    }
+    /// Whether tests that need Redis run (a missing server skips them unless peers are required).
+    static var enabled: Bool { required || binary != nil }
+
+    struct Failure: Error, CustomStringConvertible { let description: String }
+
+    let port: Int
+    private var processBox: Process?
+
+    /// Starts `redis-server` with `arguments` added to a no-persistence configuration.
+    init(_ arguments: [String] = []) async throws {
+        guard let binary = Self.binary else { throw Failure(description: "redis-server is not installed (Debian package redis-server)") }
+        var lastError = ""
+        for _ in 0..<5 {
+            let port = try Self.freePort()
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: binary)
+            p.arguments = ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                           "--daemonize", "no", "--loglevel", "warning", "--dir", NSTemporaryDirectory()] + arguments
+            p.standardInput = FileHandle.nullDevice
+            p.standardOutput = FileHandle.nullDevice
+            p.standardError = FileHandle.nullDevice
+            try p.run()
+            if await Self.waitForPort(port, process: p) {
+                self.port = port
+                self.processBox = p
+                return
+            }
+            kill(p.processIdentifier, SIGKILL)
+            lastError = "redis-server did not listen on \(port)"
+        }
+        throw Failure(description: lastError)
+    }
+
+    var configuration: RedisConfiguration { RedisConfiguration(host: "127.0.0.1", port: port, connectTimeout: .seconds(2)) }
+
+    /// Kills the server and waits (up to 5 s) until it is gone. `Process.waitUntilExit` needs a
+    /// run loop, which a test's task does not have, so this polls.
+    func stop() {
+        guard let p = processBox, p.isRunning else { return }
+        kill(p.processIdentifier, SIGKILL)
+        for _ in 0..<500 where p.isRunning { usleep(10_000) }
+    }
+
+    deinit { stop() }
+
+    private static func waitForPort(_ port: Int, process: Process) async -> Bool {
+        for _ in 0..<200 {
+            if !process.isRunning { return false }
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            var addr = sockaddr_in()
+            addr.sin_family = sa_family_t(AF_INET)
+            addr.sin_port = in_port_t(UInt16(port).bigEndian)
+            addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+            let ok = withUnsafePointer(to: &addr) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+            }
+            close(fd)
+            if ok { return true }
+            try? await Task.sleep(for: .milliseconds(25))
+        }
+        return false
+    }
+
+    private static func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw Failure(description: "socket() failed") }
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = 0
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0 }
+        }
+        guard bound else { throw Failure(description: "bind() failed") }
+        return Int(UInt16(bigEndian: addr.sin_port))
+    }
+}
