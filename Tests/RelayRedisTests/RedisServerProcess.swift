@@ -20,12 +20,13 @@ final class RedisServerProcess: @unchecked Sendable {
     let port: Int
     private var processBox: Process?
 
-    /// Starts `redis-server` with `arguments` added to a no-persistence configuration.
-    init(_ arguments: [String] = []) async throws {
+    /// Starts `redis-server` with `arguments` added to a no-persistence configuration, on `port`
+    /// (a free one when nil).
+    init(_ arguments: [String] = [], port fixedPort: Int? = nil) async throws {
         guard let binary = Self.binary else { throw Failure(description: "redis-server is not installed (Debian package redis-server)") }
         var lastError = ""
-        for _ in 0..<5 {
-            let port = try Self.freePort()
+        for _ in 0..<(fixedPort == nil ? 5 : 1) {
+            let port = try fixedPort ?? Self.freePort()
             let p = Process()
             p.executableURL = URL(fileURLWithPath: binary)
             p.arguments = ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",

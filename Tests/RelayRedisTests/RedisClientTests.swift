@@ -1,0 +1,73 @@
+import NIOCore
+import RelayRedis
+import Testing
+
+/// `RedisClient` (pool, reconnect, scripts) against a real redis-server.
+@Suite(.enabled(if: RedisServerProcess.enabled, "needs redis-server (Debian package)"), .timeLimit(.minutes(1)))
+struct RedisClientTests {
+    @Test func aPoolSpreadsCommandsOverItsConnections() async throws {
+        let server = try await RedisServerProcess()
+        defer { server.stop() }
+        var options = RedisClient.Options()
+        options.connections = 3
+        let client = RedisClient(server.configuration, options: options)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<600 { group.addTask { _ = try await client.query(RedisCommand("INCR", "n")) } }
+            try await group.waitForAll()
+        }
+        #expect(try await client.query(RedisCommand("GET", "n")).string == "600")
+        let list = try #require(try await client.query(RedisCommand("CLIENT", "LIST")).string)
+        #expect(list.split(separator: "\n").filter { $0.contains("name=relayd") }.count == 3, "\(list)")
+        await client.close()
+        await #expect(throws: RedisError.self) { try await client.query(RedisCommand("PING")) }
+    }
+
+    /// The server goes away: commands fail at once (no caller waits for a dead server), and once a
+    /// server listens again the client reconnects by itself after its backoff.
+    @Test func reconnectsAfterTheServerComesBack() async throws {
+        let server = try await RedisServerProcess()
+        let port = server.port
+        var options = RedisClient.Options()
+        options.reconnectBaseDelay = .milliseconds(20)
+        options.reconnectMaxDelay = .milliseconds(200)
+        let client = RedisClient(server.configuration, options: options)
+        _ = try await client.query(RedisCommand("SET", "k", "before"))
+        server.stop()
+        let clock = ContinuousClock()
+        for _ in 0..<5 {
+            let t0 = clock.now
+            await #expect(throws: RedisError.self) { try await client.query(RedisCommand("GET", "k")) }
+            #expect(clock.now - t0 < .seconds(3), "a command against a dead server failed promptly")
+        }
+        let again = try await RedisServerProcess(port: port)
+        defer { again.stop() }
+        var reply: RESPValue?
+        for _ in 0..<100 where reply == nil {
+            reply = try? await client.query(RedisCommand("PING"))
+            if reply == nil { try await Task.sleep(for: .milliseconds(20)) }
+        }
+        #expect(reply == .simpleString("PONG"))
+        // A new, empty server (no persistence): the old value is gone, the client works.
+        #expect(try await client.query(RedisCommand("GET", "k")) == .null)
+        await client.close()
+    }
+
+    /// EVALSHA, with SCRIPT LOAD the first time and again after the server lost its scripts.
+    @Test func scriptsLoadOnceAndAgainAfterAFlush() async throws {
+        let server = try await RedisServerProcess()
+        defer { server.stop() }
+        let client = RedisClient(server.configuration)
+        let script = "redis.call('SET', KEYS[1], ARGV[1]); return redis.call('INCR', KEYS[2])"
+        #expect(try await client.evaluate(script, keys: ["a", "b"], arguments: ["x"]).get() == .integer(1))
+        #expect(try await client.evaluate(script, keys: ["a", "b"], arguments: ["y"]).get() == .integer(2))
+        _ = try await client.query(RedisCommand("SCRIPT", "FLUSH"))
+        #expect(try await client.evaluate(script, keys: ["a", "b"], arguments: ["z"]).get() == .integer(3))
+        #expect(try await client.query(RedisCommand("GET", "a")).string == "z")
+        // A script error is a value (the caller's to handle), not a broken client.
+        let bad = try await client.evaluate("return redis.call('NOSUCH')", keys: [], arguments: []).get()
+        guard case .error = bad else { Issue.record("\(bad)"); return }
+        let stats = try #require(try await client.query(RedisCommand("INFO", "commandstats")).string)
+        #expect(stats.contains("cmdstat_script|load:calls=3"), "loaded once, again after the flush, and the bad one: \(stats)")
+        await client.close()
+    }
+}
