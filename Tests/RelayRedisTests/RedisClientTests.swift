@@ -71,3 +71,66 @@ struct RedisClientTests {
         await client.close()
     }
 }
+
+/// `RedisSubscriber` against a real redis-server: subscriptions survive a killed connection and a
+/// server restart, and each reconnect is announced (messages in between are lost, by design of
+/// Redis pub/sub).
+@Suite(.enabled(if: RedisServerProcess.enabled, "needs redis-server (Debian package)"), .timeLimit(.minutes(1)))
+struct RedisSubscriberTests {
+    @Test func keepsItsChannelsAcrossReconnects() async throws {
+        let server = try await RedisServerProcess()
+        let port = server.port
+        let (events, sink) = AsyncStream.makeStream(of: RedisSubscriber.Event.self)
+        var options = RedisClient.Options()
+        options.reconnectBaseDelay = .milliseconds(20)
+        options.reconnectMaxDelay = .milliseconds(200)
+        let subscriber = RedisSubscriber(server.configuration, options: options) { sink.yield($0) }
+        let running = Task { await subscriber.run() }
+        var subscribed = false
+        for _ in 0..<200 where !subscribed {
+            subscribed = (try? await subscriber.subscribe(["news"]).get()) != nil
+            if !subscribed { try await Task.sleep(for: .milliseconds(10)) }
+        }
+        #expect(subscribed)
+        try await subscriber.subscribe(["{room}:7"], sharded: true).get()
+        let publisher = RedisClient(server.configuration, options: options)
+        var iterator = events.makeAsyncIterator()
+        func next() async -> RedisSubscriber.Event? { await iterator.next() }
+        func message(_ ch: String, _ text: String, sharded: Bool = false) -> RedisSubscriber.Event {
+            .message(channel: ch, payload: ByteBuffer(string: text), sharded: sharded)
+        }
+
+        #expect(try await publisher.query(RedisCommand("PUBLISH", "news", "one")) == .integer(1))
+        #expect(await next() == message("news", "one"))
+        #expect(try await publisher.query(RedisCommand("SPUBLISH", "{room}:7", "edit")) == .integer(1))
+        #expect(await next() == message("{room}:7", "edit", sharded: true))
+
+        // The server drops the pub/sub connection: a reconnect, announced, and both channels back.
+        _ = try await publisher.query(RedisCommand("CLIENT", "KILL", "TYPE", "pubsub"))
+        guard case .disconnected? = await next() else { Issue.record("no disconnect event"); return }
+        #expect(await next() == .resubscribed)
+        #expect(try await publisher.query(RedisCommand("PUBLISH", "news", "two")) == .integer(1))
+        #expect(await next() == message("news", "two"))
+
+        // The server itself goes and a new one comes on the same port.
+        server.stop()
+        guard case .disconnected? = await next() else { Issue.record("no disconnect event"); return }
+        let again = try await RedisServerProcess(port: port)
+        defer { again.stop() }
+        #expect(await next() == .resubscribed)
+        var delivered = RESPValue.integer(0)
+        for _ in 0..<100 where delivered == .integer(0) {
+            delivered = (try? await publisher.query(RedisCommand("SPUBLISH", "{room}:7", "three"))) ?? .integer(0)
+            if delivered == .integer(0) { try await Task.sleep(for: .milliseconds(10)) }
+        }
+        #expect(delivered == .integer(1))
+        #expect(await next() == message("{room}:7", "three", sharded: true))
+
+        // Unsubscribed channels stay gone.
+        try await subscriber.unsubscribe(["news"]).get()
+        #expect(try await publisher.query(RedisCommand("PUBLISH", "news", "four")) == .integer(0))
+        running.cancel()
+        await running.value
+        await publisher.close()
+    }
+}
