@@ -106,7 +106,7 @@ let package = Package(
         .target(
             name: "RelayRedis",
             dependencies: [
-                "RelaySync",
+                "RelaySync", "RelayCore", "RelayProtocol",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -200,7 +200,7 @@ let package = Package(
         ]),
         .testTarget(name: "CLITests", dependencies: ["RelayJSON", "RelayCrypto"]),
         .testTarget(name: "RelayRedisTests", dependencies: [
-            "RelayRedis",
+            "RelayRedis", "RelayCore", "RelayProtocol",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),

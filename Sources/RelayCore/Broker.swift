@@ -49,6 +49,11 @@ public struct BrokerStream: Sendable, Equatable {
     /// Oldest first, contiguous offsets.
     public var publications: [BrokerPublication]
     public var position: StreamPosition
+
+    public init(publications: [BrokerPublication], position: StreamPosition) {
+        self.publications = publications
+        self.position = position
+    }
 }
 
 /// A frame without a position (presence join/leave) sent to every node with interest.

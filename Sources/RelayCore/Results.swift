@@ -193,6 +193,11 @@ public struct PresenceMember: Sendable, Equatable {
     public var id: String
     /// Raw JSON state.
     public var state: [UInt8]
+
+    public init(id: String, state: [UInt8]) {
+        self.id = id
+        self.state = state
+    }
 }
 
 /// Result of an in-band token refresh.

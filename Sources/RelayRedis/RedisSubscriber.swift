@@ -46,6 +46,9 @@ public final class RedisSubscriber: Sendable {
         self.onEvent = onEvent
     }
 
+    /// Whether the connection is up and subscribed.
+    public var isConnected: Bool { state.withLock { $0.connection != nil } }
+
     /// Adds `channels`; the future completes once Redis confirmed them. While disconnected it fails
     /// with `connectionClosed`, and the channels are subscribed on reconnect (`resubscribed`).
     public func subscribe(_ channels: [String], sharded: Bool = false) -> EventLoopFuture<Void> {
