@@ -170,7 +170,7 @@ let package = Package(
         .executableTarget(
             name: "relayd",
             dependencies: [
-                "RelayServer", "RelaySites", "RelayCore", "RelayProtocol", "RelayWebSocket", "RelayJSON",
+                "RelayServer", "RelayRedis", "RelaySites", "RelayCore", "RelayProtocol", "RelayWebSocket", "RelayJSON",
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),

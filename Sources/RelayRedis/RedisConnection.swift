@@ -331,3 +331,72 @@ final class RESPHandler: ChannelDuplexHandler, RemovableChannelHandler {
         fail(context: context, .connectionClosed("the connection was closed"))
     }
 }
+
+extension RedisConfiguration {
+    /// A configuration from `redis://[[user]:password@]host[:port][/database]` (`rediss://` for
+    /// TLS with the system's trust store). User and password are percent-decoded.
+    public init(url: String) throws {
+        struct Invalid: Error, CustomStringConvertible { let description: String }
+        let tls: Bool
+        var rest: Substring
+        if url.hasPrefix("redis://") { tls = false; rest = url.dropFirst(8) }
+        else if url.hasPrefix("rediss://") { tls = true; rest = url.dropFirst(9) }
+        else { throw Invalid(description: "a Redis URL starts with redis:// or rediss://") }
+        var database = 0
+        if let slash = rest.firstIndex(of: "/") {
+            let db = rest[rest.index(after: slash)...]
+            if !db.isEmpty {
+                guard let n = Int(db), n >= 0 else { throw Invalid(description: "the database after / must be a number") }
+                database = n
+            }
+            rest = rest[..<slash]
+        }
+        var username: String?, password: String?
+        if let at = rest.lastIndex(of: "@") {
+            let credentials = rest[..<at]
+            rest = rest[rest.index(after: at)...]
+            if let colon = credentials.firstIndex(of: ":") {
+                let user = String(credentials[..<colon]).removingPercentEncodingASCII()
+                username = user.isEmpty ? nil : user
+                password = String(credentials[credentials.index(after: colon)...]).removingPercentEncodingASCII()
+            } else {
+                password = String(credentials).removingPercentEncodingASCII()
+            }
+        }
+        var host = String(rest), port = 6379
+        if host.hasPrefix("[") {  // [::1]:6379
+            guard let close = host.firstIndex(of: "]") else { throw Invalid(description: "unclosed [ in the host") }
+            let after = host[host.index(after: close)...]
+            if after.hasPrefix(":") {
+                guard let p = Int(after.dropFirst()), (1...65535).contains(p) else { throw Invalid(description: "bad port") }
+                port = p
+            }
+            host = String(host[host.index(after: host.startIndex)..<close])
+        } else if let colon = host.lastIndex(of: ":") {
+            guard let p = Int(host[host.index(after: colon)...]), (1...65535).contains(p) else { throw Invalid(description: "bad port") }
+            port = p
+            host = String(host[..<colon])
+        }
+        guard !host.isEmpty else { throw Invalid(description: "no host") }
+        self.init(host: host, port: port, username: username, password: password, database: database,
+                  tls: tls ? TLSConfiguration.makeClientConfiguration() : nil)
+    }
+}
+
+extension String {
+    /// `%XX` decoded (UTF-8); a malformed escape is kept as written.
+    fileprivate func removingPercentEncodingASCII() -> String {
+        var out: [UInt8] = []
+        var bytes = Array(utf8)[...]
+        while let b = bytes.popFirst() {
+            if b == UInt8(ascii: "%"), bytes.count >= 2,
+               let v = UInt8(String(decoding: bytes.prefix(2), as: UTF8.self), radix: 16) {
+                out.append(v)
+                bytes = bytes.dropFirst(2)
+            } else {
+                out.append(b)
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+}

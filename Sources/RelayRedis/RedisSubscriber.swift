@@ -87,6 +87,8 @@ public final class RedisSubscriber: Sendable {
                 // Sharded channels may live on different cluster nodes; on one server, one call each.
                 for channel in shards { try await Self.confirm(connection.subscription(.ssubscribe, [channel])).get() }
                 failures = 0
+                logger.notice("redis pub/sub connected", metadata: ["redis.host": "\(configuration.host)", "redis.port": "\(configuration.port)",
+                                                                   "channels": "\(channels.count + shards.count)"])
                 if connectedBefore { onEvent(.resubscribed) }
                 connectedBefore = true
                 up = true

@@ -197,10 +197,12 @@ struct ServerMetrics: Sendable {
 /// shutdown, closes every connection with 4500 and a jittered retry hint.
 struct MaintenanceService: Service {
     let relay: RelayService
+    /// With a broker: how often `brokerMaintenance()` runs (well inside `brokerPresenceTTL`, 60 s).
+    static let brokerMaintenanceIntervalMs: Int64 = 5_000
 
     func run() async throws {
         let cfg = relay.configuration
-        var lastSSEBeat = SystemClock.nowMs, lastUsageFlush = SystemClock.nowMs
+        var lastSSEBeat = SystemClock.nowMs, lastUsageFlush = SystemClock.nowMs, lastBrokerPass: Int64 = 0
         // Keepalive is spread over the ping interval: each tick pings one slice of the
         // connections (by id), so every connection is pinged once per interval without a
         // burst of 10,000 pings (and pongs) at once.
@@ -218,6 +220,11 @@ struct MaintenanceService: Service {
                 if Double(now - lastSSEBeat) >= cfg.sseHeartbeatInterval * 1000 {
                     lastSSEBeat = now
                     for e in relay.sessions.all() where e.isSSE { _ = relay.engine.send(Wire.sseKeepalive, to: e.connection) }
+                }
+                if relay.configuration.engine.broker != nil, now - lastBrokerPass >= Self.brokerMaintenanceIntervalMs {
+                    // Presence refresh, queued leaves, this node's connection count, idle interest.
+                    lastBrokerPass = now
+                    await relay.engine.brokerMaintenance()
                 }
                 if now - lastUsageFlush >= 30_000 {
                     lastUsageFlush = now

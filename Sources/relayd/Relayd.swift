@@ -7,6 +7,7 @@ import RelayProtocol
 import RelayJSON
 import UnixSignals
 import RelayServer
+import RelayRedis
 import RelayWebSocket
 import ServiceLifecycle
 
@@ -73,6 +74,9 @@ struct Relayd: AsyncParsableCommand {
     @Option(name: .customLong("yjs-e2e-compact-bytes"), help: "Encrypted Yjs rooms: ...or after this many log bytes. Env: RELAY_YJS_E2E_COMPACT_BYTES [default: 1048576]") var yjsE2ECompactBytes: Int?
     @Option(name: .customLong("yjs-keep-history"), help: "Yjs rooms that keep deleted content (no garbage collection): comma-separated room-name prefixes, * for all. Env: RELAY_YJS_KEEP_HISTORY [default: none]") var yjsKeepHistory: String?
     @Option(name: .customLong("trusted-proxy"), help: "Reverse proxies (IPs or CIDR ranges, comma-separated) whose Forwarded / X-Forwarded-For headers give the client address for per-IP limits and logs; headers from other peers are ignored. Env: RELAY_TRUSTED_PROXY [default: none]") var trustedProxy: String?
+    @Option(name: .customLong("redis-url"), help: "Run as one node of several on this Redis (redis://[[user]:password@]host[:port][/db], rediss:// for TLS): channels, history, recovery, presence and connection counts are shared (preview; see Docs/self-hosting.md). Prefer the env or config file: a password on the command line shows in ps. Env: RELAY_REDIS_URL [default: single node]") var redisURL: String?
+    @Option(name: .customLong("redis-prefix"), help: "Prefix of relayd's Redis keys and channels (several clusters on one Redis). Env: RELAY_REDIS_PREFIX [default: relay]") var redisPrefix: String?
+    @Option(name: .customLong("node-id"), help: "This node's name in the cluster (presence ids, connection counts); unique per node. Env: RELAY_NODE_ID [default: host name and a random suffix]") var nodeID: String?
     @Option(name: .customLong("log-level"), help: "trace|debug|info|notice|warning|error|critical; reloaded on SIGHUP. Env: RELAY_LOG_LEVEL [default: info]") var logLevel: String?
     @Option(name: .customLong("log-format"), help: "text, or json (one object per line). Env: RELAY_LOG_FORMAT [default: text]") var logFormat: String?
     @Option(name: .customLong("log-file"), help: "Append logs to this file (reopened on SIGHUP, for logrotate) instead of standard error. Env: RELAY_LOG_FILE") var logFile: String?
@@ -112,7 +116,13 @@ struct Relayd: AsyncParsableCommand {
                 logger.error("SIGHUP: configuration not reloaded, the running one is kept: \(error)")
             }
         }
-        let group = ServiceGroup(configuration: .init(services: try relay.makeServices() + [reload],
+        // The broker's pub/sub connection runs first and stops last (graceful shutdown goes backwards).
+        var services: [any Service] = []
+        if let broker = c.engine.broker as? RedisBroker {
+            say("relayd node \(c.engine.nodeID) on redis \(broker.client.configuration.host):\(broker.client.configuration.port) (prefix \(broker.options.prefix))")
+            services.append(RedisBrokerService(broker: broker))
+        }
+        let group = ServiceGroup(configuration: .init(services: services + (try relay.makeServices()) + [reload],
                                                       gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         do { try await group.run() } catch {
             await relay.close()
@@ -169,6 +179,20 @@ struct Relayd: AsyncParsableCommand {
             do { c.trustedProxies = try TrustedProxies(parsing: list) } catch {
                 throw ValidationError("--trusted-proxy: \(error)")
             }
+        }
+        if let url = try pick(redisURL, "redis-url", { $0 }) {
+            let redis: RedisConfiguration
+            do { redis = try RedisConfiguration(url: url) } catch {
+                throw ValidationError("--redis-url: \(error)")
+            }
+            var options = RedisBroker.Options()
+            options.prefix = try pick(redisPrefix, "redis-prefix", { $0.isEmpty ? nil : $0 }) ?? options.prefix
+            c.engine.broker = RedisBroker(redis, options: options, logger: Logger(label: "relayd.redis"))
+            c.engine.nodeID = try pick(nodeID, "node-id", { $0.isEmpty ? nil : $0 })
+                ?? "\(ProcessInfo.processInfo.hostName)-\(String(UInt32.random(in: 0...UInt32.max), radix: 36))"
+        } else {
+            _ = try pick(redisPrefix, "redis-prefix", { $0 })
+            if let id = try pick(nodeID, "node-id", { $0 }) { c.engine.nodeID = id }
         }
         if let n = try pick(historySize, "history-size", { Int($0) }) { c.engine.history.defaultPolicy.maxPublications = n }
         if let t = try pick(historyTTL, "history-ttl", { Double($0) }) { c.engine.history.defaultPolicy.maxAge = t }
@@ -276,5 +300,13 @@ struct SignalReloadService: Service {
                 onReload()
             }
         }
+    }
+}
+
+/// Holds the Redis broker's pub/sub connection for the life of the process.
+struct RedisBrokerService: Service {
+    let broker: RedisBroker
+    func run() async throws {
+        await cancelWhenGracefulShutdown { await broker.run() }
     }
 }

@@ -144,3 +144,18 @@ import Testing
         #expect(try RESPDecoder().decode(&b) == .array([bulk("EVALSHA"), bulk("abc"), bulk("1"), bulk("k"), bulk("")]))
     }
 }
+
+@Suite struct RedisURLTests {
+    @Test func urlsParse() throws {
+        let plain = try RedisConfiguration(url: "redis://127.0.0.1")
+        #expect(plain.host == "127.0.0.1" && plain.port == 6379 && plain.database == 0 && plain.password == nil && plain.tls == nil)
+        let full = try RedisConfiguration(url: "rediss://relay:p%40ss%3Aword@redis.example:6380/3")
+        #expect(full.host == "redis.example" && full.port == 6380 && full.database == 3)
+        #expect(full.username == "relay" && full.password == "p@ss:word" && full.tls != nil)
+        let passwordOnly = try RedisConfiguration(url: "redis://:secret@[::1]:7000")
+        #expect(passwordOnly.host == "::1" && passwordOnly.port == 7000 && passwordOnly.username == nil && passwordOnly.password == "secret")
+        for bad in ["http://x", "redis://", "redis://h:0", "redis://h:99999", "redis://h/x", "redis://[::1"] {
+            #expect(throws: (any Error).self, "\(bad)") { try RedisConfiguration(url: bad) }
+        }
+    }
+}
