@@ -18,6 +18,9 @@ public final class RedisClient: Sendable {
         /// First delay after a failed connect; doubled per failure up to `reconnectMaxDelay`.
         public var reconnectBaseDelay: TimeAmount = .milliseconds(50)
         public var reconnectMaxDelay: TimeAmount = .seconds(5)
+        /// A command without its reply after this long fails with `RedisError.timeout`, and its
+        /// connection is closed (later replies on it could no longer be matched); nil: no limit.
+        public var commandTimeout: TimeAmount? = .seconds(10)
         public init() {}
     }
 
@@ -58,7 +61,21 @@ public final class RedisClient: Sendable {
 
     /// Sends `commands` in one write on one connection; one reply per command, in order.
     public func send(_ commands: [RedisCommand]) -> EventLoopFuture<[RESPValue]> {
-        connection().flatMap { $0.send(commands) }
+        let timeout = options.commandTimeout
+        return connection().flatMap { connection in
+            let replies = connection.send(commands)
+            guard let timeout else { return replies }
+            let promise = connection.eventLoop.makePromise(of: [RESPValue].self)
+            let timer = connection.eventLoop.scheduleTask(in: timeout) {
+                promise.fail(RedisError.timeout("no reply within \(timeout.nanoseconds / 1_000_000) ms"))
+                connection.channel.close(promise: nil)
+            }
+            replies.whenComplete { result in
+                timer.cancel()
+                promise.completeWith(result)
+            }
+            return promise.futureResult
+        }
     }
 
     /// One command's reply; a server error is thrown as `RedisError.server`.

@@ -1,4 +1,5 @@
 import DequeModule
+import NIOConcurrencyHelpers
 import Logging
 import NIOCore
 import NIOPosix
@@ -51,6 +52,8 @@ public enum RedisError: Error, Sendable, CustomStringConvertible {
     case protocolViolation(RESPProtocolError)
     /// Connecting, `HELLO 3`, authentication or `SELECT` failed.
     case handshake(String)
+    /// No reply within the client's command timeout (the connection is closed).
+    case timeout(String)
 
     public var description: String {
         switch self {
@@ -58,6 +61,7 @@ public enum RedisError: Error, Sendable, CustomStringConvertible {
         case .connectionClosed(let why): return "redis connection closed: \(why)"
         case .protocolViolation(let e): return "redis: \(e)"
         case .handshake(let why): return "redis handshake failed: \(why)"
+        case .timeout(let why): return "redis timeout: \(why)"
         }
     }
 }
@@ -113,10 +117,24 @@ public final class RedisConnection: Sendable {
             throw RedisError.handshake("connect to \(configuration.host):\(configuration.port): \(error)")
         }
         let connection = RedisConnection(channel: channel)
+        // A peer that accepts but never answers (a hung server, or not Redis) must not hold the
+        // caller: the handshake gets what is left of `connectTimeout`, then the channel closes.
+        let timedOut = NIOLockedValueBox(false)
+        let deadline = channel.eventLoop.scheduleTask(in: configuration.connectTimeout) {
+            timedOut.withLockedValue { $0 = true }
+            channel.close(promise: nil)
+        }
         do {
             try await connection.handshake(configuration)
+            deadline.cancel()
+            // The deadline may have fired just as the handshake completed: the channel is closed.
+            if timedOut.withLockedValue({ $0 }) { throw RedisError.connectionClosed("closed at the handshake deadline") }
         } catch {
+            deadline.cancel()
             try? await channel.close()
+            if timedOut.withLockedValue({ $0 }) {
+                throw RedisError.handshake("no answer to HELLO within \(configuration.connectTimeout.nanoseconds / 1_000_000) ms")
+            }
             throw error
         }
         logger.debug("connected to redis", metadata: ["redis.host": "\(configuration.host)", "redis.port": "\(configuration.port)"])

@@ -84,7 +84,8 @@ func field(_ name: String, _ text: String) -> String? {
     return String(rest.prefix { $0.isNumber })
 }
 
-@Suite(.enabled(if: RedisServerProcess.enabled, "needs redis-server (Debian package)"), .timeLimit(.minutes(1)))
+extension RealRedis {
+@Suite(.timeLimit(.minutes(1)))
 struct RedisBrokerTests {
     @Test func publicationsReachEveryNodeWithOnePositionAndOneOrder() async throws {
         let cl = try await RedisCluster()
@@ -196,4 +197,5 @@ struct RedisBrokerTests {
         #expect(later == 3)
         await cl.stop()
     }
+}
 }

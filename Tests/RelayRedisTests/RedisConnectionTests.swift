@@ -4,7 +4,8 @@ import Synchronization
 import Testing
 
 /// `RedisConnection` against a real redis-server 7 (Debian's), each test with its own server.
-@Suite(.enabled(if: RedisServerProcess.enabled, "needs redis-server (Debian package)"), .timeLimit(.minutes(1)))
+extension RealRedis {
+@Suite(.timeLimit(.minutes(1)))
 struct RedisConnectionTests {
     private func bulk(_ s: String) -> RESPValue { .bulkString(ByteBuffer(string: s)) }
 
@@ -179,4 +180,5 @@ struct RedisConnectionTests {
         await #expect(throws: RedisError.self) { try await pending.get() }
         await killer.close()
     }
+}
 }

@@ -1,9 +1,16 @@
 import Foundation
 import NIOCore
 import RelayRedis
+import Testing
 #if canImport(Glibc)
 import Glibc
 #endif
+
+/// Every suite that starts redis-server runs inside this one, one test at a time: `make test`
+/// runs all other suites at once on two cores, and a dozen Redis servers beside them starved
+/// handshakes past their timeouts.
+@Suite(.serialized, .enabled(if: RedisServerProcess.enabled, "needs redis-server (Debian package)"))
+enum RealRedis {}
 
 /// A real `redis-server` (Debian's) on a free loopback port, without persistence, for one test.
 /// `make test` installs it and sets RELAY_REQUIRE_PEERS=1, which makes a missing binary a failure.
@@ -46,7 +53,12 @@ final class RedisServerProcess: @unchecked Sendable {
         throw Failure(description: lastError)
     }
 
-    var configuration: RedisConfiguration { RedisConfiguration(host: "127.0.0.1", port: port, connectTimeout: .seconds(2)) }
+    /// Generous timeouts: `make test` runs every suite at once on two cores.
+    var configuration: RedisConfiguration { RedisConfiguration(host: "127.0.0.1", port: port, connectTimeout: .seconds(20)) }
+
+    /// SIGSTOP / SIGCONT: the server keeps its sockets but answers nothing while paused.
+    func pause() { if let p = processBox { kill(p.processIdentifier, SIGSTOP) } }
+    func resume() { if let p = processBox { kill(p.processIdentifier, SIGCONT) } }
 
     /// Kills the server and waits (up to 5 s) until it is gone. `Process.waitUntilExit` needs a
     /// run loop, which a test's task does not have, so this polls.
@@ -76,19 +88,23 @@ final class RedisServerProcess: @unchecked Sendable {
         return false
     }
 
+    /// A free port below Linux's ephemeral range (32768–60999), so that after a server stops, no
+    /// outgoing connection of another test takes its port before it restarts there.
     private static func freePort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw Failure(description: "socket() failed") }
-        defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = 0
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0 }
+        for _ in 0..<200 {
+            let port = Int.random(in: 20_000..<32_000)
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            guard fd >= 0 else { throw Failure(description: "socket() failed") }
+            defer { close(fd) }
+            var addr = sockaddr_in()
+            addr.sin_family = sa_family_t(AF_INET)
+            addr.sin_port = in_port_t(UInt16(port).bigEndian)
+            addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+            let bound = withUnsafePointer(to: &addr) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+            }
+            if bound { return port }
         }
-        guard bound else { throw Failure(description: "bind() failed") }
-        return Int(UInt16(bigEndian: addr.sin_port))
+        throw Failure(description: "no free port in 20000-32000")
     }
 }
