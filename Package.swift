@@ -202,6 +202,7 @@ let package = Package(
         .testTarget(name: "CLITests", dependencies: ["RelayJSON", "RelayCrypto"]),
         .testTarget(name: "RelayRedisTests", dependencies: [
             "RelayRedis", "RelayCore", "RelayProtocol",
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),

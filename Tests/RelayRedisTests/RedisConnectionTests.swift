@@ -1,4 +1,6 @@
+import Foundation
 import NIOCore
+import NIOSSL
 import RelayRedis
 import Synchronization
 import Testing
@@ -179,6 +181,58 @@ struct RedisConnectionTests {
         server.stop()
         await #expect(throws: RedisError.self) { try await pending.get() }
         await killer.close()
+    }
+}
+}
+
+extension RealRedis {
+/// `rediss://`: RESP3 over TLS to a redis-server with a self-signed certificate.
+@Suite(.timeLimit(.minutes(1)))
+struct RedisTLSTests {
+    @Test func commandsOverTLSWithTheServersCertificateTrusted() async throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("redis-tls-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let cert = dir.appendingPathComponent("cert.pem").path, key = dir.appendingPathComponent("key.pem").path
+        let openssl = Process()
+        openssl.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
+        openssl.arguments = ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
+                             "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", key, "-out", cert]
+        openssl.standardOutput = FileHandle.nullDevice
+        openssl.standardError = FileHandle.nullDevice
+        try openssl.run()
+        for _ in 0..<500 where openssl.isRunning { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(openssl.terminationStatus == 0)
+        let server = try await RedisServerProcess(tls: (cert, key))
+        defer { server.stop() }
+
+        var trusted = TLSConfiguration.makeClientConfiguration()
+        trusted.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(cert))
+        var config = server.configuration
+        config.tls = trusted
+        config.tlsServerName = "localhost"
+        let redis = try await RedisConnection.connect(config)
+        #expect(try await redis.query(RedisCommand("PING")) == .simpleString("PONG"))
+        #expect(try await redis.query(RedisCommand("SET", "k", .bytes([0, 1, 2]))) == .simpleString("OK"))
+        #expect(try await redis.query(RedisCommand("GET", "k")).bytes == [0, 1, 2])
+        await redis.close()
+
+        // The system's trust store does not know this certificate: refused, with the reason.
+        var untrusted = server.configuration
+        untrusted.tls = TLSConfiguration.makeClientConfiguration()
+        untrusted.tlsServerName = "localhost"
+        do {
+            _ = try await RedisConnection.connect(untrusted)
+            Issue.record("an untrusted certificate was accepted")
+        } catch let error as RedisError {
+            #expect("\(error)".lowercased().contains("certificate") || "\(error)".contains("handshake"), "\(error)")
+        }
+        // Plain RESP to the TLS port: no answer the handshake accepts.
+        await #expect(throws: RedisError.self) {
+            var plain = server.configuration
+            plain.connectTimeout = .seconds(2)
+            _ = try await RedisConnection.connect(plain)
+        }
     }
 }
 }

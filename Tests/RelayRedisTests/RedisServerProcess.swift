@@ -29,14 +29,17 @@ final class RedisServerProcess: @unchecked Sendable {
 
     /// Starts `redis-server` with `arguments` added to a no-persistence configuration, on `port`
     /// (a free one when nil).
-    init(_ arguments: [String] = [], port fixedPort: Int? = nil) async throws {
+    init(_ arguments: [String] = [], port fixedPort: Int? = nil, tls: (cert: String, key: String)? = nil) async throws {
         guard let binary = Self.binary else { throw Failure(description: "redis-server is not installed (Debian package redis-server)") }
         var lastError = ""
         for _ in 0..<(fixedPort == nil ? 5 : 1) {
             let port = try fixedPort ?? Self.freePort()
             let p = Process()
             p.executableURL = URL(fileURLWithPath: binary)
-            p.arguments = ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            // With TLS the plain port is off and `port` is the TLS one (no client certificates asked).
+            let listen = tls.map { ["--port", "0", "--tls-port", String(port), "--tls-cert-file", $0.cert, "--tls-key-file", $0.key,
+                                    "--tls-ca-cert-file", $0.cert, "--tls-auth-clients", "no"] } ?? ["--port", String(port)]
+            p.arguments = listen + ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                            "--daemonize", "no", "--loglevel", "warning", "--dir", NSTemporaryDirectory()] + arguments
             p.standardInput = FileHandle.nullDevice
             p.standardOutput = FileHandle.nullDevice
