@@ -31,6 +31,7 @@ extension YUpdate {
         deleteSet.sortAndMerge()
         guard let gc = GarbageCollector(structs: structs, src: r.bytes, deleteSet: deleteSet) else { return update }
         gc.resolve()
+        gc.addDeletedContent()
         gc.deleteMapLosers()
         return gc.encode()
     }
@@ -190,6 +191,33 @@ final class GarbageCollector {
     }
 
     private func endsAsGC(_ i: Int) -> Bool { structs[i].kind == .gc || collected[i] }
+
+    /// An item whose content is `ContentDeleted` is deleted whatever the delete set says: Yjs adds
+    /// it to the delete set when it integrates it. Makes the delete set say so (a merged update
+    /// may lack those ranges); without this, a map entry cut at its key's last unit kept a
+    /// deleted unit outside the delete set, and collecting again changed the update.
+    func addDeletedContent() {
+        var added = false
+        for i in structs.indices where status[i] == .integrated && structs[i].kind == .item && structs[i].ref == 1 {
+            let s = structs[i]
+            if !isCovered(client: s.client, from: s.clock, to: s.end) {
+                deleteSet.clients[s.client, default: []].append(DeleteRange(clock: s.clock, length: s.length))
+                added = true
+            }
+        }
+        if added { deleteSet.sortAndMerge() }
+    }
+
+    /// Whether one range of the (merged) delete set covers `from..<to` of `client`.
+    private func isCovered(client: UInt64, from: UInt64, to: UInt64) -> Bool {
+        guard let ranges = deleteSet.clients[client] else { return false }
+        var lo = 0, hi = ranges.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if ranges[mid].end <= from { lo = mid + 1 } else { hi = mid }
+        }
+        return lo < ranges.count && ranges[lo].clock <= from && ranges[lo].end >= to
+    }
 
     private func integrate(_ i: Int) {
         let s = structs[i]

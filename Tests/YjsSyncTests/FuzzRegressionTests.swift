@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 import YjsCodec
 
@@ -31,5 +32,24 @@ struct YjsFuzzRegressionTests {
         let merged = try YUpdate.merge([edge, deleteSetOnly([(4, 100)])])
         try YUpdate.validate(merged)
         #expect(try YUpdate.deleteSet(of: merged) == DeleteSet([7: [DeleteRange(clock: 0, length: max)]]))
+    }
+
+    /// FuzzYjsGC/content-deleted-outside-delete-set (after 9.97 M executions over two runs): a
+    /// merged update held a 391-unit map entry whose content was already `ContentDeleted` but
+    /// whose IDs were not in the delete set. Collection cut it at the key's last unit and kept
+    /// that unit outside the delete set; collecting again added it, so the bytes changed. A
+    /// `ContentDeleted` item is now deleted whatever the delete set says, as in Yjs.
+    @Test("Collecting garbage treats ContentDeleted items as deleted, and twice changes nothing")
+    func contentDeletedOutsideTheDeleteSet() throws {
+        let file = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Fuzz/regressions/FuzzYjsGC/content-deleted-outside-delete-set")
+        let input = Array(try Data(contentsOf: file))
+        let merged = try YUpdate.merge([YUpdate.empty, try YUpdate.canonicalized(input)])
+        #expect(try YUpdate.deleteSet(of: merged).clients[64] == nil, "the input's shape: no deletions of client 64")
+        let once = try YUpdate.collectingGarbage(merged)
+        #expect(try YUpdate.collectingGarbage(once) == once)
+        var ds = try YUpdate.deleteSet(of: once)
+        ds.sortAndMerge()
+        #expect(ds.clients[64] == [DeleteRange(clock: 0, length: 393)], "the deleted entry (0..<391) and the GC after it")
     }
 }
