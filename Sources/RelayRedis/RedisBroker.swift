@@ -27,13 +27,16 @@ import Synchronization
 /// contiguous and in `PUBLISH` order, which is the order every subscriber receives them in;
 /// a lost meta hash (Redis restarted without persistence) starts a new epoch and drops the old
 /// stream, so recovery against the old epoch fails closed. History is trimmed by count and age,
-/// not by bytes. Not yet here: Redis Cluster hash tags, sharding over several servers, and telling
-/// the engine about messages missed while the pub/sub connection was down (until then the
-/// engine notices a gap at the next publication of a channel).
+/// not by bytes. After a pub/sub outage each channel's retained tail is delivered again (the
+/// engine keeps what it lacks). Not yet here: Redis Cluster hash tags, sharding over several
+/// servers.
 public final class RedisBroker: RelayBroker, Sendable {
     public struct Options: Sendable {
         public var prefix = "relay"
         public var client = RedisClient.Options()
+        /// After the pub/sub connection comes back, each channel's retained tail is read (up to
+        /// this many publications) and what this node missed is delivered, in order.
+        public var catchUpLimit = 1000
         public init() {}
     }
 
@@ -43,9 +46,13 @@ public final class RedisBroker: RelayBroker, Sendable {
         let logger: Logger
         init(logger: Logger) { self.logger = logger }
 
+        /// Set by the broker: what to do after a resubscription.
+        let onResubscribed = Mutex<(@Sendable () -> Void)?>(nil)
+
         func handle(_ event: RedisSubscriber.Event) {
             guard case .message(_, let payload, _) = event else {
                 logger.notice("redis pub/sub: \(event)")
+                if case .resubscribed = event, let catchUp = onResubscribed.withLock({ $0 }) { catchUp() }
                 return
             }
             guard let d = delegate.withLock({ $0.value }) else { return }
@@ -64,6 +71,10 @@ public final class RedisBroker: RelayBroker, Sendable {
     public let client: RedisClient
     public let subscriber: RedisSubscriber
     private let router: Router
+    /// Full names of the channels this node has interest in (for the catch-up after an outage).
+    private let interest = Mutex<Set<String>>([])
+    /// Catch-ups in progress, so `run` waits for them (structured: they end with it).
+    private let catchUps = Mutex<[Task<Void, Never>]>([])
 
     public init(_ configuration: RedisConfiguration, options: Options = Options(),
                 eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
@@ -74,11 +85,45 @@ public final class RedisBroker: RelayBroker, Sendable {
         self.client = RedisClient(configuration, options: options.client, eventLoopGroup: eventLoopGroup, logger: logger)
         self.subscriber = RedisSubscriber(configuration, options: options.client, eventLoopGroup: eventLoopGroup, logger: logger,
                                           onEvent: { router.handle($0) })
+        router.onResubscribed.withLock { $0 = { [weak self] in self?.startCatchUp() } }
+    }
+
+    /// Publications made while the pub/sub connection was down never reach this node by pub/sub.
+    /// Reads every channel's retained tail and delivers it: the engine skips what it already has
+    /// (by offset) and delivers the rest in order; a tail that does not reach back to what the
+    /// node had shows as a gap, and the node's ring is forgotten (recovery fails closed).
+    private func startCatchUp() {
+        let task = Task { await self.catchUp() }
+        catchUps.withLock { tasks in
+            tasks.removeAll { $0.isCancelled }
+            tasks.append(task)
+        }
+    }
+
+    func catchUp() async {
+        let channels = interest.withLock { Array($0) }
+        guard let delegate = router.delegate.withLock({ $0.value }) else { return }
+        var delivered = 0
+        for full in channels {
+            guard !Task.isCancelled else { return }
+            guard full.hasPrefix("site:"), let colon = full.dropFirst(5).firstIndex(of: ":") else { continue }
+            let site = String(full[full.index(full.startIndex, offsetBy: 5)..<colon])
+            guard case .success(let name) = ChannelName.resolve(full, siteID: site),
+                  let tail = try? await stream(channel: name, limit: options.catchUpLimit) else { continue }
+            for p in tail.publications { delegate.brokerDidDeliver(p) }
+            delivered += tail.publications.count
+        }
+        router.logger.notice("redis pub/sub: caught up after an outage", metadata: ["channels": "\(channels.count)", "read": "\(delivered)"])
     }
 
     /// Holds the pub/sub connection until the task is cancelled (run it beside the engine).
     public func run() async {
         await subscriber.run()
+        let pending = catchUps.withLock { tasks in
+            defer { tasks.removeAll() }
+            return tasks
+        }
+        for t in pending { t.cancel(); await t.value }
         await client.close()
     }
 
@@ -113,10 +158,12 @@ public final class RedisBroker: RelayBroker, Sendable {
     }
 
     public func subscribe(channel: String) async throws {
+        interest.withLock { _ = $0.insert(channel) }
         try await subscriber.subscribe(["\(options.prefix).c.\(ChannelName.exactKey(channel))"]).get()
     }
 
     public func unsubscribe(channel: String) async throws {
+        interest.withLock { _ = $0.remove(channel) }
         try await subscriber.unsubscribe(["\(options.prefix).c.\(ChannelName.exactKey(channel))"]).get()
     }
 

@@ -16,12 +16,12 @@ final class RedisCluster: @unchecked Sendable {
     let nodes: [RelayEngine]
     private var running: [Task<Void, Never>] = []
 
-    init(nodes count: Int = 2) async throws {
+    init(nodes count: Int = 2, options: RedisBroker.Options = .init()) async throws {
         server = try await RedisServerProcess()
         registry = InMemorySiteRegistry([site])
         var brokers: [RedisBroker] = [], nodes: [RelayEngine] = []
         for i in 0..<count {
-            let broker = RedisBroker(server.configuration)
+            let broker = RedisBroker(server.configuration, options: options)
             var config = EngineConfiguration()
             config.clock = clock
             config.nodeID = "n\(i)"
@@ -179,6 +179,40 @@ struct RedisBrokerTests {
         await cl.nodes[0].brokerMaintenance()
         cl.clock.advance(40)
         #expect(await cl.nodes[0].presenceCount(siteID: cl.site.siteID, channel: "room") == 1)
+        await cl.stop()
+    }
+
+    /// Node 0's pub/sub connection is cut and node 1 publishes before it is back: Redis pub/sub
+    /// keeps nothing, so only the catch-up from the stream brings those publications (there is
+    /// no later one to reveal the gap). The control, with the catch-up reading nothing, never
+    /// gets them.
+    @Test(arguments: [true, false])
+    func publicationsMissedDuringAPubSubOutageAreDelivered(catchUp: Bool) async throws {
+        var options = RedisBroker.Options()
+        options.client.reconnectBaseDelay = .milliseconds(400)  // an outage of 200-400 ms
+        options.catchUpLimit = catchUp ? 1000 : 0
+        let cl = try await RedisCluster(options: options)
+        let a = try cl.connect(0)
+        _ = await cl.nodes[0].subscribe(a, channels: ["events"])
+        _ = try await cl.publish(1, "events", "{\"n\":1}")
+        var seen: [String] = []
+        #expect(await messages(a, count: 1, into: &seen).count == 1)
+        _ = try await cl.brokers[1].client.query(RedisCommand("CLIENT", "KILL", "TYPE", "pubsub"))
+        _ = try await cl.publish(1, "events", "{\"n\":2}")
+        _ = try await cl.publish(1, "events", "{\"n\":3}")
+        // Both nodes resubscribe after their backoff.
+        for _ in 0..<300 where !(cl.brokers[0].isConnected && cl.brokers[1].isConnected) { try await Task.sleep(for: .milliseconds(10)) }
+        if catchUp {
+            let got = await messages(a, count: 3, into: &seen)
+            #expect(got.map { field("offset", $0) } == ["1", "2", "3"])
+            // and the node's ring is whole again: a recovery from offset 1 replays 2 and 3 here
+            let c = try cl.connect(0)
+            let out = await cl.nodes[0].subscribe(c, channels: ["events"], positions: ["events": StreamPosition(offset: 1, epoch: field("epoch", got[0])!)])
+            #expect(out["events"] == .subscribed(position: StreamPosition(offset: 3, epoch: field("epoch", got[0])!), recovery: .recovered(replayed: 2)))
+        } else {
+            try await Task.sleep(for: .seconds(1))
+            #expect(await messages(a, count: 3, into: &seen).count == 1, "without the catch-up the outage's publications never arrive")
+        }
         await cl.stop()
     }
 
