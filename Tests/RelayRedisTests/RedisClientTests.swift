@@ -4,7 +4,7 @@ import Testing
 
 /// `RedisClient` (pool, reconnect, scripts) against a real redis-server.
 extension RealRedis {
-@Suite(.timeLimit(.minutes(1)))
+@Suite(.timeLimit(.minutes(3)))
 struct RedisClientTests {
     @Test func aPoolSpreadsCommandsOverItsConnections() async throws {
         let server = try await RedisServerProcess()
@@ -79,7 +79,7 @@ struct RedisClientTests {
 /// server restart, and each reconnect is announced (messages in between are lost, by design of
 /// Redis pub/sub).
 extension RealRedis {
-@Suite(.timeLimit(.minutes(1)))
+@Suite(.timeLimit(.minutes(3)))
 struct RedisSubscriberTests {
     @Test func keepsItsChannelsAcrossReconnects() async throws {
         let server = try await RedisServerProcess()
@@ -143,7 +143,7 @@ struct RedisSubscriberTests {
 /// A server that accepts but never answers (stopped with SIGSTOP): connects and commands give up
 /// after their timeouts instead of hanging, and the client recovers when it answers again.
 extension RealRedis {
-@Suite(.timeLimit(.minutes(1)))
+@Suite(.timeLimit(.minutes(3)))
 struct RedisTimeoutTests {
     @Test func aHungServerTimesOutThenRecovers() async throws {
         let server = try await RedisServerProcess()

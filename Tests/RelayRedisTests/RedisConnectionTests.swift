@@ -7,7 +7,7 @@ import Testing
 
 /// `RedisConnection` against a real redis-server 7 (Debian's), each test with its own server.
 extension RealRedis {
-@Suite(.timeLimit(.minutes(1)))
+@Suite(.timeLimit(.minutes(3)))
 struct RedisConnectionTests {
     private func bulk(_ s: String) -> RESPValue { .bulkString(ByteBuffer(string: s)) }
 
@@ -187,7 +187,7 @@ struct RedisConnectionTests {
 
 extension RealRedis {
 /// `rediss://`: RESP3 over TLS to a redis-server with a self-signed certificate.
-@Suite(.timeLimit(.minutes(1)))
+@Suite(.timeLimit(.minutes(3)))
 struct RedisTLSTests {
     @Test func commandsOverTLSWithTheServersCertificateTrusted() async throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("redis-tls-\(UUID().uuidString)")
