@@ -854,7 +854,7 @@ public final class RelayEngine: Sendable {
         }
     }
 
-    static func newEpoch() -> String {
+    public static func newEpoch() -> String {
         var rng = SystemRandomNumberGenerator()
         let v = rng.next() as UInt64
         return Hex.encode(withUnsafeBytes(of: v.bigEndian) { Array($0) })

@@ -218,12 +218,8 @@ public final class RedisBroker: RelayBroker, Sendable {
         return Int(total)
     }
 
-    static func newEpoch() -> String {
-        var rng = SystemRandomNumberGenerator()
-        let v = rng.next() as UInt64
-        let hex = String(v, radix: 16)
-        return String(repeating: "0", count: 16 - hex.count) + hex
-    }
+    /// The engine's epoch format, so an epoch minted here looks like a single node's.
+    static func newEpoch() -> String { RelayEngine.newEpoch() }
 
     /// The Lua scripts (run by `EVALSHA`; see the key table above).
     enum Scripts {
