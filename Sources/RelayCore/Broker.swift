@@ -86,22 +86,46 @@ public protocol BrokerDelegate: AnyObject, Sendable {
     func brokerDidDeliverEphemeral(_ frame: BrokerEphemeral)
 }
 
-/// Cross-node publish/subscribe, history and presence.
+/// What a broker can do, which the engine reads once at start.
+public struct BrokerCapabilities: OptionSet, Sendable {
+    public let rawValue: Int
+    public init(rawValue: Int) { self.rawValue = rawValue }
+
+    /// The broker lives in this process and the engine keeps its streams in
+    /// its own channel state: positions are assigned and frames enqueued under
+    /// one channel lock, synchronously. The engine then offers
+    /// `RelayEngine.synchronous`, the event-loop fast path, and never calls
+    /// the broker's stream methods. (`LocalBroker`, the single-node default.)
+    public static let inProcess = BrokerCapabilities(rawValue: 1 << 0)
+    /// Several engines (nodes) share the broker's streams, presence and counts.
+    public static let multiNode = BrokerCapabilities(rawValue: 1 << 1)
+}
+
+/// Publish/subscribe and history: the seam between the engine and where
+/// channel streams live.
 ///
-/// Shaped for Redis: `publish` is one Lua script (`SET NX EX` idempotency
-/// key, `INCR` offset, `XADD` to the channel's Stream with `MAXLEN`/`MINID`
-/// trimming, `PUBLISH`/`SPUBLISH` to the channel); the epoch is a key created
-/// with the stream (lost stream → new epoch); `subscribe` is one sharded
-/// subscription per channel per node; `stream` is `XREVRANGE … COUNT n`;
-/// presence is a hash per channel with per-member expiry, refreshed by the
-/// owning node.
+/// Shaped for Redis: `publish` is one Lua script (idempotency key, offset,
+/// `XADD` to the channel's Stream with `MAXLEN`/`MINID` trimming, `PUBLISH`);
+/// the epoch is created with the stream (lost stream → new epoch);
+/// `subscribe` is one subscription per channel per node; `stream` is
+/// `XREVRANGE … COUNT n`.
 ///
-/// `RelayEngine` uses it when `EngineConfiguration.broker` is set: publishes
-/// go through `publish` and reach local subscribers through the delegate;
+/// Every engine has one (`EngineConfiguration.broker`, default `LocalBroker`).
+/// With a broker that is not `.inProcess`, publishes go through `publish` and
+/// reach local subscribers through the delegate, in offset order per channel;
 /// recovery uses the node's local ring, seeded from `stream` when the node
-/// first takes interest in a channel. Without a broker the engine is its own
-/// single-node in-memory broker.
+/// first takes interest in a channel. Presence and connection counts are a
+/// separate seam (`PresenceManager`), as in centrifuge.
+///
+/// Lifecycle: `run()` holds the broker's connections until its task is
+/// cancelled (relayd runs it as a service started before the listeners and
+/// stopped after them); calls made before it connects, or while it is
+/// reconnecting, fail with an error the engine reports as `brokerUnavailable`.
 public protocol RelayBroker: Sendable {
+    /// Fixed for the broker's life.
+    var capabilities: BrokerCapabilities { get }
+    /// Runs the broker (connections, resubscription) until the task is cancelled.
+    func run() async
     /// Sets the node's delegate (called once by the engine).
     func attach(_ delegate: any BrokerDelegate)
     /// Appends to the shared stream and delivers to every interested node.
@@ -114,6 +138,12 @@ public protocol RelayBroker: Sendable {
     func stream(channel: ChannelName, limit: Int) async throws -> BrokerStream
     /// Delivers a frame to every node with interest in its channel (no stream append).
     func publishEphemeral(_ frame: BrokerEphemeral) async throws
+}
+
+/// Presence members and per-site connection counts shared by several nodes
+/// (centrifuge's PresenceManager). Members carry a TTL their node refreshes,
+/// so a crashed node's members expire.
+public protocol PresenceManager: Sendable {
     /// Sets (`state != nil`) or removes a presence member; `ttl` bounds how long
     /// a member outlives a crashed node.
     func setPresence(channel: String, memberID: String, state: [UInt8]?, ttl: Double, now: Double) async throws
@@ -124,6 +154,29 @@ public protocol RelayBroker: Sendable {
     /// the site's total over all live nodes. Redis: a hash per site of node →
     /// count plus a per-node heartbeat key.
     func reportConnections(siteID: String, node: String, count: Int, ttl: Double, now: Double) async throws -> Int
+}
+
+/// Raised by a broker asked for something its capabilities exclude.
+public struct BrokerCapabilityError: Error, CustomStringConvertible {
+    public var description: String
+}
+
+/// The single-node broker (the default): the engine's channel state is the
+/// stream, so it is `.inProcess` and the engine serves every call itself,
+/// synchronously, without touching the broker. Its stream methods are never
+/// called by the engine and refuse with `BrokerCapabilityError`; it has no
+/// connections to run.
+public struct LocalBroker: RelayBroker {
+    public init() {}
+    public var capabilities: BrokerCapabilities { .inProcess }
+    public func run() async {}
+    public func attach(_ delegate: any BrokerDelegate) {}
+    public func publish(_ request: BrokerPublishRequest) async throws -> BrokerPublishOutcome { throw Self.refusal }
+    public func subscribe(channel: String) async throws { throw Self.refusal }
+    public func unsubscribe(channel: String) async throws { throw Self.refusal }
+    public func stream(channel: ChannelName, limit: Int) async throws -> BrokerStream { throw Self.refusal }
+    public func publishEphemeral(_ frame: BrokerEphemeral) async throws { throw Self.refusal }
+    static let refusal = BrokerCapabilityError(description: "LocalBroker is in-process: the engine keeps its streams in its own channel state")
 }
 
 // MARK: - In-memory implementation
@@ -143,19 +196,59 @@ public final class InMemoryBroker: Sendable {
         var streams: [String: Stream] = [:]
         var interest: [String: Set<Int>] = [:]
         var nodes: [Int: WeakDelegate] = [:]
+        /// Per node: deliveries not yet handed to its delegate, in order, and whether a caller is handing them.
+        var outboxes: [Int: (queue: Deque<Delivery>, draining: Bool)] = [:]
         var presence: [String: [(id: String, state: [UInt8], expires: Double)]] = [:]
         var connections: [String: [String: (count: Int, expires: Double)]] = [:]
         var nextNode = 0
     }
 
     struct WeakDelegate { weak var value: (any BrokerDelegate)? }
+    enum Delivery {
+        case publication(BrokerPublication)
+        case ephemeral(BrokerEphemeral)
+    }
+
+    /// Queues `delivery` for every node interested in `key` (call with the lock held, so
+    /// each node's queue is in position order); returns those nodes.
+    static func enqueue(_ delivery: Delivery, key: String, in s: inout State) -> [Int] {
+        let targets = (s.interest[key] ?? []).sorted()
+        for node in targets { s.outboxes[node, default: ([], false)].queue.append(delivery) }
+        return targets
+    }
+
+    /// Hands a node's queued deliveries to its delegate outside the hub's lock, one caller at
+    /// a time per node (a caller that finds another draining leaves the work to it), in order.
+    func drain(_ node: Int) {
+        let claimed = state.withLock { s -> Bool in
+            guard var box = s.outboxes[node], !box.draining, !box.queue.isEmpty else { return false }
+            box.draining = true
+            s.outboxes[node] = box
+            return true
+        }
+        guard claimed else { return }
+        while true {
+            let next: (Delivery, (any BrokerDelegate)?)? = state.withLock { s in
+                guard let d = s.outboxes[node]?.queue.popFirst() else {
+                    s.outboxes[node]?.draining = false
+                    return nil
+                }
+                return (d, s.nodes[node]?.value)
+            }
+            guard let (delivery, delegate) = next else { return }
+            switch delivery {
+            case .publication(let p): delegate?.brokerDidDeliver(p)
+            case .ephemeral(let e): delegate?.brokerDidDeliverEphemeral(e)
+            }
+        }
+    }
 
     let state = Mutex(State())
 
     public init() {}
 
     /// A handle for one node; give each engine its own.
-    public func node() -> any RelayBroker {
+    public func node() -> any RelayBroker & PresenceManager {
         let id = state.withLock { s in
             defer { s.nextNode += 1 }
             return s.nextNode
@@ -171,23 +264,27 @@ public final class InMemoryBroker: Sendable {
 
     static func size(_ p: BrokerPublication) -> Int { p.payload.byteCount + p.spelledChannel.utf8.count + p.event.utf8.count + 64 }
 
-    struct Node: RelayBroker {
+    struct Node: RelayBroker, PresenceManager {
         let hub: InMemoryBroker
         let id: Int
+
+        var capabilities: BrokerCapabilities { .multiNode }
+        func run() async {}
 
         func attach(_ delegate: any BrokerDelegate) {
             hub.state.withLock { $0.nodes[id] = WeakDelegate(value: delegate) }
         }
 
         func publish(_ r: BrokerPublishRequest) async throws -> BrokerPublishOutcome {
-            // Delivery happens inside the hub's lock: one global order per channel.
-            hub.state.withLock { s in
+            // Positions are assigned and deliveries queued inside the hub's lock (one order per
+            // channel); the delegates are called outside it, as a network broker would.
+            let (outcome, targets) = hub.state.withLock { s -> (BrokerPublishOutcome, [Int]) in
                 let key = r.channel.key
                 var stream = s.streams[key] ?? Stream(epoch: RelayEngine.newEpoch())
                 defer { s.streams[key] = stream }
                 if let k = r.idempotencyKey {
                     stream.idempotency = stream.idempotency.filter { $0.value.expires > r.time }
-                    if let prior = stream.idempotency[k] { return .duplicate(prior.position) }
+                    if let prior = stream.idempotency[k] { return (.duplicate(prior.position), []) }
                 }
                 stream.offset += 1
                 let position = StreamPosition(offset: stream.offset, epoch: stream.epoch)
@@ -204,19 +301,15 @@ public final class InMemoryBroker: Sendable {
                     stream.bytes -= InMemoryBroker.size(first)
                     stream.entries.removeFirst()
                 }
-                for node in (s.interest[key] ?? []).sorted() {
-                    s.nodes[node]?.value?.brokerDidDeliver(pub)
-                }
-                return .published(position)
+                return (.published(position), InMemoryBroker.enqueue(.publication(pub), key: key, in: &s))
             }
+            for node in targets { hub.drain(node) }
+            return outcome
         }
 
         func publishEphemeral(_ frame: BrokerEphemeral) async throws {
-            hub.state.withLock { s in
-                for node in (s.interest[frame.channel.key] ?? []).sorted() {
-                    s.nodes[node]?.value?.brokerDidDeliverEphemeral(frame)
-                }
-            }
+            let targets = hub.state.withLock { s in InMemoryBroker.enqueue(.ephemeral(frame), key: frame.channel.key, in: &s) }
+            for node in targets { hub.drain(node) }
         }
 
         func subscribe(channel: String) async throws {

@@ -83,9 +83,20 @@ public struct EngineConfiguration: Sendable {
     /// Channel-map shards (power of two recommended).
     public var channelShards = 64
     public var clock: any RelayClock = SystemClock()
-    /// Cross-node broker; `nil` (default): the engine is its own single-node
-    /// in-memory broker. With a broker, use the `async` publish/subscribe variants.
-    public var broker: (any RelayBroker)? = nil
+    /// Where channel streams live. `LocalBroker` (default, `.inProcess`): this
+    /// engine's own channel state, single node, with the synchronous fast path
+    /// (`RelayEngine.synchronous`). Any other broker (Redis) shares streams
+    /// between nodes.
+    public var broker: any RelayBroker = LocalBroker()
+    /// Presence members and connection counts across nodes, for a broker that
+    /// is not `.inProcess`; `nil` (default): the broker itself when it is a
+    /// `PresenceManager` (Redis, InMemory); with neither, presence calls answer `.unavailable`.
+    public var presenceManager: (any PresenceManager)? = nil
+
+    /// The presence manager in use: `presenceManager`, else the broker's own.
+    public var effectivePresenceManager: (any PresenceManager)? {
+        presenceManager ?? (broker as? any PresenceManager)
+    }
     /// `nil`: the global `MetricsSystem.factory`.
     public var metricsFactory: (any MetricsFactory)? = nil
     public var logger = Logger(label: "relay.core")

@@ -11,9 +11,9 @@ import DequeModule
 // in `brokerMaintenance()`), join/leave travel as ephemeral broker frames, and
 // the `sync` sent on subscribe lists the members of every node.
 //
-// The `async` variants below work in both modes (without a broker they call
-// the synchronous path); transports run in async contexts and pick them
-// automatically. Site connection counts are cluster-wide as of the last
+// These `async` calls are the engine's one API: with an `.inProcess` broker
+// (LocalBroker, single node) they run the synchronous path without suspending,
+// which `RelayEngine.synchronous` also offers to event-loop callers. Site connection counts are cluster-wide as of the last
 // `brokerMaintenance()` (each node reports its count); the presence member
 // cap and the `wps:connections` stream (offsets) stay per node.
 extension RelayEngine: BrokerDelegate {
@@ -47,9 +47,8 @@ extension RelayEngine: BrokerDelegate {
     /// each channel (and seeds its ring from the broker's stream) so recovery
     /// can replay publications made on other nodes.
     public func subscribe(_ conn: RelayConnection, channels: [String], positions: [String: StreamPosition] = [:]) async -> SubscribeResult {
-        guard let broker = configuration.broker else {
-            return subscribeLocal(conn, channels: channels, positions: positions)
-        }
+        guard !inProcess else { return subscribeLocal(conn, channels: channels, positions: positions) }
+        let broker = configuration.broker
         // Channel by channel, under the channel's interest lock, so a
         // concurrent `releaseIdleBrokerInterest` cannot drop the node's
         // broker subscription between seeding and adding the subscriber.
@@ -71,7 +70,7 @@ extension RelayEngine: BrokerDelegate {
             let r: SubscribeResult? = await interestLocks.withLock(name.full) {
                 do {
                     try await ensureInterest(name, broker: broker)
-                    let members = try await broker.presence(channel: name.full, now: clock.now())
+                    let members = try await presenceManager?.presence(channel: name.full, now: clock.now()) ?? []
                     return subscribeLocal(conn, channels: [spelled], positions: positions, presenceOverride: [name.full: members])
                 } catch {
                     logger.warning("broker subscribe failed", metadata: ["channel": "\(name.full)", "error": "\(error)"])
@@ -91,15 +90,15 @@ extension RelayEngine: BrokerDelegate {
     /// Presence change, any mode. With a broker, the member is stored in the
     /// broker and join/leave reach subscribers on every node.
     public func setPresence(_ conn: RelayConnection, channel spelled: String, state: [UInt8]?) async -> Result<PresenceOutcome, PresenceError> {
-        guard let broker = configuration.broker else {
-            return setPresenceLocal(conn, channel: spelled, state: state, broadcast: true)
-        }
+        guard !inProcess else { return setPresenceLocal(conn, channel: spelled, state: state, broadcast: true) }
+        let broker = configuration.broker
+        guard let presenceManager else { return .failure(.unavailable) }
         let result = setPresenceLocal(conn, channel: spelled, state: state, broadcast: false)
         guard case .success(let outcome) = result, outcome != .notMember,
               case .success(let name) = ChannelName.resolve(spelled, siteID: conn.siteID) else { return result }
         let data = state.map { Self.presenceJoinData(id: conn.presenceID, state: $0) } ?? Self.presenceLeaveData(id: conn.presenceID)
         do {
-            try await broker.setPresence(channel: name.full, memberID: conn.presenceID, state: state,
+            try await presenceManager.setPresence(channel: name.full, memberID: conn.presenceID, state: state,
                                          ttl: configuration.brokerPresenceTTL, now: clock.now())
             try await broker.publishEphemeral(BrokerEphemeral(channel: name, spelledChannel: spelled, event: "wps.presence",
                                                               data: data, originNode: configuration.nodeID, skipOrigin: false))
@@ -112,9 +111,9 @@ extension RelayEngine: BrokerDelegate {
 
     /// Members of a channel, any mode (all nodes with a broker).
     public func presence(siteID: String, channel spelled: String) async -> [PresenceMember] {
-        guard let broker = configuration.broker else { return presenceLocal(siteID: siteID, channel: spelled) }
+        guard !inProcess else { return presenceLocal(siteID: siteID, channel: spelled) }
         guard case .success(let name) = ChannelName.resolve(spelled, siteID: siteID) else { return [] }
-        return (try? await broker.presence(channel: name.full, now: clock.now())) ?? []
+        return (try? await presenceManager?.presence(channel: name.full, now: clock.now())) ?? []
     }
 
     /// Count-only presence query, any mode.
@@ -127,7 +126,9 @@ extension RelayEngine: BrokerDelegate {
     /// queued by disconnects, refreshes this node's members in the broker,
     /// and releases idle channel interest. No-op without a broker.
     public func brokerMaintenance() async {
-        guard let broker = configuration.broker else { return }
+        guard !inProcess else { return }
+        let broker = configuration.broker
+        let presenceManager = self.presenceManager
         let leaves = pendingBrokerLeaves.withLock { l in
             defer { l = [] }
             return l
@@ -136,7 +137,7 @@ extension RelayEngine: BrokerDelegate {
         // Cluster-wide connection counts: report ours, learn everyone's.
         let counts: [(String, Int)] = siteCounters.withLock { c in c.map { ($0.key, $0.value.active) } }
         for (siteID, mine) in counts {
-            guard let total = try? await broker.reportConnections(siteID: siteID, node: configuration.nodeID, count: mine,
+            guard let total = try? await presenceManager?.reportConnections(siteID: siteID, node: configuration.nodeID, count: mine,
                                                                   ttl: configuration.brokerPresenceTTL, now: now) else { continue }
             let changed: Bool = siteCounters.withLock { c in
                 guard var entry = c[siteID] else { return false }
@@ -149,7 +150,7 @@ extension RelayEngine: BrokerDelegate {
             if changed { connectionCountChanged(siteID: siteID, now: now) }
         }
         for leave in leaves {
-            try? await broker.setPresence(channel: leave.frame.channel.full, memberID: leave.memberID, state: nil, ttl: 0, now: now)
+            try? await presenceManager?.setPresence(channel: leave.frame.channel.full, memberID: leave.memberID, state: nil, ttl: 0, now: now)
             try? await broker.publishEphemeral(leave.frame)
         }
         for shard in channelShards {
@@ -157,7 +158,7 @@ extension RelayEngine: BrokerDelegate {
             for ch in channels {
                 let members = ch.state.withLock { st in st.presence.map { ($0.connection.presenceID, $0.state) } }
                 for (id, state) in members {
-                    try? await broker.setPresence(channel: ch.name.full, memberID: id, state: state,
+                    try? await presenceManager?.setPresence(channel: ch.name.full, memberID: id, state: state,
                                                   ttl: configuration.brokerPresenceTTL, now: now)
                 }
             }
@@ -181,7 +182,8 @@ extension RelayEngine: BrokerDelegate {
     /// or presence left. Call from the maintenance task; returns how many.
     @discardableResult
     public func releaseIdleBrokerInterest() async -> Int {
-        guard let broker = configuration.broker else { return 0 }
+        guard !inProcess else { return 0 }
+        let broker = configuration.broker
         var released = 0
         for shard in channelShards {
             let channels = shard.map.withLock { Array($0.values) }
@@ -243,10 +245,11 @@ extension RelayEngine: BrokerDelegate {
 
     func publishAnyMode(siteID: String, from conn: RelayConnection?, spelled: String, event: String, payload: Payload,
                         idempotencyKey: String?, source: PublishSource) async -> Result<PublishReceipt, PublishError> {
-        guard let broker = configuration.broker else {
+        guard !inProcess else {
             return publishInternal(siteID: siteID, from: conn, spelled: spelled, event: event, payload: payload,
                                    idempotencyKey: idempotencyKey, source: source)
         }
+        let broker = configuration.broker
         let now = clock.now()
         let name: ChannelName
         switch validatePublish(siteID: siteID, from: conn, spelled: spelled, event: event, payload: payload,

@@ -9,10 +9,11 @@ import Synchronization
 /// The transport-agnostic relay engine: connections, channels, fan-out,
 /// backpressure, history and recovery, presence, sites and limits.
 ///
-/// Methods are thread-safe and never block on a slow consumer. Everything is
-/// synchronous in single-node mode; with a broker
-/// (`EngineConfiguration.broker`) use the `async` variants of publish,
-/// subscribe and presence (see `RelayEngine+Broker.swift`). State is sharded behind `Mutex`es: the channel map by channel
+/// Methods are thread-safe and never block on a slow consumer. One API for
+/// every broker: publish, subscribe and presence are `async` (see
+/// `RelayEngine+Broker.swift`); with the single-node `LocalBroker` they never
+/// suspend, and `synchronous` offers the same calls without `async` for
+/// callers on an event loop. State is sharded behind `Mutex`es: the channel map by channel
 /// name, each channel behind its own lock (offsets are assigned and frames
 /// enqueued inside it, so every subscriber sees the same order), each
 /// connection behind its own outbox lock. Lock order: channel → outbox;
@@ -52,6 +53,14 @@ public final class RelayEngine: Sendable {
     let pendingBrokerLeaves = Mutex<[PendingBrokerLeave]>([])
     /// Broker mode: serializes interest changes per channel.
     let interestLocks = KeyedAsyncLock()
+    /// The broker keeps no streams of its own: this engine's channel state is the stream.
+    let inProcess: Bool
+    /// Presence members and connection counts across nodes (broker mode).
+    let presenceManager: (any PresenceManager)?
+
+    /// The synchronous fast path, when the broker advertises `.inProcess` (single
+    /// node); `nil` with a broker that must be awaited.
+    public var synchronous: SynchronousEngine? { inProcess ? SynchronousEngine(engine: self) : nil }
 
     public init(registry: any SiteRegistry, configuration: EngineConfiguration = EngineConfiguration()) {
         self.registry = registry
@@ -61,7 +70,14 @@ public final class RelayEngine: Sendable {
         self.metrics = EngineMetrics(factory: configuration.metricsFactory ?? MetricsSystem.factory)
         self.channelShards = (0..<max(1, configuration.channelShards)).map { _ in ChannelShard() }
         self.connectionShards = (0..<16).map { _ in ConnectionShard() }
-        configuration.broker?.attach(self)
+        self.inProcess = configuration.broker.capabilities.contains(.inProcess)
+        self.presenceManager = configuration.effectivePresenceManager
+        if !inProcess {
+            configuration.broker.attach(self)
+            if presenceManager == nil {
+                configuration.logger.error("the broker is not a PresenceManager and none is configured: presence calls will fail")
+            }
+        }
     }
 
     /// Channels hold their subscribers and connections their channels: an engine dropped with
@@ -269,19 +285,22 @@ public final class RelayEngine: Sendable {
     /// the `subscribed` reply, or the outcome says `recovered: false`.
     /// Exceeding the site's channel limit closes the connection with 4009.
     ///
-    /// With a broker configured, use the `async` variant: this one then only
-    /// processes relay-owned (`wps:`) channels and answers `.notProcessed` for the rest.
-    public func subscribe(_ conn: RelayConnection, channels: [String], positions: [String: StreamPosition] = [:]) -> SubscribeResult {
-        guard configuration.broker != nil else { return subscribeLocal(conn, channels: channels, positions: positions) }
-        let isLocal: (String) -> Bool = { spelled in
-            if case .success(let n) = ChannelName.resolve(spelled, siteID: conn.siteID) { return n.isReserved }
-            return true
+    /// The synchronous form, for an `.inProcess` broker (`synchronous`); the
+    /// public entry is the `async` one.
+    func subscribe(_ conn: RelayConnection, channels: [String], positions: [String: StreamPosition] = [:]) -> SubscribeResult {
+        guard inProcess else {
+            // Only relay-owned channels are this node's alone; the rest need the broker.
+            let isLocal: (String) -> Bool = { spelled in
+                if case .success(let n) = ChannelName.resolve(spelled, siteID: conn.siteID) { return n.isReserved }
+                return true
+            }
+            var result = subscribeLocal(conn, channels: channels.filter(isLocal), positions: positions)
+            for spelled in channels where !isLocal(spelled) {
+                result.entries.append(.init(channel: spelled, outcome: .notProcessed))
+            }
+            return result
         }
-        var result = subscribeLocal(conn, channels: channels.filter(isLocal), positions: positions)
-        for spelled in channels where !isLocal(spelled) {
-            result.entries.append(.init(channel: spelled, outcome: .notProcessed))
-        }
-        return result
+        return subscribeLocal(conn, channels: channels, positions: positions)
     }
 
     func subscribeLocal(_ conn: RelayConnection, channels: [String], positions: [String: StreamPosition],
@@ -424,14 +443,14 @@ public final class RelayEngine: Sendable {
     /// Server publish (HTTP `/publish` after HMAC verification, or an
     /// embedding app). `data` is raw JSON, validated once and passed through
     /// byte for byte. Charges the site's monthly quota.
-    public func publish(siteID: String, channel: String, event: String, data: [UInt8],
-                        idempotencyKey: String? = nil) -> Result<PublishReceipt, PublishError> {
+    func publish(siteID: String, channel: String, event: String, data: [UInt8],
+                 idempotencyKey: String? = nil) -> Result<PublishReceipt, PublishError> {
         publishInternal(siteID: siteID, from: nil, spelled: channel, event: event, payload: .json(data),
                         idempotencyKey: idempotencyKey, source: .server)
     }
 
     /// Server binary publish (delivered as binary frames to WebSocket subscribers only).
-    public func publishBinary(siteID: String, channel: String, payload: [UInt8]) -> Result<PublishReceipt, PublishError> {
+    func publishBinary(siteID: String, channel: String, payload: [UInt8]) -> Result<PublishReceipt, PublishError> {
         publishInternal(siteID: siteID, from: nil, spelled: channel, event: "", payload: .binary(payload),
                         idempotencyKey: nil, source: .server)
     }
@@ -440,8 +459,8 @@ public final class RelayEngine: Sendable {
     /// the site's client rate (a publish with no token left closes with 4013:
     /// transports call `clientPublishAdmission(_:maxWait:)` first and wait) and
     /// the size (`.messageTooLarge`, the connection stays open).
-    public func publish(from conn: RelayConnection, channel: String, event: String, data: [UInt8],
-                        idempotencyKey: String? = nil) -> Result<PublishReceipt, PublishError> {
+    func publish(from conn: RelayConnection, channel: String, event: String, data: [UInt8],
+                 idempotencyKey: String? = nil) -> Result<PublishReceipt, PublishError> {
         publishInternal(siteID: conn.siteID, from: conn, spelled: channel, event: event, payload: .json(data),
                         idempotencyKey: idempotencyKey, source: .client)
     }
@@ -495,7 +514,7 @@ public final class RelayEngine: Sendable {
 
     /// Client binary publish (binary frame). The sender receives its own
     /// frame back if subscribed, as the wordsocket relay does.
-    public func publishBinary(from conn: RelayConnection, channel: String, payload: [UInt8]) -> Result<PublishReceipt, PublishError> {
+    func publishBinary(from conn: RelayConnection, channel: String, payload: [UInt8]) -> Result<PublishReceipt, PublishError> {
         publishInternal(siteID: conn.siteID, from: conn, spelled: channel, event: "", payload: .binary(payload),
                         idempotencyKey: nil, source: .client)
     }
@@ -509,7 +528,7 @@ public final class RelayEngine: Sendable {
         case .failure(let e): return .failure(e)
         case .success(let n): name = n
         }
-        if configuration.broker != nil && source != .system { return .failure(.brokerUnavailable) }
+        if !inProcess && source != .system { return .failure(.brokerUnavailable) }
         return commitLocal(siteID: siteID, name: name, spelled: spelled, event: event, payload: payload,
                            idempotencyKey: idempotencyKey, source: source, now: now)
     }
@@ -650,9 +669,9 @@ public final class RelayEngine: Sendable {
     /// publish prefixes; `wps:` is refused. Subscribers get `wps.presence`
     /// `join`/`leave` message frames.
     ///
-    /// With a broker, use the `async` variant (this one answers `.unavailable`).
-    public func setPresence(_ conn: RelayConnection, channel spelled: String, state: [UInt8]?) -> Result<PresenceOutcome, PresenceError> {
-        if configuration.broker != nil { return .failure(.unavailable) }
+    /// The synchronous form (`synchronous`); answers `.unavailable` unless the broker is `.inProcess`.
+    func setPresence(_ conn: RelayConnection, channel spelled: String, state: [UInt8]?) -> Result<PresenceOutcome, PresenceError> {
+        if !inProcess { return .failure(.unavailable) }
         return setPresenceLocal(conn, channel: spelled, state: state, broadcast: true)
     }
 
@@ -738,7 +757,7 @@ public final class RelayEngine: Sendable {
     }
 
     /// Current members of a channel on this node (order of joining).
-    public func presence(siteID: String, channel spelled: String) -> [PresenceMember] {
+    func presence(siteID: String, channel spelled: String) -> [PresenceMember] {
         presenceLocal(siteID: siteID, channel: spelled)
     }
 
@@ -751,7 +770,7 @@ public final class RelayEngine: Sendable {
     }
 
     /// Count-only presence query (this node).
-    public func presenceCount(siteID: String, channel spelled: String) -> Int {
+    func presenceCount(siteID: String, channel spelled: String) -> Int {
         guard case .success(let name) = ChannelName.resolve(spelled, siteID: siteID),
               let channel = existingChannel(name) else { return 0 }
         return channel.state.withLock { $0.presence.count }
@@ -895,7 +914,7 @@ public final class RelayEngine: Sendable {
             if broadcast {
                 let data = Self.presenceLeaveData(id: conn.presenceID)
                 fan = st.fanOut(Self.presencePublication(spelled: entry.spelled, name: channel.name, data: data))
-                if configuration.broker != nil {
+                if !inProcess {
                     pending = PendingBrokerLeave(memberID: conn.presenceID, frame: BrokerEphemeral(
                         channel: channel.name, spelledChannel: entry.spelled, event: "wps.presence", data: data,
                         originNode: configuration.nodeID, skipOrigin: true))

@@ -30,7 +30,7 @@ import Synchronization
 /// not by bytes. After a pub/sub outage each channel's retained tail is delivered again (the
 /// engine keeps what it lacks). Not yet here: Redis Cluster hash tags, sharding over several
 /// servers.
-public final class RedisBroker: RelayBroker, Sendable {
+public final class RedisBroker: RelayBroker, PresenceManager, Sendable {
     public struct Options: Sendable {
         public var prefix = "relay"
         public var client = RedisClient.Options()
@@ -126,6 +126,8 @@ public final class RedisBroker: RelayBroker, Sendable {
         for t in pending { t.cancel(); await t.value }
         await client.close()
     }
+
+    public var capabilities: BrokerCapabilities { .multiNode }
 
     /// Whether the pub/sub connection is up (subscriptions fail while it is not).
     public var isConnected: Bool { subscriber.isConnected }

@@ -226,7 +226,7 @@ extension RelayService {
 
     static let invalidBatchItem = errorJSON(.invalidBody, "expected channel, event and data")
 
-    /// `POST /publish` and `/publish/batch` through Hummingbird (broker-aware engine calls).
+    /// `POST /publish` and `/publish/batch` through Hummingbird (the engine's `async` calls, any broker).
     func handlePublish(_ request: Request, batch: Bool) async throws -> Response {
         guard let body = await readBody(request, limit: configuration.maxPublishBodyBytes) else {
             throw RelayHTTPError(.payloadTooLarge, "body larger than \(configuration.maxPublishBodyBytes) bytes", status: .contentTooLarge)
@@ -249,8 +249,8 @@ extension RelayService {
         }
     }
 
-    /// The same, synchronously, for the event-loop fast path (single node: no broker to wait for).
-    func publishNow(_ signed: SignedRequest, batch: Bool) -> (status: HTTPResponse.Status, json: JSONValue) {
+    /// The same, synchronously, for the event-loop fast path (an in-process broker: nothing to wait for).
+    func publishNow(_ signed: SignedRequest, batch: Bool, _ engine: SynchronousEngine) -> (status: HTTPResponse.Status, json: JSONValue) {
         switch planPublish(signed, batch: batch) {
         case .reply(let status, let json):
             return (status, json)

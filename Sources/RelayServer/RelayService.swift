@@ -134,10 +134,10 @@ public final class RelayService: Sendable {
             closeTimeout: .milliseconds(Int64(configuration.closeHandshakeTimeout * 1000)),
             trustedProxies: configuration.trustedProxies)
         // HTTP goes to Hummingbird's router; WebSocket upgrades to relayd's event-loop handler.
-        // Single node: /publish is answered on the event loop (a broker would have to be awaited).
+        // An in-process broker: /publish is answered on the event loop (another broker is awaited).
         var fastPublish: PublishFastPath.Publish?
-        if configuration.engine.broker == nil {
-            fastPublish = { @Sendable [self] signed, batch in publishNow(signed, batch: batch) }
+        if let sync = engine.synchronous {
+            fastPublish = { @Sendable [self] signed, batch in publishNow(signed, batch: batch, sync) }
         }
         let route: @Sendable (WebSocketRequest) -> WebSocketRoute? = { [self] request in webSocketRoute(for: request) }
         let publishOnLoop = fastPublish
@@ -221,7 +221,7 @@ struct MaintenanceService: Service {
                     lastSSEBeat = now
                     for e in relay.sessions.all() where e.isSSE { _ = relay.engine.send(Wire.sseKeepalive, to: e.connection) }
                 }
-                if relay.configuration.engine.broker != nil, now - lastBrokerPass >= Self.brokerMaintenanceIntervalMs {
+                if relay.engine.synchronous == nil, now - lastBrokerPass >= Self.brokerMaintenanceIntervalMs {
                     // Presence refresh, queued leaves, this node's connection count, idle interest.
                     lastBrokerPass = now
                     await relay.engine.brokerMaintenance()

@@ -62,9 +62,9 @@ extension RelayService {
         }
         return true
     }
-    // A client frame's engine call comes in two flavours: `async` (broker-aware, from the
-    // connection's inbox task) and synchronous (single node, on the event loop). Parsing and
-    // the replies are shared.
+    // A client frame's engine call comes in two flavours: `async` (any broker, from the
+    // connection's inbox task) and synchronous (`engine.synchronous`, an in-process broker,
+    // on the event loop). Parsing and the replies are shared.
 
     func handleBinary(_ bytes: [UInt8], conn: RelayConnection) async {
         guard let (channel, payload) = parseBinary(bytes, conn) else { return }
@@ -87,7 +87,7 @@ extension RelayService {
         }
     }
 
-    func handleBinaryNow(_ bytes: [UInt8], conn: RelayConnection) {
+    func handleBinaryNow(_ bytes: [UInt8], conn: RelayConnection, _ engine: SynchronousEngine) {
         guard let (channel, payload) = parseBinary(bytes, conn) else { return }
         reportBinaryPublish(engine.publishBinary(from: conn, channel: channel, payload: payload), channel: channel, conn)
     }
@@ -107,7 +107,7 @@ extension RelayService {
         }
     }
 
-    func handleTextNow(_ bytes: [UInt8], conn: RelayConnection) {
+    func handleTextNow(_ bytes: [UInt8], conn: RelayConnection, _ engine: SynchronousEngine) {
         guard let message = parseClientFrame(bytes, conn) else { return }
         switch message {
         case .subscribe(let channels, let positions):
@@ -191,13 +191,13 @@ extension RelayService {
     }
 }
 
-/// `/ws`: one wordsocket connection. In single-node mode every call runs on the
-/// connection's event loop (the engine calls are synchronous); with a broker they come
+/// `/ws`: one wordsocket connection. With an in-process broker every call runs on the
+/// connection's event loop (`engine.synchronous`); with a broker to await they come
 /// one at a time from the session's inbox task. Either way, one at a time and in order.
 final class RelaySocketEndpoint: WebSocketEndpoint, @unchecked Sendable {
     let relay: RelayService
-    /// No broker to await: handle everything on the event loop, no task per message.
-    private let onEventLoop: Bool
+    /// An in-process broker: handle everything on the event loop, no task per message.
+    private let onEventLoop: SynchronousEngine?
     // Touched only by the serialized calls.
     private var connection: RelayConnection?
     private var admitted = false
@@ -206,11 +206,11 @@ final class RelaySocketEndpoint: WebSocketEndpoint, @unchecked Sendable {
 
     init(relay: RelayService) {
         self.relay = relay
-        onEventLoop = relay.configuration.engine.broker == nil
+        onEventLoop = relay.engine.synchronous
     }
 
     func handleOnEventLoop(_ job: WebSocketSession.Job, _ session: WebSocketSession) -> Bool {
-        guard onEventLoop else { return false }
+        guard let sync = onEventLoop else { return false }
         // A client over its publish rate is served by the inbox task, which waits for the
         // rate (and keeps the order of everything behind it); the event loop never waits.
         if case .message = job, let conn = connection, relay.engine.clientPublishWouldWait(conn) { return false }
@@ -219,8 +219,8 @@ final class RelaySocketEndpoint: WebSocketEndpoint, @unchecked Sendable {
         case .message(let message):
             guard let conn = accept(message, session) else { break }
             switch message {
-            case .text(let bytes): relay.handleTextNow(bytes, conn: conn)
-            case .binary(let bytes): relay.handleBinaryNow(bytes, conn: conn)
+            case .text(let bytes): relay.handleTextNow(bytes, conn: conn, sync)
+            case .binary(let bytes): relay.handleBinaryNow(bytes, conn: conn, sync)
             }
         case .closed: close(session)
         }

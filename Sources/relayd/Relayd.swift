@@ -117,11 +117,10 @@ struct Relayd: AsyncParsableCommand {
             }
         }
         // The broker's pub/sub connection runs first and stops last (graceful shutdown goes backwards).
-        var services: [any Service] = []
         if let broker = c.engine.broker as? RedisBroker {
             say("relayd node \(c.engine.nodeID) on redis \(broker.client.configuration.host):\(broker.client.configuration.port) (prefix \(broker.options.prefix))")
-            services.append(RedisBrokerService(broker: broker))
         }
+        let services: [any Service] = [BrokerService(broker: c.engine.broker)]
         let group = ServiceGroup(configuration: .init(services: services + (try relay.makeServices()) + [reload],
                                                       gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         do { try await group.run() } catch {
@@ -303,10 +302,3 @@ struct SignalReloadService: Service {
     }
 }
 
-/// Holds the Redis broker's pub/sub connection for the life of the process.
-struct RedisBrokerService: Service {
-    let broker: RedisBroker
-    func run() async throws {
-        await cancelWhenGracefulShutdown { await broker.run() }
-    }
-}

@@ -4,9 +4,9 @@ import RelayProtocol
 import RelayRedis
 import Testing
 
-/// Several engines (nodes), each with its own `RedisBroker`, on one real redis-server: the
-/// cross-node properties of `ClusterTests` (which use `InMemoryBroker`), with delivery that
-/// really crosses a network (so the checks wait for it).
+/// Several engines (nodes), each with its own `RedisBroker`, on one real redis-server, for
+/// what only Redis does (pub/sub outages, its key layout); the properties every broker shares
+/// are in `BrokerConformanceTests`.
 final class RedisCluster: @unchecked Sendable {
     let server: RedisServerProcess
     let clock = ManualTestClock(1_700_000_000)
@@ -88,105 +88,6 @@ func field(_ name: String, _ text: String) -> String? {
 extension RealRedis {
 @Suite(.timeLimit(.minutes(3)))
 struct RedisBrokerTests {
-    @Test func publicationsReachEveryNodeWithOnePositionAndOneOrder() async throws {
-        let cl = try await RedisCluster()
-        let a = try cl.connect(0), b = try cl.connect(1)
-        #expect(await cl.nodes[0].subscribe(a, channels: ["events"])["events"]?.isSubscribed == true)
-        #expect(await cl.nodes[1].subscribe(b, channels: ["events"])["events"]?.isSubscribed == true)
-        _ = a.drain(); _ = b.drain()
-        let nodes = cl.nodes, siteID = cl.site.siteID
-        await withTaskGroup(of: Void.self) { group in
-            for n in 0..<2 {
-                group.addTask {
-                    for i in 0..<150 {
-                        _ = await nodes[n].publish(siteID: siteID, channel: "events", event: "e", data: Array("{\"n\":\(n),\"i\":\(i)}".utf8))
-                    }
-                }
-            }
-        }
-        var sa: [String] = [], sb: [String] = []
-        let ma = await messages(a, count: 300, into: &sa), mb = await messages(b, count: 300, into: &sb)
-        #expect(ma.count == 300)
-        #expect(ma == mb, "both nodes deliver the same publications in the same order")
-        #expect(ma.map { field("offset", $0).flatMap { Int($0) } } == Array(1...300).map { Optional($0) })
-        #expect(Set(ma.compactMap { field("epoch", $0) }).count == 1)
-        await cl.stop()
-    }
-
-    @Test func recoversOnAnotherNodeFromTheRedisStream() async throws {
-        let cl = try await RedisCluster(nodes: 3)
-        let a = try cl.connect(0)
-        _ = await cl.nodes[0].subscribe(a, channels: ["events"])
-        var seen: [String] = []
-        for i in 1...3 { _ = try await cl.publish(1, "events", "{\"i\":\(i)}") }
-        let first = await messages(a, count: 3, into: &seen)
-        let last = StreamPosition(offset: UInt64(field("offset", first[2])!)!, epoch: field("epoch", first[2])!)
-        cl.nodes[0].disconnect(a)
-        for i in 4...6 { _ = try await cl.publish(1, "events", "{\"i\":\(i)}") }
-        // Node 2 never had this channel: it seeds its ring from the Redis stream.
-        let c = try cl.connect(2)
-        let out = await cl.nodes[2].subscribe(c, channels: ["events"], positions: ["events": last])
-        #expect(out["events"] == .subscribed(position: StreamPosition(offset: 6, epoch: last.epoch), recovery: .recovered(replayed: 3)))
-        _ = try await cl.publish(0, "events", "{\"i\":7}")
-        var got: [String] = []
-        let frames = await messages(c, count: 4, into: &got)
-        #expect(frames.map { field("offset", $0) } == ["4", "5", "6", "7"])
-        #expect(frames.allSatisfy { $0.contains("\"data\":{\"i\":\(field("offset", $0)!)}") })
-        await cl.stop()
-    }
-
-    @Test func aLostStreamStartsANewEpochAndRecoveryFailsClosed() async throws {
-        let cl = try await RedisCluster()
-        let a = try cl.connect(0)
-        _ = await cl.nodes[0].subscribe(a, channels: ["events"])
-        let first = try await cl.publish(0)
-        // What a Redis restart without persistence does to the channel's keys.
-        _ = try await cl.brokers[0].client.query(RedisCommand("FLUSHALL"))
-        let second = try await cl.publish(1)
-        #expect(second.position.epoch != first.position.epoch && second.position.offset == 1)
-        var seen: [String] = []
-        #expect(await messages(a, count: 2, into: &seen).map { field("epoch", $0) } == [first.position.epoch, second.position.epoch])
-        for node in 0..<2 {
-            let c = try cl.connect(node)
-            let out = await cl.nodes[node].subscribe(c, channels: ["events"], positions: ["events": first.position])
-            #expect(out["events"] == .subscribed(position: second.position, recovery: .failed(.epochChanged)))
-        }
-        await cl.stop()
-    }
-
-    @Test func idempotencyKeysHoldAcrossNodes() async throws {
-        let cl = try await RedisCluster()
-        let a = try cl.connect(1)
-        _ = await cl.nodes[1].subscribe(a, channels: ["events"]); _ = a.drain()
-        let r1 = try await cl.publish(0, key: "k")
-        let r2 = try await cl.publish(1, key: "k")
-        #expect(!r1.duplicate && r2.duplicate && r2.position == r1.position)
-        _ = try await cl.publish(0, key: "other")
-        var seen: [String] = []
-        #expect(await messages(a, count: 2, into: &seen).map { field("offset", $0) } == ["1", "2"])
-        await cl.stop()
-    }
-
-    @Test func presenceSpansNodesAndACrashedNodesMembersExpire() async throws {
-        let cl = try await RedisCluster()
-        let a = try cl.connect(0), b = try cl.connect(1)
-        #expect(await cl.nodes[0].setPresence(a, channel: "room", state: Array("{\"u\":1}".utf8)) != .failure(.unavailable))
-        #expect(await cl.nodes[1].setPresence(b, channel: "room", state: Array("{\"u\":2}".utf8)) != .failure(.unavailable))
-        #expect(await cl.nodes[0].presenceCount(siteID: cl.site.siteID, channel: "room") == 2)
-        #expect(await cl.nodes[1].presence(siteID: cl.site.siteID, channel: "room").map { String(decoding: $0.state, as: UTF8.self) }.sorted()
-            == ["{\"u\":1}", "{\"u\":2}"])
-        // Node 1 stops refreshing (it crashed); after the TTL only node 0's member is left.
-        cl.clock.advance(30)
-        await cl.nodes[0].brokerMaintenance()
-        cl.clock.advance(40)
-        #expect(await cl.nodes[0].presenceCount(siteID: cl.site.siteID, channel: "room") == 1)
-        await cl.stop()
-    }
-
-    /// Node 0's pub/sub connection is cut and node 1 publishes before it is back: Redis pub/sub
-    /// keeps nothing, so only the catch-up from the stream brings those publications (there is
-    /// no later one to reveal the gap). The control, with the catch-up reading nothing, never
-    /// gets them.
     @Test(arguments: [true, false])
     func publicationsMissedDuringAPubSubOutageAreDelivered(catchUp: Bool) async throws {
         var options = RedisBroker.Options()
