@@ -101,6 +101,31 @@ public struct BrokerCapabilities: OptionSet, Sendable {
     public static let multiNode = BrokerCapabilities(rawValue: 1 << 1)
 }
 
+/// A broker's state for `/readyz` and metrics.
+public struct BrokerHealth: Sendable, Equatable {
+    /// One server the broker talks to (a Redis shard).
+    public struct Endpoint: Sendable, Equatable {
+        public var name: String
+        public var connected: Bool
+        /// Times the connection came back after an outage, since start.
+        public var reconnects: Int
+        public init(name: String, connected: Bool, reconnects: Int) {
+            self.name = name
+            self.connected = connected
+            self.reconnects = reconnects
+        }
+    }
+    /// `"local"`, `"in-memory"`, `"redis"`.
+    public var kind: String
+    public var endpoints: [Endpoint]
+    /// Every endpoint connected (always true without endpoints).
+    public var ready: Bool { endpoints.allSatisfy(\.connected) }
+    public init(kind: String, endpoints: [Endpoint] = []) {
+        self.kind = kind
+        self.endpoints = endpoints
+    }
+}
+
 /// Publish/subscribe and history: the seam between the engine and where
 /// channel streams live.
 ///
@@ -126,6 +151,8 @@ public protocol RelayBroker: Sendable {
     var capabilities: BrokerCapabilities { get }
     /// Runs the broker (connections, resubscription) until the task is cancelled.
     func run() async
+    /// Whether its servers are reachable now (`/readyz`), and reconnect counts (metrics).
+    func health() -> BrokerHealth
     /// Sets the node's delegate (called once by the engine).
     func attach(_ delegate: any BrokerDelegate)
     /// Appends to the shared stream and delivers to every interested node.
@@ -170,6 +197,7 @@ public struct LocalBroker: RelayBroker {
     public init() {}
     public var capabilities: BrokerCapabilities { .inProcess }
     public func run() async {}
+    public func health() -> BrokerHealth { BrokerHealth(kind: "local") }
     public func attach(_ delegate: any BrokerDelegate) {}
     public func publish(_ request: BrokerPublishRequest) async throws -> BrokerPublishOutcome { throw Self.refusal }
     public func subscribe(channel: String) async throws { throw Self.refusal }
@@ -270,6 +298,7 @@ public final class InMemoryBroker: Sendable {
 
         var capabilities: BrokerCapabilities { .multiNode }
         func run() async {}
+        func health() -> BrokerHealth { BrokerHealth(kind: "in-memory") }
 
         func attach(_ delegate: any BrokerDelegate) {
             hub.state.withLock { $0.nodes[id] = WeakDelegate(value: delegate) }

@@ -17,6 +17,11 @@ final class EngineMetrics: Sendable {
     let recoveredPublications: Counter
     let quotaRejections: Counter
     let rateLimited: Counter
+    /// Broker mode: publish round trips, publishes awaiting the broker, and failed calls.
+    let brokerPublishLatency: Timer
+    let brokerPending: Gauge
+    let brokerPendingCount = Atomic<Int>(0)
+    let brokerFailures: Counter
     /// By endpoint, then close code (`relay_disconnects_total{endpoint,code,name}`).
     let disconnectsByCode: [Endpoint: [UInt16: Counter]]
     let disconnectsOther: [Endpoint: Counter]
@@ -47,6 +52,9 @@ final class EngineMetrics: Sendable {
         recoveredPublications = Counter(label: "relay_recovered_publications_total", factory: factory)
         quotaRejections = Counter(label: "relay_quota_rejections_total", factory: factory)
         rateLimited = Counter(label: "relay_client_rate_limited_total", factory: factory)
+        brokerPublishLatency = Timer(label: "relay_broker_publish_seconds", preferredDisplayUnit: .seconds, factory: factory)
+        brokerPending = Gauge(label: "relay_broker_pending_publishes", factory: factory)
+        brokerFailures = Counter(label: "relay_broker_failures_total", factory: factory)
         var byCode: [Endpoint: [UInt16: Counter]] = [:]
         var other: [Endpoint: Counter] = [:]
         for endpoint in Endpoint.allCases {
@@ -69,6 +77,7 @@ final class EngineMetrics: Sendable {
 
     func addConnections(_ d: Int) { connections.record(connectionCount.add(d, ordering: .relaxed).newValue) }
     func addSubscriptions(_ d: Int) { subscriptions.record(subscriptionCount.add(d, ordering: .relaxed).newValue) }
+    func addBrokerPending(_ d: Int) { brokerPending.record(brokerPendingCount.add(d, ordering: .relaxed).newValue) }
     func addChannels(_ d: Int) { channels.record(channelCount.add(d, ordering: .relaxed).newValue) }
 }
 

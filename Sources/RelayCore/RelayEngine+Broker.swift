@@ -73,6 +73,7 @@ extension RelayEngine: BrokerDelegate {
                     let members = try await presenceManager?.presence(channel: name.full, now: clock.now()) ?? []
                     return subscribeLocal(conn, channels: [spelled], positions: positions, presenceOverride: [name.full: members])
                 } catch {
+                    metrics.brokerFailures.increment()
                     logger.warning("broker subscribe failed", metadata: ["channel": "\(name.full)", "error": "\(error)"])
                     return nil
                 }
@@ -103,6 +104,7 @@ extension RelayEngine: BrokerDelegate {
             try await broker.publishEphemeral(BrokerEphemeral(channel: name, spelledChannel: spelled, event: "wps.presence",
                                                               data: data, originNode: configuration.nodeID, skipOrigin: false))
         } catch {
+            metrics.brokerFailures.increment()
             logger.warning("broker presence failed", metadata: ["channel": "\(name.full)", "error": "\(error)"])
             return .failure(.unavailable)
         }
@@ -265,8 +267,14 @@ extension RelayEngine: BrokerDelegate {
                                            history: configuration.history.policy(for: name),
                                            idempotencyKey: idempotencyKey, idempotencyWindow: configuration.idempotencyWindow,
                                            time: now)
+        let started = ContinuousClock.now
+        metrics.addBrokerPending(1)
+        defer { metrics.addBrokerPending(-1) }
         do {
-            switch try await broker.publish(request) {
+            let outcome = try await broker.publish(request)
+            let elapsed = ContinuousClock.now - started
+            metrics.brokerPublishLatency.recordNanoseconds(elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
+            switch outcome {
             case .published(let position):
                 metrics.publishedIn(source)
                 return .success(PublishReceipt(channel: name.full, position: position, deliveries: 0, duplicate: false))
@@ -274,6 +282,7 @@ extension RelayEngine: BrokerDelegate {
                 return .success(PublishReceipt(channel: name.full, position: position, deliveries: 0, duplicate: true))
             }
         } catch {
+            metrics.brokerFailures.increment()
             logger.warning("broker publish failed", metadata: ["channel": "\(name.full)", "error": "\(error)"])
             return .failure(.brokerUnavailable)
         }

@@ -48,11 +48,16 @@ public final class RedisBroker: RelayBroker, PresenceManager, Sendable {
 
         /// Set by the broker: what to do after a resubscription.
         let onResubscribed = Mutex<(@Sendable () -> Void)?>(nil)
+        /// Resubscriptions after an outage, since start.
+        let reconnects = Mutex<Int>(0)
 
         func handle(_ event: RedisSubscriber.Event) {
             guard case .message(_, let payload, _) = event else {
                 logger.notice("redis pub/sub: \(event)")
-                if case .resubscribed = event, let catchUp = onResubscribed.withLock({ $0 }) { catchUp() }
+                if case .resubscribed = event {
+                    reconnects.withLock { $0 += 1 }
+                    if let catchUp = onResubscribed.withLock({ $0 }) { catchUp() }
+                }
                 return
             }
             guard let d = delegate.withLock({ $0.value }) else { return }
@@ -128,6 +133,16 @@ public final class RedisBroker: RelayBroker, PresenceManager, Sendable {
     }
 
     public var capabilities: BrokerCapabilities { .multiNode }
+
+    /// `host:port/db` of the server (no credentials).
+    public var endpointName: String {
+        "\(client.configuration.host):\(client.configuration.port)/\(client.configuration.database)"
+    }
+
+    public func health() -> BrokerHealth {
+        BrokerHealth(kind: "redis", endpoints: [.init(name: endpointName, connected: isConnected,
+                                                      reconnects: router.reconnects.withLock { $0 })])
+    }
 
     /// Whether the pub/sub connection is up (subscriptions fail while it is not).
     public var isConnected: Bool { subscriber.isConnected }

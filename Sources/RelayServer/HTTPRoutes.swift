@@ -79,17 +79,28 @@ extension RelayService {
         return routes
     }
 
+    /// `GET /readyz`: 200 while this node can serve (not shutting down, every broker server
+    /// reachable), else 503; the body names the broker's servers and their state.
+    func readiness() -> Response {
+        let health = engine.configuration.broker.health()
+        let ready = !shuttingDown.load(ordering: .relaxed) && health.ready
+        let endpoints: [JSONValue] = health.endpoints.map {
+            .object([("name", .string($0.name)), ("connected", .bool($0.connected)), ("reconnects", .number(String($0.reconnects)))])
+        }
+        let body = JSONValue.object([("ready", .bool(ready)),
+                                     ("broker", .object([("kind", .string(health.kind)), ("ready", .bool(health.ready)),
+                                                         ("endpoints", .array(endpoints))]))])
+        return HTTPReply.json(body, status: ready ? .ok : .serviceUnavailable)
+    }
+
     /// `GET /healthz`, `/readyz`, `/metrics`.
     func operationsRoutes() -> RouteCollection<RelayRequestContext> {
         let routes = RouteCollection(context: RelayRequestContext.self)
         routes.get("/healthz") { _, _ in self.health() }
-        routes.get("/readyz") { _, _ in
-            self.shuttingDown.load(ordering: .relaxed)
-                ? HTTPReply.json(.object([("ready", .bool(false))]), status: .serviceUnavailable)
-                : HTTPReply.json(.object([("ready", .bool(true))]))
-        }
+        routes.get("/readyz") { _, _ in self.readiness() }
         routes.get("/metrics") { _, _ in
-            HTTPReply.text(self.metricsRegistry.emitToBuffer(), contentType: "text/plain; version=0.0.4; charset=utf-8")
+            self.brokerMetrics.update(self.engine.configuration.broker.health())
+            return HTTPReply.text(self.metricsRegistry.emitToBuffer(), contentType: "text/plain; version=0.0.4; charset=utf-8")
         }
         return routes
     }

@@ -27,6 +27,8 @@ public final class RelayService: Sendable {
     public let sites: SiteStore
     public let adminKey: String
     public let metricsRegistry: PrometheusCollectorRegistry
+    /// The broker's servers and reconnects, refreshed on each `/metrics` scrape.
+    let brokerMetrics: BrokerMetrics
     let tokens: TokenAuthority
     let publishVerifier: PublishVerifier
     let sessions = SessionRegistry()
@@ -73,6 +75,7 @@ public final class RelayService: Sendable {
         engineConfig.logger = logger
         engine = RelayEngine(registry: sites, configuration: engineConfig)
         metrics = ServerMetrics(factory: engineConfig.metricsFactory ?? factory)
+        brokerMetrics = BrokerMetrics(factory: engineConfig.metricsFactory ?? factory)
         do { (yjsStore, yjsE2E, yjsCommit) = try Self.makeYjsStore(configuration, metrics: engineConfig.metricsFactory ?? factory) } catch {
             throw DataFileError(file: configuration.dataDirectory + "/yjs.sqlite", what: "the Yjs document store", underlying: "\(error)")
         }

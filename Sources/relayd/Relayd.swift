@@ -74,7 +74,8 @@ struct Relayd: AsyncParsableCommand {
     @Option(name: .customLong("yjs-e2e-compact-bytes"), help: "Encrypted Yjs rooms: ...or after this many log bytes. Env: RELAY_YJS_E2E_COMPACT_BYTES [default: 1048576]") var yjsE2ECompactBytes: Int?
     @Option(name: .customLong("yjs-keep-history"), help: "Yjs rooms that keep deleted content (no garbage collection): comma-separated room-name prefixes, * for all. Env: RELAY_YJS_KEEP_HISTORY [default: none]") var yjsKeepHistory: String?
     @Option(name: .customLong("trusted-proxy"), help: "Reverse proxies (IPs or CIDR ranges, comma-separated) whose Forwarded / X-Forwarded-For headers give the client address for per-IP limits and logs; headers from other peers are ignored. Env: RELAY_TRUSTED_PROXY [default: none]") var trustedProxy: String?
-    @Option(name: .customLong("redis-url"), help: "Run as one node of several on this Redis (redis://[[user]:password@]host[:port][/db], rediss:// for TLS): channels, history, recovery, presence and connection counts are shared (preview; see Docs/self-hosting.md). Prefer the env or config file: a password on the command line shows in ps. Env: RELAY_REDIS_URL [default: single node]") var redisURL: String?
+    @Option(name: .customLong("broker"), help: "Run as one node of several on this Redis (redis://[[user]:password@]host[:port][/db], rediss:// for TLS): channels, history, recovery, presence and connection counts are shared (preview; see Docs/self-hosting.md). Repeat for shards: each channel lives on one server, chosen by consistent hashing (every node must list the same servers). Prefer the env or config file: a password on the command line shows in ps. Env: RELAY_BROKER (several separated by spaces or commas) [default: single node]") var brokers: [String] = []
+    @Option(name: .customLong("redis-url"), help: "The same as one --broker (its earlier name). Env: RELAY_REDIS_URL") var redisURL: String?
     @Option(name: .customLong("redis-prefix"), help: "Prefix of relayd's Redis keys and channels (several clusters on one Redis). Env: RELAY_REDIS_PREFIX [default: relay]") var redisPrefix: String?
     @Option(name: .customLong("node-id"), help: "This node's name in the cluster (presence ids, connection counts); unique per node. Env: RELAY_NODE_ID [default: host name and a random suffix]") var nodeID: String?
     @Option(name: .customLong("log-level"), help: "trace|debug|info|notice|warning|error|critical; reloaded on SIGHUP. Env: RELAY_LOG_LEVEL [default: info]") var logLevel: String?
@@ -117,8 +118,9 @@ struct Relayd: AsyncParsableCommand {
             }
         }
         // The broker's pub/sub connection runs first and stops last (graceful shutdown goes backwards).
-        if let broker = c.engine.broker as? RedisBroker {
-            say("relayd node \(c.engine.nodeID) on redis \(broker.client.configuration.host):\(broker.client.configuration.port) (prefix \(broker.options.prefix))")
+        let brokerHealth = c.engine.broker.health()
+        if brokerHealth.kind == "redis" {
+            say("relayd node \(c.engine.nodeID) on redis \(brokerHealth.endpoints.map(\.name).joined(separator: ", "))")
         }
         let services: [any Service] = [BrokerService(broker: c.engine.broker)]
         let group = ServiceGroup(configuration: .init(services: services + (try relay.makeServices()) + [reload],
@@ -179,14 +181,33 @@ struct Relayd: AsyncParsableCommand {
                 throw ValidationError("--trusted-proxy: \(error)")
             }
         }
+        // --broker (repeatable), else RELAY_BROKER / config "broker" (a list), else --redis-url (its earlier name).
+        var brokerURLs = brokers
+        if brokerURLs.isEmpty, let list = try pick(nil as String?, "broker", { $0 }) {
+            brokerURLs = list.split(whereSeparator: { $0 == "," || $0 == " " }).map(String.init)
+        } else {
+            known.insert("broker")
+        }
         if let url = try pick(redisURL, "redis-url", { $0 }) {
-            let redis: RedisConfiguration
-            do { redis = try RedisConfiguration(url: url) } catch {
-                throw ValidationError("--redis-url: \(error)")
-            }
+            guard brokerURLs.isEmpty else { throw ValidationError("--redis-url is the earlier name of --broker: give one or the other") }
+            brokerURLs = [url]
+        }
+        if !brokerURLs.isEmpty {
             var options = RedisBroker.Options()
             options.prefix = try pick(redisPrefix, "redis-prefix", { $0.isEmpty ? nil : $0 }) ?? options.prefix
-            c.engine.broker = RedisBroker(redis, options: options, logger: Logger(label: "relayd.redis"))
+            var shards: [RedisBroker] = []
+            for url in brokerURLs {
+                let redis: RedisConfiguration
+                do { redis = try RedisConfiguration(url: url) } catch {
+                    throw ValidationError("--broker: \(error)")
+                }
+                shards.append(RedisBroker(redis, options: options, logger: Logger(label: "relayd.redis")))
+            }
+            if shards.count == 1 {
+                c.engine.broker = shards[0]
+            } else {
+                do { c.engine.broker = try ShardedRedisBroker(shards) } catch { throw ValidationError("--broker: \(error)") }
+            }
             c.engine.nodeID = try pick(nodeID, "node-id", { $0.isEmpty ? nil : $0 })
                 ?? "\(ProcessInfo.processInfo.hostName)-\(String(UInt32.random(in: 0...UInt32.max), radix: 36))"
         } else {

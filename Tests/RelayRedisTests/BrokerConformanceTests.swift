@@ -7,13 +7,14 @@ import Testing
 /// broker links them. `local` is the single-node `LocalBroker` (its "nodes" are one engine, so
 /// cross-node checks hold trivially and crash checks do not apply); `inMemory` links engines in
 /// one process and delivers outside its lock, as a network broker does; `redis` is
-/// `RedisBroker` on a real redis-server. Checks wait for deliveries (up to 30 s) instead of
-/// assuming they are synchronous.
+/// `RedisBroker` on a real redis-server; `redisSharded` is `ShardedRedisBroker` over two. Checks
+/// wait for deliveries (up to 30 s) instead of assuming they are synchronous.
 enum BrokerKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
-    case local, inMemory, redis
+    case local, inMemory, redis, redisSharded
     var testDescription: String { rawValue }
     /// Nodes are separate engines (a node can crash, a stream can be lost under it).
     var isMultiNode: Bool { self != .local }
+    var isRedis: Bool { self == .redis || self == .redisSharded }
 }
 
 /// N engines on one broker of `kind`.
@@ -24,7 +25,8 @@ final class BrokerCluster: @unchecked Sendable {
     let site = Site(siteKey: "0123456789abcdef0123456789abcdef")
     let nodes: [RelayEngine]
     private let hub: InMemoryBroker?
-    private let redis: RedisServerProcess?
+    private let redis: [RedisServerProcess]
+    /// Every node's brokers (one per shard), for waiting until connected and for FLUSHALL.
     private let redisBrokers: [RedisBroker]
     private var running: [Task<Void, Never>] = []
 
@@ -36,29 +38,34 @@ final class BrokerCluster: @unchecked Sendable {
         config.clock = clock
         switch kind {
         case .local:
-            hub = nil; redis = nil; redisBrokers = []
+            hub = nil; redis = []; redisBrokers = []
             let engine = RelayEngine(registry: registry, configuration: config)
             nodes = Array(repeating: engine, count: count)
         case .inMemory:
             let hub = InMemoryBroker()
-            self.hub = hub; redis = nil; redisBrokers = []
+            self.hub = hub; redis = []; redisBrokers = []
             nodes = (0..<count).map { i in
                 var c = config
                 c.nodeID = "n\(i)"
                 c.broker = hub.node()
                 return RelayEngine(registry: registry, configuration: c)
             }
-        case .redis:
+        case .redis, .redisSharded:
             hub = nil
-            let server = try await RedisServerProcess()
-            redis = server
-            redisBrokers = (0..<count).map { _ in RedisBroker(server.configuration) }
-            nodes = redisBrokers.enumerated().map { i, broker in
+            var servers: [RedisServerProcess] = []
+            for _ in 0..<(kind == .redis ? 1 : 2) { servers.append(try await RedisServerProcess()) }
+            redis = servers
+            var all: [RedisBroker] = [], made: [RelayEngine] = []
+            for i in 0..<count {
+                let shards = servers.map { RedisBroker($0.configuration) }
+                all += shards
                 var c = config
                 c.nodeID = "n\(i)"
-                c.broker = broker
-                return RelayEngine(registry: registry, configuration: c)
+                c.broker = kind == .redis ? shards[0] : try ShardedRedisBroker(shards)
+                made.append(RelayEngine(registry: registry, configuration: c))
             }
+            redisBrokers = all
+            nodes = made
         }
         running = nodes.map { engine in Task { await engine.configuration.broker.run() } }
         for b in redisBrokers {
@@ -74,7 +81,7 @@ final class BrokerCluster: @unchecked Sendable {
     func stop() async {
         for t in running { t.cancel() }
         for t in running { await t.value }
-        redis?.stop()
+        for r in redis { r.stop() }
     }
 
     func connect(_ node: Int) throws -> RelayConnection {
@@ -90,7 +97,8 @@ final class BrokerCluster: @unchecked Sendable {
         switch kind {
         case .local: Issue.record("a local stream cannot be lost under a running engine")
         case .inMemory: hub?.dropStream(channel: "site:\(site.siteID):\(channel)")
-        case .redis: _ = try await redisBrokers[0].client.query(RedisCommand("FLUSHALL"))
+        case .redis, .redisSharded:
+            for b in redisBrokers { _ = try await b.client.query(RedisCommand("FLUSHALL")) }
         }
     }
 
@@ -102,7 +110,7 @@ final class BrokerCluster: @unchecked Sendable {
 
     /// Message frames that arrive within a short wait (for "nothing more arrives" checks).
     func settle(_ c: RelayConnection) async -> [String] {
-        try? await Task.sleep(for: .milliseconds(kind == .redis ? 300 : 20))
+        try? await Task.sleep(for: .milliseconds(kind.isRedis ? 300 : 20))
         return c.drain().compactMap { item in
             if case .frame(let f) = item, f.text.hasPrefix("{\"type\":\"message\"") { return f.text }
             return nil
@@ -115,6 +123,26 @@ final class BrokerCluster: @unchecked Sendable {
 @Suite(.serialized, .timeLimit(.minutes(3)))
 struct BrokerConformanceTests {
     static let kinds: [BrokerKind] = RedisServerProcess.enabled ? BrokerKind.allCases : [.local, .inMemory]
+
+    /// Sharded: the channels of these tests spread over both servers (else the sharded case
+    /// would test one shard), and every node picks the same shard.
+    @Test func shardingSpreadsChannelsAndMovesFewWhenAShardIsAdded() {
+        let keys = (0..<10_000).map { "site:abc:ch\($0)" }
+        let two = ["10.0.0.1:6379/0", "10.0.0.2:6379/0"], three = two + ["10.0.0.3:6379/0"]
+        let onTwo = keys.map { ShardedRedisBroker.shardIndex(for: $0, names: two) }
+        let onThree = keys.map { ShardedRedisBroker.shardIndex(for: $0, names: three) }
+        let share = onTwo.filter { $0 == 0 }.count
+        #expect((4_700...5_300).contains(share), "\(share) of 10,000 on the first of two shards")
+        let moved = zip(onTwo, onThree).filter { $0 != $1 }.count
+        #expect((3_000...3_700).contains(moved), "adding a third shard moved \(moved) of 10,000 channels (1/3 expected)")
+        #expect(zip(onTwo, onThree).allSatisfy { $0 == $1 || $1 == 2 }, "a channel only moves to the new shard")
+        // Order of the list does not matter.
+        #expect(keys.prefix(500).allSatisfy { ShardedRedisBroker.shardIndex(for: $0, names: two) == 1 - ShardedRedisBroker.shardIndex(for: $0, names: two.reversed()) })
+        // The channels the tests below use (on loopback, ports vary) are not all on one shard.
+        let site = Site(siteKey: "0123456789abcdef0123456789abcdef").siteID
+        let used = ["events", "carts", "room"].map { "site:\(site):\($0)" }
+        #expect(Set(used.map { ShardedRedisBroker.shardIndex(for: $0, names: two) }).count == 2)
+    }
 
     @Test(arguments: kinds)
     func theSynchronousPathExistsOnlyForAnInProcessBroker(kind: BrokerKind) async throws {
@@ -299,7 +327,7 @@ struct BrokerConformanceTests {
     func concurrentSubscribeAndReleaseNeverLoseTheSubscription(kind: BrokerKind) async throws {
         let cl = try await BrokerCluster(kind)
         let node = cl.nodes[0]
-        for round in 0..<(kind == .redis ? 20 : 50) {
+        for round in 0..<(kind.isRedis ? 20 : 50) {
             let c = try cl.connect(0)
             async let sub = node.subscribe(c, channels: ["events"])
             async let rel = node.releaseIdleBrokerInterest()

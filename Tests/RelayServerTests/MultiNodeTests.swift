@@ -45,6 +45,50 @@ struct MultiNodeTests {
         #expect(answer["type"].string == "subscribed" && answer["recovered"].bool == true, "\(r)")
         #expect(r["recovered"].array.map { $0["offset"].int } == [3, 4], "\(r)")
     }
+
+    /// Two Redis servers as shards (`--broker` twice on node A, `RELAY_BROKER` in the other order
+    /// on node B: the same shard for every channel either way), then `/readyz` and `/metrics`
+    /// follow a shard's death.
+    @Test func shardsAcrossTwoRedisServersAndReadiness() async throws {
+        let r1 = try await RedisForRelayd.start(), r2 = try await RedisForRelayd.start()
+        defer { r1.stop(); r2.stop() }
+        let u1 = "redis://127.0.0.1:\(r1.port)", u2 = "redis://127.0.0.1:\(r2.port)"
+        let dirA = FileManager.default.temporaryDirectory.appendingPathComponent("relayd-sh-a-\(UUID().uuidString)")
+        let dirB = FileManager.default.temporaryDirectory.appendingPathComponent("relayd-sh-b-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dirA); try? FileManager.default.removeItem(at: dirB) }
+        let first = try await Relayd.start(["--broker", u1, "--broker", u2, "--node-id", "a"], dataDir: dirA)
+        let site = try #require(first.site)
+        first.stop(removeData: false)
+        try FileManager.default.copyItem(at: dirA, to: dirB)
+        let a = try await Relayd.start(["--broker", u1, "--broker", u2, "--node-id", "a"], dataDir: dirA)
+        defer { a.stop(removeData: false) }
+        let b = try await Relayd.start(["--node-id", "b"], dataDir: dirB, environment: ["RELAY_BROKER": "\(u2), \(u1)"])
+        defer { b.stop(removeData: false) }
+        a.use(site: site)
+        #expect(a.stdout.contains("relayd node a on redis 127.0.0.1:\(r1.port)/0, 127.0.0.1:\(r2.port)/0"), "\(a.stdout)")
+        func ready(_ node: Relayd) -> (Int, String) {
+            let r = httpGet(port: node.port, path: "/readyz")
+            return (r?.status ?? 0, r?.body ?? "")
+        }
+        for _ in 0..<500 where !(ready(a).0 == 200 && ready(b).0 == 200) { try await Task.sleep(for: .milliseconds(20)) }
+        #expect(ready(a).0 == 200 && ready(b).0 == 200, "\(ready(a)) \(ready(b))")
+        #expect(ready(a).1.contains("\"name\":\"127.0.0.1:\(r2.port)/0\",\"connected\":true"), "\(ready(a).1)")
+
+        let r = try await a.python("channels", ["port_b": b.port], script: "multinode.py")
+        #expect(r["seen"]["a"].array.map { $0["offset"].int } == [1, 2], "\(r)")
+        #expect(r["seen"]["b"].array.map { $0["offset"].int } == [1, 2], "\(r)")
+        #expect(r["recovered"].array.map { $0["offset"].int } == [3, 4], "\(r)")
+
+        // A shard dies: both nodes stop being ready and say which server; metrics agree.
+        r2.stop()
+        for _ in 0..<500 where !(ready(a).0 == 503 && ready(b).0 == 503) { try await Task.sleep(for: .milliseconds(20)) }
+        #expect(ready(a).0 == 503 && ready(b).0 == 503)
+        #expect(ready(a).1.contains("\"name\":\"127.0.0.1:\(r2.port)/0\",\"connected\":false"), "\(ready(a).1)")
+        #expect(ready(a).1.contains("\"name\":\"127.0.0.1:\(r1.port)/0\",\"connected\":true"), "\(ready(a).1)")
+        let metrics = httpGet(port: a.port, path: "/metrics")?.body ?? ""
+        #expect(metrics.contains("relay_broker_up{endpoint=\"127.0.0.1:\(r2.port)/0\"} 0"), "\(metrics.split(separator: "\n").filter { $0.contains("broker") })")
+        #expect(metrics.contains("relay_broker_publish_seconds"))
+    }
 }
 
 /// A redis-server on a free port without persistence (the same recipe as RelayRedisTests).
