@@ -13,6 +13,7 @@ let package = Package(
         .library(name: "YjsRooms", targets: ["YjsRooms"]),
         .library(name: "YjsStore", targets: ["YjsStore"]),
         .library(name: "RelayRedis", targets: ["RelayRedis"]),
+        .library(name: "RelayPostgres", targets: ["RelayPostgres"]),
         .library(name: "RelayServer", targets: ["RelayServer"]),
         .library(name: "RelayClient", targets: ["RelayClient"]),
         .executable(name: "relayd", targets: ["relayd"]),
@@ -24,6 +25,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics", from: "2.5.0"),
         .package(url: "https://github.com/apple/swift-collections", from: "1.1.0"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.0.0"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.21.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.27.0"),
         .package(url: "https://github.com/apple/swift-nio-extras", from: "1.20.0"),
@@ -115,6 +117,17 @@ let package = Package(
                 .product(name: "DequeModule", package: "swift-collections"),
             ]
         ),
+        // Yjs rooms shared by several nodes in PostgreSQL (behind YjsRooms' YjsPersistence seam).
+        .target(
+            name: "RelayPostgres",
+            dependencies: [
+                "YjsCodec", "YjsRooms",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ]
+        ),
         .target(
             name: "RelayServer",
             dependencies: [
@@ -171,7 +184,8 @@ let package = Package(
         .executableTarget(
             name: "relayd",
             dependencies: [
-                "RelayServer", "RelayRedis", "RelaySites", "RelayCore", "RelayProtocol", "RelayWebSocket", "RelayJSON",
+                "RelayServer", "RelayRedis", "RelayPostgres", "RelaySites", "RelayCore", "RelayProtocol", "RelayWebSocket", "RelayJSON", "YjsRooms",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -193,7 +207,7 @@ let package = Package(
         .testTarget(name: "RelayCoreTests", dependencies: ["RelayJSON", "RelayProtocol", "RelayCore"]),
         .testTarget(name: "YjsSyncTests", dependencies: ["YjsCodec", "YjsRooms", "YjsStore", "RelayJSON"]),
         .testTarget(name: "RelayServerTests", dependencies: [
-            "RelayServer", "RelaySites", "RelayWebSocket", "RelayJSON", "RelayProtocol", "RelayCrypto", "RelayCore",
+            "RelayServer", "RelaySites", "RelayWebSocket", "RelayJSON", "RelayProtocol", "RelayCrypto", "RelayCore", "RelayTestSupport",
             .product(name: "HummingbirdTesting", package: "hummingbird"),
             .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
             .product(name: "NIOEmbedded", package: "swift-nio"),
@@ -201,10 +215,16 @@ let package = Package(
         ]),
         .testTarget(name: "CLITests", dependencies: ["RelayJSON", "RelayCrypto"]),
         .testTarget(name: "RelayRedisTests", dependencies: [
-            "RelayRedis", "RelayCore", "RelayProtocol",
+            "RelayRedis", "RelayCore", "RelayProtocol", "RelayTestSupport",
             .product(name: "NIOSSL", package: "swift-nio-ssl"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
+        ]),
+        // Real servers (redis-server, postgres) started for tests, shared by the test targets.
+        .target(name: "RelayTestSupport", path: "Tests/RelayTestSupport"),
+        .testTarget(name: "RelayPostgresTests", dependencies: [
+            "RelayPostgres", "YjsRooms", "YjsCodec", "RelayTestSupport",
+            .product(name: "PostgresNIO", package: "postgres-nio"),
         ]),
         .testTarget(name: "RelayLoadTests", dependencies: ["RelayLoad", "RelayJSON", "RelayCrypto"]),
     ],

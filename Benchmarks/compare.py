@@ -50,9 +50,10 @@ def pin(cmd, cpu, pinned):
 class Relayd:
     name = "relayd"
 
-    def __init__(self, binary, pinned=True):
+    def __init__(self, binary, pinned=True, label="relayd"):
         self.binary = binary
         self.pinned = pinned
+        self.label = label  # column of the results (an A/B run has two relayd)
 
     def start(self):
         self.dir = tempfile.mkdtemp(prefix="relayd-bench-")
@@ -212,6 +213,7 @@ def main():
     ap.add_argument("--only", default="abcd", help="scenarios to run, e.g. 'ac'")
     ap.add_argument("--unpinned", action="store_true", help="do not pin: server and generator share both cores, relayd one event loop per core, nchan 2 workers")
     ap.add_argument("--repeat", type=int, default=3, help="runs of each scenario per server, interleaved (median and spread reported)")
+    ap.add_argument("--before", default=None, help="A/B mode: this relayd binary (an earlier build) instead of nchan; prints a before/after table, writes nothing")
     a = ap.parse_args()
     pinned = not a.unpinned
     if pinned and not shutil.which("taskset"):
@@ -229,6 +231,8 @@ def main():
         "d": ["publish", "--rate", "0", "--duration", "3" if q else "5", "--publishers", "4", "--channels", "100", "--payload", "256"],
     }
     servers = [Relayd(a.relayd, pinned), Nchan(pinned)]
+    if a.before:
+        servers = [Relayd(a.relayd, pinned), Relayd(a.before, pinned, label="before")]
     started = datetime.datetime.now(datetime.timezone.utc)
     runs = {}
     for key in "cabd":
@@ -238,7 +242,7 @@ def main():
             # Interleaved, and the order flips each time, so drift in the machine hits both alike.
             for srv in (servers if i % 2 == 0 else servers[::-1]):
                 r, _ = run_scenario(a.relayctl, srv, scenarios[key], pinned)
-                runs.setdefault(key, {}).setdefault(srv.name, []).append(r)
+                runs.setdefault(key, {}).setdefault(getattr(srv, "label", srv.name), []).append(r)
                 time.sleep(2)
     # The detailed table shows, per scenario and server, the run with the median headline figure.
     results = {k: {n: median_run(k, rs) for n, rs in v.items()} for k, v in runs.items()}
@@ -246,6 +250,9 @@ def main():
     if a.json_out:
         json.dump({"scenarios": scenarios, "pinned": pinned, "runs": runs}, open(a.json_out, "w"), indent=1)
 
+    if a.before:
+        print(render_ab(runs, a.relayd, a.before, started, pinned))
+        return
     md = render(results, scenarios, started, machine(), q, pinned)
     md += "\n\n" + render_repeats(runs, scenarios, pinned)
     print(md)
@@ -259,6 +266,31 @@ def main():
             text = text.rstrip("\n") + "\n\n## relayd vs nginx + nchan (issue 7)\n\n" + block + "\n"
         open(path, "w").write(text)
         log("wrote", path)
+
+
+def render_ab(runs, after, before, started, pinned):
+    """A/B table: the same scenarios against two relayd builds, interleaved; median (min–max)."""
+    names = {"a": "(a) max sustained deliveries/s (p99 ≤ 50 ms)", "b": "(b) deliveries/s at 1,000 publishes/s",
+             "c": "(c) connects/s", "d": "(d) publishes/s"}
+    def cell(vals, digits=0):
+        vals = [v for v in vals if v is not None]
+        if not vals:
+            return "n/a", None
+        m = statistics.median(vals)
+        return f"{m:,.{digits}f} ({min(vals):,.{digits}f}–{max(vals):,.{digits}f})", m
+    lines = [f"A/B {started:%Y-%m-%d %H:%M} UTC, {'pinned' if pinned else 'unpinned'}: after = {after}, before = {before}",
+             "", "| scenario | after | before | after/before |", "|---|---|---|---|"]
+    for key in "abcd":
+        if key not in runs:
+            continue
+        ca, ma = cell([headline(key, r) for r in runs[key].get("relayd", [])])
+        cb, mb = cell([headline(key, r) for r in runs[key].get("before", [])])
+        lines.append(f"| {names[key]} | {ca} | {cb} | {ma / mb:.2f} |" if ma and mb else f"| {names[key]} | {ca} | {cb} | n/a |")
+        if key in "ab":
+            ca, ma = cell([cpu_us_per_delivery(key, r) for r in runs[key].get("relayd", [])], 2)
+            cb, mb = cell([cpu_us_per_delivery(key, r) for r in runs[key].get("before", [])], 2)
+            lines.append(f"| {key}: server CPU µs per delivery | {ca} | {cb} | {ma / mb:.2f} |" if ma and mb else f"| {key}: CPU µs/delivery | {ca} | {cb} | n/a |")
+    return "\n".join(lines)
 
 
 def headline(key, r):

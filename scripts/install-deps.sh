@@ -11,7 +11,8 @@ case "${1:-build}" in
                chromium chromium-driver  # browser suite
                nginx caddy  # reverse-proxy suite (run as foreground processes by the tests, never as services)
                e2fsprogs util-linux  # fault suite: mkfs.ext4/e2fsck for the read-only disk image, findmnt, losetup
-               redis-server) ;;  # RelayRedisTests start their own redis-server per test (never the service)
+               redis-server  # RelayRedisTests start their own redis-server per test (never the service)
+               postgresql) ;;  # RelayPostgresTests and multi-node Yjs: initdb + postgres per test, as the postgres user (never the service)
   dist)  want+=(dpkg-dev binutils libicu-dev python3 python3-seccomp) ;;  # make dist/deb/test-dist: dpkg-shlibdeps, strip/nm/readelf, notices, unit sandbox
   bench) want+=(php-cli nodejs node-yjs node-y-protocols node-y-websocket node-ws node-lib0 python3-venv nginx libnginx-mod-nchan) ;;
   soak)  want+=(python3-venv) ;;  # make soak: the chart needs matplotlib (PyPI, into .venv below)

@@ -84,6 +84,9 @@ public protocol BrokerDelegate: AnyObject, Sendable {
     func brokerDidDeliver(_ publication: BrokerPublication)
     /// An ephemeral frame on a channel this node subscribed to.
     func brokerDidDeliverEphemeral(_ frame: BrokerEphemeral)
+    /// The broker's subscriptions are back after an outage: ephemeral frames sent meanwhile
+    /// were not delivered (publications are caught up from the streams by the broker itself).
+    func brokerDidResubscribe()
 }
 
 /// What a broker can do, which the engine reads once at start.

@@ -16,6 +16,10 @@ public struct ChannelName: Sendable, Hashable {
         return Substring(scalars[..<colon])
     }
 
+    /// A side channel's name, `side:{key}` (`RelayEngine.joinSideChannel`): node-to-node
+    /// traffic no client can subscribe to (client names resolve to `site:…`).
+    public static func side(_ key: String) -> ChannelName { ChannelName(full: "side:" + key, bare: key) }
+
     /// Longest accepted bare name in UTF-8 bytes.
     public static let maxBareLength = 255
 

@@ -169,6 +169,7 @@ extension RelayEngine: BrokerDelegate {
     }
 
     public func brokerDidDeliverEphemeral(_ e: BrokerEphemeral) {
+        if deliverSide(e) { return }
         if e.skipOrigin && e.originNode == configuration.nodeID { return }
         guard let channel = existingChannel(e.channel) else { return }
         var fan = FanOutResult()

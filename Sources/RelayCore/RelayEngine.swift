@@ -55,6 +55,8 @@ public final class RelayEngine: Sendable {
     let interestLocks = KeyedAsyncLock()
     /// The broker keeps no streams of its own: this engine's channel state is the stream.
     let inProcess: Bool
+    /// Side channels this node is registered for (full name → registrations, handler).
+    let sideChannels = Mutex<[String: SideChannel]>([:])
     /// Presence members and connection counts across nodes (broker mode).
     let presenceManager: (any PresenceManager)?
 

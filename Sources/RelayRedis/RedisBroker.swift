@@ -57,6 +57,7 @@ public final class RedisBroker: RelayBroker, PresenceManager, Sendable {
                 if case .resubscribed = event {
                     reconnects.withLock { $0 += 1 }
                     if let catchUp = onResubscribed.withLock({ $0 }) { catchUp() }
+                    delegate.withLock { $0.value }?.brokerDidResubscribe()
                 }
                 return
             }
@@ -360,17 +361,32 @@ enum BrokerCodec {
         return s
     }
 
+    /// A site channel travels as its site id and bare name; a side channel (`side:{key}`, the
+    /// engine's node-to-node traffic) as an empty site id and its key.
     private static func channel(_ b: inout ByteBuffer) throws -> ChannelName {
         let site = try readString(&b), bare = try readString(&b)
+        if site.isEmpty {
+            guard !bare.isEmpty else { throw Malformed() }
+            return ChannelName.side(bare)
+        }
         guard case .success(let name) = ChannelName.resolve(bare, siteID: site) else { throw Malformed() }
         return name
+    }
+
+    private static func writeChannel(_ name: ChannelName, _ b: inout ByteBuffer) {
+        if name.full.hasPrefix("side:") {
+            write("", &b)
+            write(String(name.full.dropFirst(5)), &b)
+        } else {
+            write(siteID(name), &b)
+            write(name.bare, &b)
+        }
     }
 
     static func encode(_ r: BrokerPublishRequest) -> ByteBuffer {
         var b = ByteBuffer()
         b.writeInteger(UInt8(1))
-        write(siteID(r.channel), &b)
-        write(r.channel.bare, &b)
+        writeChannel(r.channel, &b)
         write(r.spelledChannel, &b)
         write(r.event, &b)
         switch r.payload {
@@ -397,8 +413,7 @@ enum BrokerCodec {
         var b = ByteBuffer()
         b.writeString("e")
         b.writeInteger(UInt8(1))
-        write(siteID(e.channel), &b)
-        write(e.channel.bare, &b)
+        writeChannel(e.channel, &b)
         write(e.spelledChannel, &b)
         write(e.event, &b)
         write(e.data, &b)

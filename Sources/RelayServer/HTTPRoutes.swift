@@ -6,6 +6,7 @@ import Synchronization
 import NIOCore
 import RelayCore
 import RelayCrypto
+import YjsRooms
 
 /// JSON bodies and errors in the contract's shape: `{"error":"<code>","message":"…"}`.
 enum HTTPReply {
@@ -79,17 +80,23 @@ extension RelayService {
         return routes
     }
 
-    /// `GET /readyz`: 200 while this node can serve (not shutting down, every broker server
-    /// reachable), else 503; the body names the broker's servers and their state.
-    func readiness() -> Response {
+    /// `GET /readyz`: 200 while this node can serve (not shutting down, every broker server and
+    /// the shared Yjs store reachable), else 503; the body names the broker's servers and the
+    /// store, with their state.
+    func readiness() async -> Response {
         let health = engine.configuration.broker.health()
-        let ready = !shuttingDown.load(ordering: .relaxed) && health.ready
+        var storeReady = true
+        var fields: [(String, JSONValue)] = []
         let endpoints: [JSONValue] = health.endpoints.map {
             .object([("name", .string($0.name)), ("connected", .bool($0.connected)), ("reconnects", .number(String($0.reconnects)))])
         }
-        let body = JSONValue.object([("ready", .bool(ready)),
-                                     ("broker", .object([("kind", .string(health.kind)), ("ready", .bool(health.ready)),
-                                                         ("endpoints", .array(endpoints))]))])
+        fields.append(("broker", .object([("kind", .string(health.kind)), ("ready", .bool(health.ready)), ("endpoints", .array(endpoints))])))
+        if let store = configuration.sharedYjsPersistence as? any YjsPersistenceHealth {
+            storeReady = await store.isReachable()
+            fields.append(("store", .object([("kind", .string(store.storeKind)), ("ready", .bool(storeReady))])))
+        }
+        let ready = !shuttingDown.load(ordering: .relaxed) && health.ready && storeReady
+        let body = JSONValue.object([("ready", .bool(ready))] + fields)
         return HTTPReply.json(body, status: ready ? .ok : .serviceUnavailable)
     }
 
@@ -97,7 +104,7 @@ extension RelayService {
     func operationsRoutes() -> RouteCollection<RelayRequestContext> {
         let routes = RouteCollection(context: RelayRequestContext.self)
         routes.get("/healthz") { _, _ in self.health() }
-        routes.get("/readyz") { _, _ in self.readiness() }
+        routes.get("/readyz") { _, _ in await self.readiness() }
         routes.get("/metrics") { _, _ in
             self.brokerMetrics.update(self.engine.configuration.broker.health())
             return HTTPReply.text(self.metricsRegistry.emitToBuffer(), contentType: "text/plain; version=0.0.4; charset=utf-8")

@@ -50,6 +50,9 @@ public final class RelayService: Sendable {
     /// With persistence: the thread that runs the store's calls and commits their writes in groups.
     let yjsCommit: GroupCommitQueue?
     let yjsRooms = YjsRooms()
+    /// Rooms shared across nodes: a shared persistence and a multi-node broker. Their updates and
+    /// awareness travel between nodes on side channels (`RelayEngine.joinSideChannel`).
+    var yjsAcrossNodes: Bool { configuration.sharedYjsPersistence != nil && engine.synchronous == nil }
     /// Threads for Yjs store calls (they may block on disk).
     let yjsIO: NIOThreadPool
     private let yjsIOClosed = Atomic<Bool>(false)

@@ -1,5 +1,6 @@
 import RelayWebSocket
 import RelayCore
+import YjsRooms
 
 /// Everything relayd can be told. Every limit is here, with its default;
 /// `relayd --help` and `Docs/self-hosting.md` document them.
@@ -70,6 +71,10 @@ public struct ServerConfiguration: Sendable {
     public var defaultSiteLimits = SiteLimits(maxMessageBytes: 2 << 20)
     /// The y-websocket endpoint (`/yjs/{room}`).
     public var yjs = YjsConfiguration()
+    /// Durable storage of Yjs rooms shared by every node of a cluster (relayd `--database`:
+    /// PostgreSQL). With it and a multi-node broker, a room's updates and awareness cross nodes.
+    /// `nil` (default): `yjs.sqlite` in the data directory (or memory), this node's alone.
+    public var sharedYjsPersistence: (any YjsPersistence)? = nil
     /// The engine's own settings (outbox bytes/frames, history, presence, idempotency).
     public var engine = EngineConfiguration()
 

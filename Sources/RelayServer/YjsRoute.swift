@@ -112,14 +112,23 @@ extension RelayService {
         e2e.compactAfterEntries = c.yjs.e2eCompactAfterEntries
         e2e.compactAfterBytes = c.yjs.e2eCompactAfterBytes
         e2e.idleTimeout = options.idleTimeout
+        if let shared = c.sharedYjsPersistence {
+            return try durableStores(GroupCommitPersistence(base: shared), options, e2e, metrics: metrics)
+        }
         guard c.yjs.persistent && !c.dataDirectory.isEmpty else {
             let memory = InMemoryPersistence()
             return (DocumentStore(persistence: memory, options: options), EncryptedRoomStore(persistence: memory, options: e2e), nil)
         }
         try FileManager.default.createDirectory(atPath: c.dataDirectory, withIntermediateDirectories: true)
-        // Durable rooms: every store call that may write runs on the group-commit thread, and
-        // snapshots are written in the same transactions as the updates they cover.
-        let persistence = GroupCommitPersistence(base: try SQLitePersistence(path: c.dataDirectory + "/yjs.sqlite"))
+        return try durableStores(GroupCommitPersistence(base: try SQLitePersistence(path: c.dataDirectory + "/yjs.sqlite")),
+                                 options, e2e, metrics: metrics)
+    }
+
+    /// Durable rooms: every store call that may write runs on the group-commit thread, and
+    /// snapshots are written in the same transactions as the updates they cover.
+    static func durableStores(_ persistence: GroupCommitPersistence, _ baseOptions: DocumentStoreOptions, _ e2e: EncryptedRoomOptions,
+                              metrics: (any MetricsFactory)?) throws -> (DocumentStore, EncryptedRoomStore, GroupCommitQueue?) {
+        var options = baseOptions
         options.backgroundCompaction = false
         let store = DocumentStore(persistence: persistence, options: options)
         let sealed = EncryptedRoomStore(persistence: persistence, options: e2e)
@@ -255,9 +264,73 @@ extension RelayService {
         }
     }
 
-    /// Sends frames to every peer of the room (the sender included, as y-websocket does).
+    /// Sends frames to every peer of the room (the sender included, as y-websocket does) and,
+    /// for rooms shared across nodes, to the other nodes with the room open.
     func broadcastYjs(_ frames: [[UInt8]], room: String) {
         guard !frames.isEmpty else { return }
+        if yjsAcrossNodes && !Self.isEncryptedChannel(room) {
+            let engine = self.engine, logger = self.logger
+            Task {
+                for f in frames {
+                    do { try await engine.publishSide(room, data: f) } catch {
+                        logger.warning("yjs room \(room): not sent to other nodes: \(error)")
+                    }
+                }
+            }
+        }
+        broadcastYjsLocally(frames, room: room)
+    }
+
+    /// A message another node's peer sent to a shared room: an update goes into this node's copy
+    /// of the room (already durable: the other node stored it) and, if it added anything, to the
+    /// local peers; awareness goes to the local peers.
+    func receiveYjsFromNode(_ frame: [UInt8], room: String) {
+        guard let message = try? ProtocolMessage(decoding: frame) else {
+            logger.warning("yjs room \(room): undecodable message from another node dropped")
+            return
+        }
+        switch message {
+        case .sync(.update(let u)), .sync(.step2(let u)):
+            do {
+                if try yjsStore.applyRemoteUpdate(room: room, update: u) { broadcastYjsLocally([frame], room: room) }
+            } catch {
+                logger.warning("yjs room \(room): update from another node refused: \(error)")
+            }
+        case .awareness:
+            broadcastYjsLocally([frame], room: room)
+        default:
+            break
+        }
+    }
+
+    /// After a broker outage this node may have missed other nodes' updates of a shared room: it
+    /// reads the room again from the shared store and sends its peers what they lack (the
+    /// difference from what the node had), in the room's turn on the commit thread.
+    func resyncYjsRoom(_ room: String) {
+        let store = yjsStore
+        let work: @Sendable () throws -> RoomResponse = {
+            let before = try store.stateVector(room: room)
+            store.discard(room: room)
+            let missed = try store.syncStep2(room: room, forStateVector: before)
+            return missed == YUpdate.empty ? RoomResponse() : RoomResponse(broadcast: [ProtocolMessage.sync(.update(missed)).encoded()])
+        }
+        let deliver: @Sendable (Result<RoomResponse, any Error>) -> Void = { [self] result in
+            switch result {
+            case .success(let r):
+                if !r.broadcast.isEmpty { logger.notice("yjs room \(room): caught up from the database after a broker outage") }
+                broadcastYjsLocally(r.broadcast, room: room)
+            case .failure(let e): logger.warning("yjs room \(room): not caught up after a broker outage: \(e)")
+            }
+        }
+        if let commits = yjsCommit {
+            Task { _ = await commits.perform(room: room, bytes: 0, work: work, done: deliver) }
+        } else {
+            deliver(Result(catching: work))
+        }
+    }
+
+    /// Sends frames to this node's peers of the room.
+    func broadcastYjsLocally(_ frames: [[UInt8]], room: String) {
         let peers = yjsRooms.peers(room)
         for f in frames {
             let frame = OutboundFrame(kind: .binary, bytes: f)
@@ -297,6 +370,8 @@ final class YjsEndpoint: WebSocketEndpoint, @unchecked Sendable {
     private var encrypted = false
     private var admitted = false
     private var joined = false
+    /// Registered on the room's side channel (a room shared across nodes).
+    private var onSideChannel = false
     /// Messages queued from the event loop for the group-commit thread and not yet delivered.
     private let inFlight = Atomic<Int>(0)
 
@@ -371,6 +446,24 @@ final class YjsEndpoint: WebSocketEndpoint, @unchecked Sendable {
         session.attach(conn)
         // An encrypted room waits for the client's sync request; nothing is read here.
         if encrypted { return }
+        // A room shared across nodes: hear the other nodes before reading the room, so an update
+        // is either in what is read (stored before) or heard (sent after it was stored).
+        if relay.yjsAcrossNodes {
+            let relay = self.relay, room = channel
+            do {
+                try await relay.engine.joinSideChannel(channel) { event in
+                    switch event {
+                    case .message(let frame): relay.receiveYjsFromNode(frame, room: room)
+                    case .resync: relay.resyncYjsRoom(room)
+                    }
+                }
+                onSideChannel = true
+            } catch {
+                relay.logger.warning("yjs room \(channel): other nodes unreachable: \(error)")
+                relay.engine.disconnect(conn, code: CloseCode.tryAgainLater, reason: "broker unavailable", flushPending: true)
+                return
+            }
+        }
         // Like the y-websocket server: our sync step 1, then the awareness of everyone present.
         do {
             let store = relay.yjsStore
@@ -454,6 +547,13 @@ final class YjsEndpoint: WebSocketEndpoint, @unchecked Sendable {
                                               done: { if case .success(let r) = $0 { relay.broadcastYjs(r.broadcast, room: channel) } })
                 } else if let r = try? work() {
                     relay.broadcastYjs(r.broadcast, room: channel)
+                }
+                if onSideChannel {
+                    // The last local peer gone: this node stops hearing the room, so its copy would
+                    // go stale; drop it (the room is durable in the shared store).
+                    onSideChannel = false
+                    let store = relay.yjsStore
+                    await relay.engine.leaveSideChannel(channel, whenLast: { store.discard(room: channel) })
                 }
             }
         }

@@ -77,6 +77,14 @@ public protocol YjsPersistence: Sendable {
     func write(_ writes: [PersistenceWrite]) throws
 }
 
+/// A persistence on a server (PostgreSQL) that can say whether it is reachable now (`/readyz`).
+public protocol YjsPersistenceHealth: Sendable {
+    /// A short name of the store (`"postgres"`).
+    var storeKind: String { get }
+    /// Whether a trivial round trip succeeds within a short time.
+    func isReachable() async -> Bool
+}
+
 extension YjsPersistence {
     /// One write after the other (not atomic): for persistences without transactions.
     public func write(_ writes: [PersistenceWrite]) throws {
@@ -344,6 +352,39 @@ public final class DocumentStore: Sendable {
             }
         }
         return applied
+    }
+
+    /// Adds an update another node already stored durably (multi-node rooms share one
+    /// persistence): to memory only, and only if this node has the room loaded (otherwise it will
+    /// read the update from persistence when it loads the room). Returns whether it added anything
+    /// new, i.e. whether local peers need it. Invalid updates are refused as in `applyUpdate`.
+    @discardableResult
+    public func applyRemoteUpdate(room name: String, update original: [UInt8]) throws -> Bool {
+        guard let r = rooms.withLock({ $0[ExactName(name)] }) else { return false }
+        var update = original
+        var ranges: KnownState.Ranges
+        do {
+            ranges = try KnownState.ranges(of: update)
+            if !ranges.canonicalOrder {
+                update = try YUpdate.canonicalized(original)
+                ranges = try KnownState.ranges(of: update)
+            }
+        } catch let e as YjsDecodingError {
+            throw DocumentStoreError.invalidInput(e)
+        }
+        return try r.state.withLock { s in
+            guard s.loaded, !s.evicted, s.known.isNew(ranges) else { return false }
+            s.lastAccess = clock()
+            s.pending.append(LoggedUpdate(seq: 0, update: update))
+            s.pendingBytes += update.count
+            if ranges.hasDeletions { s.uncollectedDeletions = true }
+            s.known.insert(ranges)
+            if s.pending.count >= options.foldMaxPending ||
+                (s.pending.count >= options.foldMinPending && Double(s.pendingBytes) >= options.foldRatio * Double(s.merged.count)) {
+                do { try foldPending(&s) } catch let e as YjsDecodingError { throw DocumentStoreError.invalidInput(e) }
+            }
+            return true
+        }
     }
 
     /// Imports a v2 update (e.g. a Gutenberg `_crdt_document` snapshot) by converting it to v1.

@@ -8,6 +8,8 @@ import RelayJSON
 import UnixSignals
 import RelayServer
 import RelayRedis
+import RelayPostgres
+import PostgresNIO
 import RelayWebSocket
 import ServiceLifecycle
 
@@ -75,6 +77,7 @@ struct Relayd: AsyncParsableCommand {
     @Option(name: .customLong("yjs-keep-history"), help: "Yjs rooms that keep deleted content (no garbage collection): comma-separated room-name prefixes, * for all. Env: RELAY_YJS_KEEP_HISTORY [default: none]") var yjsKeepHistory: String?
     @Option(name: .customLong("trusted-proxy"), help: "Reverse proxies (IPs or CIDR ranges, comma-separated) whose Forwarded / X-Forwarded-For headers give the client address for per-IP limits and logs; headers from other peers are ignored. Env: RELAY_TRUSTED_PROXY [default: none]") var trustedProxy: String?
     @Option(name: .customLong("broker"), help: "Run as one node of several on this Redis (redis://[[user]:password@]host[:port][/db], rediss:// for TLS): channels, history, recovery, presence and connection counts are shared (preview; see Docs/self-hosting.md). Repeat for shards: each channel lives on one server, chosen by consistent hashing (every node must list the same servers). Prefer the env or config file: a password on the command line shows in ps. Env: RELAY_BROKER (several separated by spaces or commas) [default: single node]") var brokers: [String] = []
+    @Option(name: .customLong("database"), help: "Keep Yjs rooms in this PostgreSQL database (postgres://user:password@host:port/database[?sslmode=disable|prefer|require]) instead of yjs.sqlite, shared by every node: with --broker, co-editors of one post may use different nodes. Prefer the env or config file for the password. Env: RELAY_DATABASE [default: yjs.sqlite in the data directory]") var database: String?
     @Option(name: .customLong("redis-url"), help: "The same as one --broker (its earlier name). Env: RELAY_REDIS_URL") var redisURL: String?
     @Option(name: .customLong("redis-prefix"), help: "Prefix of relayd's Redis keys and channels (several clusters on one Redis). Env: RELAY_REDIS_PREFIX [default: relay]") var redisPrefix: String?
     @Option(name: .customLong("node-id"), help: "This node's name in the cluster (presence ids, connection counts); unique per node. Env: RELAY_NODE_ID [default: host name and a random suffix]") var nodeID: String?
@@ -92,7 +95,15 @@ struct Relayd: AsyncParsableCommand {
     func run() async throws {
         let env = ProcessInfo.processInfo.environment
         let configPath = config ?? env["RELAY_CONFIG"]
-        let (c, log) = try makeConfiguration(file: try loadConfigFile(configPath), env: env)
+        var (c, log, database) = try makeConfiguration(file: try loadConfigFile(configPath), env: env)
+        if let pg = database {
+            // A database that cannot be reached stops relayd with its error.
+            let yjs = c.yjs
+            do {
+                c.sharedYjsPersistence = try await PostgresPersistence.open(pg, logger: Logger(label: "relayd.postgres"),
+                                                                            collectGarbage: { !yjs.keepsHistory(storeKey: $0) })
+            } catch { throw ValidationError("--database: \(error)") }
+        }
         let output: LogOutput
         do { output = try LogOutput(format: log.format, path: log.file, level: log.level) } catch {
             throw ValidationError("\(error)")
@@ -110,7 +121,7 @@ struct Relayd: AsyncParsableCommand {
         let reload = SignalReloadService(logger: logger) {
             do { try output.reopen() } catch { logger.error("SIGHUP: \(error)") }
             do {
-                let (new, newLog) = try makeConfiguration(file: try loadConfigFile(configPath), env: env)
+                let (new, newLog, _) = try makeConfiguration(file: try loadConfigFile(configPath), env: env)
                 output.level = newLog.level
                 relay.reload(new)
             } catch {
@@ -133,8 +144,9 @@ struct Relayd: AsyncParsableCommand {
     }
 
     /// The configuration from flags, then environment, then config file, then defaults.
-    /// A value that does not parse is an error naming where it came from.
-    func makeConfiguration(file: [String: String], env: [String: String]) throws -> (ServerConfiguration, LogOptions) {
+    /// A value that does not parse is an error naming where it came from. `--database` is
+    /// parsed here and connected by `run`, once (a SIGHUP re-read leaves the database as it is).
+    func makeConfiguration(file: [String: String], env: [String: String]) throws -> (ServerConfiguration, LogOptions, PostgresClient.Configuration?) {
         var known: Set<String> = ["config"]
         func pick<T>(_ flag: T?, _ name: String, _ parse: (String) -> T?) throws -> T? {
             known.insert(name)
@@ -255,11 +267,15 @@ struct Relayd: AsyncParsableCommand {
         log.format = try pick(logFormat.flatMap { LogOutput.Format(rawValue: $0) }, "log-format", { LogOutput.Format(rawValue: $0) }) ?? .text
         if let f = logFormat, LogOutput.Format(rawValue: f) == nil { throw ValidationError("--log-format \(f): expected text or json") }
         log.file = try pick(logFile, "log-file", { $0 })
+        var pg: PostgresClient.Configuration?
+        if let url = try pick(database, "database", { $0 }) {
+            do { pg = try PostgresClient.Configuration.fromURL(url) } catch { throw ValidationError("--database: \(error)") }
+        }
         // A misspelt key would otherwise be ignored without a word ("//" keys are comments).
         if let unknown = file.keys.sorted().first(where: { !known.contains($0) && !$0.hasPrefix("//") }) {
             throw ValidationError("config file: unknown option \"\(unknown)\" (keys are relayd's long option names, see relayd --help)")
         }
-        return (c, log)
+        return (c, log, pg)
     }
 
     func loadConfigFile(_ path: String?) throws -> [String: String] {

@@ -85,6 +85,7 @@ struct Cluster {
                 seen.withLock { $0.append(p.position.offset) }
             }
             func brokerDidDeliverEphemeral(_ frame: BrokerEphemeral) {}
+            func brokerDidResubscribe() {}
         }
         let hub = InMemoryBroker()
         let node = hub.node()

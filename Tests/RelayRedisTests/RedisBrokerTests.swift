@@ -2,6 +2,7 @@ import NIOCore
 import RelayCore
 import RelayProtocol
 import RelayRedis
+import Synchronization
 import Testing
 
 /// Several engines (nodes), each with its own `RedisBroker`, on one real redis-server, for
@@ -115,6 +116,42 @@ struct RedisBrokerTests {
             try await Task.sleep(for: .seconds(1))
             #expect(await messages(a, count: 3, into: &seen).count == 1, "without the catch-up the outage's publications never arrive")
         }
+        await cl.stop()
+    }
+
+    /// Side channels (a Yjs room's node-to-node traffic): a frame reaches the other nodes'
+    /// handlers, not its sender's; a name that is not ASCII works; after a pub/sub outage every
+    /// handler hears `.resync`; after the last leave nothing more arrives.
+    @Test func sideChannelsReachOtherNodesAndHearResync() async throws {
+        let cl = try await RedisCluster()
+        final class Heard: @unchecked Sendable {
+            let events = Mutex<[String]>([])
+            func add(_ e: SideChannelEvent) {
+                events.withLock { list in
+                    switch e {
+                    case .message(let d): list.append("message:" + String(decoding: d, as: UTF8.self))
+                    case .resync: list.append("resync")
+                    }
+                }
+            }
+            var all: [String] { events.withLock { $0 } }
+        }
+        let heardA = Heard(), heardB = Heard()
+        let room = "site:s:yjs:café/1"
+        try await cl.nodes[0].joinSideChannel(room) { heardA.add($0) }
+        try await cl.nodes[1].joinSideChannel(room) { heardB.add($0) }
+        try await cl.nodes[0].publishSide(room, data: Array("from a".utf8))
+        for _ in 0..<1000 where heardB.all.isEmpty { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(heardB.all == ["message:from a"])
+        #expect(heardA.all.isEmpty, "a node does not hear itself")
+        _ = try await cl.brokers[0].client.query(RedisCommand("CLIENT", "KILL", "TYPE", "pubsub"))
+        for _ in 0..<1000 where !(heardA.all.contains("resync") && heardB.all.contains("resync")) { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(heardA.all == ["resync"] && heardB.all == ["message:from a", "resync"])
+        await cl.nodes[1].leaveSideChannel(room)
+        #expect(!cl.nodes[1].isOnSideChannel(room) && cl.nodes[0].isOnSideChannel(room))
+        try await cl.nodes[0].publishSide(room, data: Array("again".utf8))
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(heardB.all == ["message:from a", "resync"], "nothing after the last leave")
         await cl.stop()
     }
 

@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import RelayRedis
+@_exported import RelayTestSupport
 import Testing
 #if canImport(Glibc)
 import Glibc
@@ -12,102 +13,7 @@ import Glibc
 @Suite(.serialized, .enabled(if: RedisServerProcess.enabled, "needs redis-server (Debian package)"))
 enum RealRedis {}
 
-/// A real `redis-server` (Debian's) on a free loopback port, without persistence, for one test.
-/// `make test` installs it and sets RELAY_REQUIRE_PEERS=1, which makes a missing binary a failure.
-final class RedisServerProcess: @unchecked Sendable {
-    static let required = ProcessInfo.processInfo.environment["RELAY_REQUIRE_PEERS"] == "1"
-    static let binary: String? = ["/usr/bin/redis-server", "/usr/local/bin/redis-server"].first {
-        FileManager.default.isExecutableFile(atPath: $0)
-    }
-    /// Whether tests that need Redis run (a missing server skips them unless peers are required).
-    static var enabled: Bool { required || binary != nil }
-
-    struct Failure: Error, CustomStringConvertible { let description: String }
-
-    let port: Int
-    private var processBox: Process?
-
-    /// Starts `redis-server` with `arguments` added to a no-persistence configuration, on `port`
-    /// (a free one when nil).
-    init(_ arguments: [String] = [], port fixedPort: Int? = nil, tls: (cert: String, key: String)? = nil) async throws {
-        guard let binary = Self.binary else { throw Failure(description: "redis-server is not installed (Debian package redis-server)") }
-        var lastError = ""
-        for _ in 0..<(fixedPort == nil ? 5 : 1) {
-            let port = try fixedPort ?? Self.freePort()
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: binary)
-            // With TLS the plain port is off and `port` is the TLS one (no client certificates asked).
-            let listen = tls.map { ["--port", "0", "--tls-port", String(port), "--tls-cert-file", $0.cert, "--tls-key-file", $0.key,
-                                    "--tls-ca-cert-file", $0.cert, "--tls-auth-clients", "no"] } ?? ["--port", String(port)]
-            p.arguments = listen + ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                           "--daemonize", "no", "--loglevel", "warning", "--dir", NSTemporaryDirectory()] + arguments
-            p.standardInput = FileHandle.nullDevice
-            p.standardOutput = FileHandle.nullDevice
-            p.standardError = FileHandle.nullDevice
-            try p.run()
-            if await Self.waitForPort(port, process: p) {
-                self.port = port
-                self.processBox = p
-                return
-            }
-            kill(p.processIdentifier, SIGKILL)
-            lastError = "redis-server did not listen on \(port)"
-        }
-        throw Failure(description: lastError)
-    }
-
+extension RedisServerProcess {
     /// Generous timeouts: `make test` runs every suite at once on two cores.
     var configuration: RedisConfiguration { RedisConfiguration(host: "127.0.0.1", port: port, connectTimeout: .seconds(20)) }
-
-    /// SIGSTOP / SIGCONT: the server keeps its sockets but answers nothing while paused.
-    func pause() { if let p = processBox { kill(p.processIdentifier, SIGSTOP) } }
-    func resume() { if let p = processBox { kill(p.processIdentifier, SIGCONT) } }
-
-    /// Kills the server and waits (up to 5 s) until it is gone. `Process.waitUntilExit` needs a
-    /// run loop, which a test's task does not have, so this polls.
-    func stop() {
-        guard let p = processBox, p.isRunning else { return }
-        kill(p.processIdentifier, SIGKILL)
-        for _ in 0..<500 where p.isRunning { usleep(10_000) }
-    }
-
-    deinit { stop() }
-
-    private static func waitForPort(_ port: Int, process: Process) async -> Bool {
-        for _ in 0..<200 {
-            if !process.isRunning { return false }
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            var addr = sockaddr_in()
-            addr.sin_family = sa_family_t(AF_INET)
-            addr.sin_port = in_port_t(UInt16(port).bigEndian)
-            addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-            let ok = withUnsafePointer(to: &addr) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
-            }
-            close(fd)
-            if ok { return true }
-            try? await Task.sleep(for: .milliseconds(25))
-        }
-        return false
-    }
-
-    /// A free port below Linux's ephemeral range (32768–60999), so that after a server stops, no
-    /// outgoing connection of another test takes its port before it restarts there.
-    private static func freePort() throws -> Int {
-        for _ in 0..<200 {
-            let port = Int.random(in: 20_000..<32_000)
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            guard fd >= 0 else { throw Failure(description: "socket() failed") }
-            defer { close(fd) }
-            var addr = sockaddr_in()
-            addr.sin_family = sa_family_t(AF_INET)
-            addr.sin_port = in_port_t(UInt16(port).bigEndian)
-            addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-            let bound = withUnsafePointer(to: &addr) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
-            }
-            if bound { return port }
-        }
-        throw Failure(description: "no free port in 20000-32000")
-    }
 }

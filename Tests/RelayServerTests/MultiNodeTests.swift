@@ -1,16 +1,17 @@
 import Foundation
+import RelayTestSupport
 import Testing
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// Two relayd processes on one real redis-server (`--redis-url`), driven by the independent
+/// relayd processes on one real redis-server (`--broker`), driven by the independent
 /// Python client: a publish to either node reaches subscribers on both with one position
 /// sequence, and a subscriber recovers on one node what was published on the other.
-@Suite(.enabled(if: RedisForRelayd.binary != nil || Peers.required, "needs redis-server (Debian package)"), .serialized)
+@Suite(.enabled(if: RedisServerProcess.binary != nil || Peers.required, "needs redis-server (Debian package)"), .serialized)
 struct MultiNodeTests {
     @Test func channelsAndRecoverySpanTwoNodes() async throws {
-        let redis = try await RedisForRelayd.start()
+        let redis = try await RedisServerProcess()
         defer { redis.stop() }
         let url = "redis://127.0.0.1:\(redis.port)"
         // One site for both nodes: node A creates it, B starts from a copy of A's data directory.
@@ -50,7 +51,7 @@ struct MultiNodeTests {
     /// on node B: the same shard for every channel either way), then `/readyz` and `/metrics`
     /// follow a shard's death.
     @Test func shardsAcrossTwoRedisServersAndReadiness() async throws {
-        let r1 = try await RedisForRelayd.start(), r2 = try await RedisForRelayd.start()
+        let r1 = try await RedisServerProcess(), r2 = try await RedisServerProcess()
         defer { r1.stop(); r2.stop() }
         let u1 = "redis://127.0.0.1:\(r1.port)", u2 = "redis://127.0.0.1:\(r2.port)"
         let dirA = FileManager.default.temporaryDirectory.appendingPathComponent("relayd-sh-a-\(UUID().uuidString)")
@@ -89,59 +90,60 @@ struct MultiNodeTests {
         #expect(metrics.contains("relay_broker_up{endpoint=\"127.0.0.1:\(r2.port)/0\"} 0"), "\(metrics.split(separator: "\n").filter { $0.contains("broker") })")
         #expect(metrics.contains("relay_broker_publish_seconds"))
     }
-}
 
-/// A redis-server on a free port without persistence (the same recipe as RelayRedisTests).
-final class RedisForRelayd: @unchecked Sendable {
-    static let binary: String? = ["/usr/bin/redis-server", "/usr/local/bin/redis-server"].first {
-        FileManager.default.isExecutableFile(atPath: $0)
-    }
-    let port: Int
-    let process: Process
-
-    private init(port: Int, process: Process) {
-        self.port = port
-        self.process = process
-    }
-
-    static func start() async throws -> RedisForRelayd {
-        guard let binary else { throw HarnessError("redis-server is not installed (Debian package redis-server)") }
-        for _ in 0..<5 {
-            let port = try freePort()
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: binary)
-            p.arguments = ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no",
-                           "--loglevel", "warning", "--dir", NSTemporaryDirectory()]
-            p.standardInput = FileHandle.nullDevice
-            p.standardOutput = FileHandle.nullDevice
-            p.standardError = FileHandle.nullDevice
-            try p.run()
-            for _ in 0..<200 where p.isRunning {
-                if let _ = try? tcpProbe(port) { return RedisForRelayd(port: port, process: p) }
-                try await Task.sleep(for: .milliseconds(25))
+    /// Three relayd nodes on one Redis and one PostgreSQL (`--broker`, `--database`), stock
+    /// y-websocket clients: editors on two nodes converge (typing concurrently), awareness
+    /// crosses nodes, a late joiner on the third node gets the whole document and its edit
+    /// reaches the others; after every relayd restarts, the document is still whole.
+    @Test(.enabled(if: PostgresServerProcess.enabled, "needs postgresql (Debian package)"), .timeLimit(.minutes(4)))
+    func yjsRoomsSpanNodesAndSurviveRestarts() async throws {
+        let redis = try await RedisServerProcess()
+        defer { redis.stop() }
+        let pg = try await PostgresServerProcess()
+        defer { pg.stop() }
+        let args = ["--broker", "redis://127.0.0.1:\(redis.port)", "--database", pg.url]
+        var dirs: [URL] = []
+        for n in ["a", "b", "c"] { dirs.append(FileManager.default.temporaryDirectory.appendingPathComponent("relayd-yjs-\(n)-\(UUID().uuidString)")) }
+        defer { for d in dirs { try? FileManager.default.removeItem(at: d) } }
+        let first = try await Relayd.start(args + ["--node-id", "a"], dataDir: dirs[0])
+        let site = try #require(first.site)
+        first.stop(removeData: false)
+        for d in dirs.dropFirst() { try FileManager.default.copyItem(at: dirs[0], to: d) }
+        func startAll() async throws -> [Relayd] {
+            var nodes: [Relayd] = []
+            for (i, n) in ["a", "b", "c"].enumerated() {
+                let r = try await Relayd.start(args + ["--node-id", n], dataDir: dirs[i])
+                r.use(site: site)
+                nodes.append(r)
             }
-            kill(p.processIdentifier, SIGKILL)
+            for _ in 0..<500 where !nodes.allSatisfy({ httpGet(port: $0.port, path: "/readyz")?.status == 200 }) {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            return nodes
         }
-        throw HarnessError("redis-server did not start")
-    }
-
-    private static func tcpProbe(_ port: Int) throws {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = in_port_t(UInt16(port).bigEndian)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let ok = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+        let room = "postType/post:\(Int.random(in: 1...99999))"
+        func config(_ nodes: [Relayd], phase: String) throws -> String {
+            let d: [String: Any] = ["urls": nodes.map { "http://127.0.0.1:\($0.port)" }, "site_id": site.siteID, "jwt_secret": site.jwtSecret,
+                                    "room": room, "phase": phase, "timeout_ms": "120000"]
+            return String(decoding: try JSONSerialization.data(withJSONObject: d), as: UTF8.self)
         }
-        if !ok { throw HarnessError("not listening") }
-    }
-
-    /// Synchronous (for `defer`); polls because `waitUntilExit` needs a run loop.
-    func stop() {
-        guard process.isRunning else { return }
-        kill(process.processIdentifier, SIGKILL)
-        for _ in 0..<500 where process.isRunning { usleep(10_000) }
+        var nodes = try await startAll()
+        let ready = httpGet(port: nodes[2].port, path: "/readyz")
+        #expect(ready?.status == 200 && ready?.body.contains("\"store\":{\"kind\":\"postgres\",\"ready\":true}") == true, "\(String(describing: ready))")
+        let r = try YjsRoomTests.node("multinode", try config(nodes, phase: "edit"))
+        #expect(r["converged"] as? Bool == true, "\(r)")
+        // Both nodes' concurrent inserts interleave by Yjs's rules; every character is there.
+        let text = try #require(r["text_a"] as? String)
+        #expect(text.contains("hello") && text.contains(" wörld 😀") && text.filter { $0 == "a" }.count == 50 && text.filter { $0 == "b" }.count == 50, "\(text)")
+        #expect(r["b_sees_a"] as? Bool == true, "awareness crossed nodes: \(r)")
+        #expect(r["c_complete"] as? Bool == true, "late joiner on the third node: \(r)")
+        #expect(r["a_got_c"] as? Bool == true, "\(r)")
+        let final = try #require(r["final_text"] as? String)
+        for n in nodes { n.stop(removeData: false) }
+        nodes = try await startAll()
+        defer { for n in nodes { n.stop(removeData: false) } }
+        let after = try YjsRoomTests.node("multinode", try config(nodes, phase: "after_restart"))
+        #expect(after["d_text"] as? String == final, "after every relayd restarted: \(after)")
+        #expect(after["d_map"] as? String == "{\"nested\":[1,2,3]}", "\(after)")
     }
 }

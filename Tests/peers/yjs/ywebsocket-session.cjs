@@ -18,7 +18,7 @@ function token({ user = '1', write = true, ttl = 300 } = {}) {
 }
 function client(room, opts = {}) {
   const doc = new Y.Doc();
-  const provider = new WebsocketProvider(cfg.url.replace(/^http/, 'ws') + '/yjs', room, doc,
+  const provider = new WebsocketProvider((opts.url || cfg.url).replace(/^http/, 'ws') + '/yjs', room, doc,
     { WebSocketPolyfill: WebSocket, params: { auth: token(opts) }, disableBc: true, connect: true });
   const closes = [];
   provider.on('connection-close', (e) => { if (e) closes.push(e.code); });
@@ -207,7 +207,50 @@ async function burst() {
   for (const c of ws.concat([late])) c.provider.destroy();
 }
 
-const scenarios = { edit, readonly, read, awareness, expired, roomlimit, iplimit, sizelimits, typing, burst };
+// Three relayd nodes on one Redis and one PostgreSQL (cfg.urls): editors on two nodes converge,
+// awareness crosses nodes, a late joiner on the third gets the whole document, then (phase
+// "after_restart", every relayd restarted) the document is still there.
+async function multinode() {
+  const room = cfg.room;
+  const [ua, ub, uc] = cfg.urls;
+  if (cfg.phase === 'after_restart') {
+    const d = client(room, { user: 'd', url: uc });
+    out.d_synced = await synced(d, 15000);
+    await until(() => d.text().length > 0, 10000);
+    out.d_text = d.text();
+    out.d_map = JSON.stringify(d.doc.getMap('m').get('k'));
+    d.provider.destroy();
+    return;
+  }
+  const a = client(room, { user: 'a', url: ua }), b = client(room, { user: 'b', url: ub });
+  out.a_synced = await synced(a, 15000); out.b_synced = await synced(b, 15000);
+  a.doc.getText('t').insert(0, 'hello');
+  out.b_got_a = await until(() => b.text() === 'hello', 10000);
+  b.doc.getText('t').insert(5, ' wörld 😀');
+  a.doc.getMap('m').set('k', { nested: [1, 2, 3] });
+  // Concurrent typing on both nodes.
+  for (let i = 0; i < 50; i++) {
+    a.doc.getText('t').insert(a.text().length, 'a');
+    b.doc.getText('t').insert(0, 'b');
+    if (i % 10 === 0) await sleep(5);
+  }
+  out.converged = await until(() => a.text() === b.text() && a.text().length === 'hello wörld 😀'.length + 100
+    && b.doc.getMap('m').get('k') !== undefined, 15000);
+  out.text_a = a.text(); out.text_b = b.text();
+  a.provider.awareness.setLocalStateField('user', { name: 'Ada' });
+  out.b_sees_a = await until(() => [...b.provider.awareness.getStates().values()].some((s) => s.user && s.user.name === 'Ada'), 10000);
+  const c = client(room, { user: 'c', url: uc });
+  out.c_synced = await synced(c, 15000);
+  out.c_complete = await until(() => c.text() === a.text(), 10000);
+  out.c_text = c.text();
+  c.doc.getText('t').insert(0, 'C');
+  out.a_got_c = await until(() => a.text() === c.text() && b.text() === c.text(), 10000);
+  out.final_text = a.text();
+  a.provider.destroy(); b.provider.destroy(); c.provider.destroy();
+  await sleep(300);
+}
+
+const scenarios = { multinode, edit, readonly, read, awareness, expired, roomlimit, iplimit, sizelimits, typing, burst };
 const timer = setTimeout(() => { out.timeout = true; console.log(JSON.stringify(out)); process.exit(2); }, Number(cfg.timeout_ms || 20000));
 scenarios[process.argv[2]]().then(() => { clearTimeout(timer); console.log(JSON.stringify(out)); process.exit(0); })
   .catch((e) => { clearTimeout(timer); out.error = String(e && e.stack || e); console.log(JSON.stringify(out)); process.exit(1); });
