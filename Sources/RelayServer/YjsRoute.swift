@@ -283,7 +283,9 @@ extension RelayService {
 
     /// A message another node's peer sent to a shared room: an update goes into this node's copy
     /// of the room (already durable: the other node stored it) and, if it added anything, to the
-    /// local peers; awareness goes to the local peers.
+    /// local peers; awareness goes to the local peers. Called on the broker's event loop, so the
+    /// store work goes to the commit thread (in the room's turn; a room being loaded from the
+    /// database must not hold an event loop).
     func receiveYjsFromNode(_ frame: [UInt8], room: String) {
         guard let message = try? ProtocolMessage(decoding: frame) else {
             logger.warning("yjs room \(room): undecodable message from another node dropped")
@@ -291,10 +293,20 @@ extension RelayService {
         }
         switch message {
         case .sync(.update(let u)), .sync(.step2(let u)):
-            do {
-                if try yjsStore.applyRemoteUpdate(room: room, update: u) { broadcastYjsLocally([frame], room: room) }
-            } catch {
-                logger.warning("yjs room \(room): update from another node refused: \(error)")
+            let store = yjsStore
+            let work: @Sendable () throws -> RoomResponse = {
+                try store.applyRemoteUpdate(room: room, update: u) ? RoomResponse(broadcast: [frame]) : RoomResponse()
+            }
+            let deliver: @Sendable (Result<RoomResponse, any Error>) -> Void = { [self] result in
+                switch result {
+                case .success(let r): broadcastYjsLocally(r.broadcast, room: room)
+                case .failure(let e): logger.warning("yjs room \(room): update from another node refused: \(e)")
+                }
+            }
+            if let commits = yjsCommit {
+                _ = commits.submit(room: room, bytes: frame.count, work: work, done: deliver)
+            } else {
+                deliver(Result(catching: work))
             }
         case .awareness:
             broadcastYjsLocally([frame], room: room)
