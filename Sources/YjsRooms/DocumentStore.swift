@@ -297,23 +297,38 @@ public final class DocumentStore: Sendable {
         s.pendingBytes = 0
     }
 
+    /// `original`'s known-state ranges, and the update itself in Yjs's canonical block order
+    /// (canonicalized when its client blocks are not in descending order).
+    private static func canonical(_ original: [UInt8]) throws -> ([UInt8], KnownState.Ranges) {
+        do {
+            let ranges = try KnownState.ranges(of: original)
+            if ranges.canonicalOrder { return (original, ranges) }
+            let update = try YUpdate.canonicalized(original)
+            return (update, try KnownState.ranges(of: update))
+        } catch let e as YjsDecodingError {
+            throw DocumentStoreError.invalidInput(e)
+        }
+    }
+
+    /// Adds a new update to the room's pending list and folds when enough is pending (under the room lock).
+    private func addPending(_ entry: LoggedUpdate, _ ranges: KnownState.Ranges, _ s: inout RoomState) throws {
+        s.pending.append(entry)
+        s.pendingBytes += entry.update.count
+        if ranges.hasDeletions { s.uncollectedDeletions = true }
+        s.known.insert(ranges)
+        if s.pending.count >= options.foldMaxPending ||
+            (s.pending.count >= options.foldMinPending && Double(s.pendingBytes) >= options.foldRatio * Double(s.merged.count)) {
+            try foldPending(&s)
+        }
+    }
+
     /// Validates `update`, appends it durably and adds it to the room. Returns after the update
     /// is durable, so the caller may then broadcast it. Throws `DocumentStoreError.roomTooLarge`
     /// (nothing stored) when the room would exceed `maxRoomBytes`.
     /// An update whose client blocks are not in Yjs's descending order is stored canonicalized.
     @discardableResult
     public func applyUpdate(room name: String, update original: [UInt8]) throws -> AppliedUpdate {
-        var update = original
-        var ranges: KnownState.Ranges
-        do {
-            ranges = try KnownState.ranges(of: update)
-            if !ranges.canonicalOrder {
-                update = try YUpdate.canonicalized(original)
-                ranges = try KnownState.ranges(of: update)
-            }
-        } catch let e as YjsDecodingError {
-            throw DocumentStoreError.invalidInput(e)
-        }
+        let (update, ranges) = try Self.canonical(original)
         let (r, applied, compaction): (Room, AppliedUpdate, (snapshot: [UInt8], through: Int64, logBytes: Int)?) = try withRoom(name) { r, s in
             guard s.known.isNew(ranges) else {
                 return (r, AppliedUpdate(changed: false, seq: nil, roomBytes: s.bytes), nil)
@@ -326,15 +341,8 @@ public final class DocumentStore: Sendable {
                 throw DocumentStoreError.persistence(error)
             }
             s.lastSeq = entry.seq
-            s.pending.append(entry)
-            s.pendingBytes += update.count
-            if ranges.hasDeletions { s.uncollectedDeletions = true }
             s.logBytesSinceSnapshot += update.count
-            s.known.insert(ranges)
-            if s.pending.count >= options.foldMaxPending ||
-                (s.pending.count >= options.foldMinPending && Double(s.pendingBytes) >= options.foldRatio * Double(s.merged.count)) {
-                try foldPending(&s)
-            }
+            try addPending(entry, ranges, &s)
             var compaction: (snapshot: [UInt8], through: Int64, logBytes: Int)? = nil
             if !s.compacting && s.lastSeq - s.persistedThroughSeq >= Int64(options.persistCompactionThreshold)
                 && Double(s.logBytesSinceSnapshot) >= options.persistRatio * Double(s.persistedSnapshotBytes) {
@@ -361,27 +369,12 @@ public final class DocumentStore: Sendable {
     @discardableResult
     public func applyRemoteUpdate(room name: String, update original: [UInt8]) throws -> Bool {
         guard let r = rooms.withLock({ $0[ExactName(name)] }) else { return false }
-        var update = original
-        var ranges: KnownState.Ranges
-        do {
-            ranges = try KnownState.ranges(of: update)
-            if !ranges.canonicalOrder {
-                update = try YUpdate.canonicalized(original)
-                ranges = try KnownState.ranges(of: update)
-            }
-        } catch let e as YjsDecodingError {
-            throw DocumentStoreError.invalidInput(e)
-        }
+        let (update, ranges) = try Self.canonical(original)
         return try r.state.withLock { s in
             guard s.loaded, !s.evicted, s.known.isNew(ranges) else { return false }
             s.lastAccess = clock()
-            s.pending.append(LoggedUpdate(seq: 0, update: update))
-            s.pendingBytes += update.count
-            if ranges.hasDeletions { s.uncollectedDeletions = true }
-            s.known.insert(ranges)
-            if s.pending.count >= options.foldMaxPending ||
-                (s.pending.count >= options.foldMinPending && Double(s.pendingBytes) >= options.foldRatio * Double(s.merged.count)) {
-                do { try foldPending(&s) } catch let e as YjsDecodingError { throw DocumentStoreError.invalidInput(e) }
+            do { try addPending(LoggedUpdate(seq: 0, update: update), ranges, &s) } catch let e as YjsDecodingError {
+                throw DocumentStoreError.invalidInput(e)
             }
             return true
         }

@@ -36,7 +36,7 @@ public final class PostgresServerProcess: @unchecked Sendable {
         guard initdb.status == 0 else { throw Failure(description: "initdb failed: \(initdb.output)") }
         var lastError = ""
         for _ in 0..<5 {
-            let port = Int.random(in: 20_000..<32_000)
+            let port = try LoopbackPorts.free()
             let p = Process()
             p.executableURL = URL(fileURLWithPath: asRoot ? "/usr/sbin/runuser" : bin + "/postgres")
             let args = ["-D", dir + "/data", "-p", String(port), "-k", dir, "-c", "listen_addresses=127.0.0.1", "-c", "logging_collector=off"]
@@ -45,7 +45,8 @@ public final class PostgresServerProcess: @unchecked Sendable {
             p.standardOutput = FileHandle.nullDevice
             p.standardError = FileHandle.nullDevice
             try p.run()
-            if await Self.waitForPort(port, process: p) {
+            if await LoopbackPorts.waitUntilListening(port, process: p, attempts: 400) {
+                try? await Task.sleep(for: .milliseconds(200))  // it accepts before it finished starting up
                 self.port = port
                 self.directory = dir
                 self.process = p
@@ -89,26 +90,5 @@ public final class PostgresServerProcess: @unchecked Sendable {
         let data = pipe.fileHandleForReading.readDataToEndOfFile()
         while p.isRunning { usleep(10_000) }
         return (p.terminationStatus, String(decoding: data, as: UTF8.self))
-    }
-
-    private static func waitForPort(_ port: Int, process: Process) async -> Bool {
-        for _ in 0..<400 {
-            if !process.isRunning { return false }
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            var addr = sockaddr_in()
-            addr.sin_family = sa_family_t(AF_INET)
-            addr.sin_port = in_port_t(UInt16(port).bigEndian)
-            addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-            let ok = withUnsafePointer(to: &addr) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
-            }
-            close(fd)
-            if ok {
-                try? await Task.sleep(for: .milliseconds(200))  // accepting before it finished starting up
-                return true
-            }
-            try? await Task.sleep(for: .milliseconds(25))
-        }
-        return false
     }
 }

@@ -27,7 +27,7 @@ public final class RedisServerProcess: @unchecked Sendable {
         guard let binary = Self.binary else { throw Failure(description: "redis-server is not installed (Debian package redis-server)") }
         var lastError = ""
         for _ in 0..<(fixedPort == nil ? 5 : 1) {
-            let port = try fixedPort ?? Self.freePort()
+            let port = try fixedPort ?? LoopbackPorts.free()
             let p = Process()
             p.executableURL = URL(fileURLWithPath: binary)
             // With TLS the plain port is off and `port` is the TLS one (no client certificates asked).
@@ -39,7 +39,7 @@ public final class RedisServerProcess: @unchecked Sendable {
             p.standardOutput = FileHandle.nullDevice
             p.standardError = FileHandle.nullDevice
             try p.run()
-            if await Self.waitForPort(port, process: p) {
+            if await LoopbackPorts.waitUntilListening(port, process: p) {
                 self.port = port
                 self.processBox = p
                 return
@@ -64,42 +64,4 @@ public final class RedisServerProcess: @unchecked Sendable {
     }
 
     deinit { stop() }
-
-    private static func waitForPort(_ port: Int, process: Process) async -> Bool {
-        for _ in 0..<200 {
-            if !process.isRunning { return false }
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            var addr = sockaddr_in()
-            addr.sin_family = sa_family_t(AF_INET)
-            addr.sin_port = in_port_t(UInt16(port).bigEndian)
-            addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-            let ok = withUnsafePointer(to: &addr) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
-            }
-            close(fd)
-            if ok { return true }
-            try? await Task.sleep(for: .milliseconds(25))
-        }
-        return false
-    }
-
-    /// A free port below Linux's ephemeral range (32768–60999), so that after a server stops, no
-    /// outgoing connection of another test takes its port before it restarts there.
-    private static func freePort() throws -> Int {
-        for _ in 0..<200 {
-            let port = Int.random(in: 20_000..<32_000)
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            guard fd >= 0 else { throw Failure(description: "socket() failed") }
-            defer { close(fd) }
-            var addr = sockaddr_in()
-            addr.sin_family = sa_family_t(AF_INET)
-            addr.sin_port = in_port_t(UInt16(port).bigEndian)
-            addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-            let bound = withUnsafePointer(to: &addr) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
-            }
-            if bound { return port }
-        }
-        throw Failure(description: "no free port in 20000-32000")
-    }
 }
