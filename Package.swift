@@ -121,7 +121,7 @@ let package = Package(
         .target(
             name: "RelayPostgres",
             dependencies: [
-                "YjsCodec", "YjsRooms",
+                "YjsCodec", "YjsRooms", "RelaySites", "RelayCore", "RelayCrypto", "RelayJSON",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -196,7 +196,10 @@ let package = Package(
             name: "relayctl",
             dependencies: [
                 "RelayJSON", "RelayProtocol", "RelayCrypto", "RelayCore", "YjsCodec", "YjsRooms", "RelaySites", "RelayClient", "RelayLoad",
+                "RelayPostgres",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
 
@@ -223,7 +226,7 @@ let package = Package(
         // Real servers (redis-server, postgres) started for tests, shared by the test targets.
         .target(name: "RelayTestSupport", path: "Tests/RelayTestSupport"),
         .testTarget(name: "RelayPostgresTests", dependencies: [
-            "RelayPostgres", "YjsRooms", "YjsCodec", "RelayTestSupport",
+            "RelayPostgres", "YjsRooms", "YjsCodec", "RelayTestSupport", "RelaySites", "RelayCore", "RelayCrypto",
             .product(name: "PostgresNIO", package: "postgres-nio"),
         ]),
         .testTarget(name: "RelayLoadTests", dependencies: ["RelayLoad", "RelayJSON", "RelayCrypto"]),

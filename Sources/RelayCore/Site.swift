@@ -152,6 +152,19 @@ public final class InMemorySiteRegistry: SiteRegistry {
         }
     }
 
+    /// Adds messages counted elsewhere (stored usage at start, other nodes' since the last flush)
+    /// to `month`'s count without a quota decision. A count of an earlier month than the one
+    /// held is ignored; a later month replaces it.
+    public func absorbUsage(siteID: String, count: Int, month: Int) {
+        state.withLock { s in
+            var entry = s.usage[siteID] ?? (month, 0)
+            if entry.month > month { return }
+            if entry.month < month { entry = (month, 0) }
+            entry.count = max(0, entry.count + count)
+            s.usage[siteID] = entry
+        }
+    }
+
     public func messagesThisMonth(siteID: String, now: Double) -> Int {
         let month = UTCMonth.index(unixSeconds: now)
         return state.withLock { s in

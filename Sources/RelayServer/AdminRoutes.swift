@@ -18,16 +18,16 @@ extension RelayService {
     func adminRoutes() -> RouteCollection<RelayRequestContext> {
         let routes = RouteCollection(context: RelayRequestContext.self)
             .add(middleware: AdminAuthMiddleware(key: adminKey))
-        routes.post("/register") { request, _ in try self.register(try await self.adminBody(request)) }
+        routes.post("/register") { request, _ in try await self.register(try await self.adminBody(request)) }
         routes.get("/") { _, _ in
             HTTPReply.json(.object([("sites", .array(self.sites.list().map { Self.publicJSON($0) }))]))
         }
-        routes.post("/add") { request, _ in try self.addSite(try await self.adminBody(request)) }
+        routes.post("/add") { request, _ in try await self.addSite(try await self.adminBody(request)) }
         routes.post("/rotate") { request, _ in
             let body = try await self.adminBody(request)
             guard let key = body["site_key"]?.stringValue else { throw RelayHTTPError(.invalidBody, "site_key required", status: .badRequest) }
             do {
-                let r = try self.sites.rotate(siteKey: key, graceSeconds: body["grace_seconds"]?.int64Value ?? self.configuration.rotationGraceSeconds,
+                let r = try await self.sites.rotate(siteKey: key, graceSeconds: body["grace_seconds"]?.int64Value ?? self.configuration.rotationGraceSeconds,
                                               rotateJWTSecret: body["rotate_jwt_secret"]?.boolValue ?? false)
                 return HTTPReply.json(Self.credentialsJSON(r))
             } catch { throw self.storeFailure(error) }
@@ -39,7 +39,7 @@ extension RelayService {
                 throw RelayHTTPError(.invalidBody, "limits (an object) required", status: .badRequest)
             }
             do {
-                let r = try self.sites.setLimits(siteKey: key) { $0 = LimitsCodec.apply(limits, to: $0) }
+                let r = try await self.sites.setLimits(siteKey: key) { $0 = LimitsCodec.apply(limits, to: $0) }
                 self.logger.notice("site limits changed", metadata: ["site_id": "\(r.siteID)", "limits": "\(LimitsCodec.encode(r.limits))"])
                 return HTTPReply.json(Self.publicJSON(r))
             } catch { throw self.storeFailure(error) }
@@ -48,7 +48,7 @@ extension RelayService {
             let body = try await self.adminBody(request)
             guard let key = body["site_key"]?.stringValue else { throw RelayHTTPError(.invalidBody, "site_key required", status: .badRequest) }
             let siteID = self.sites.record(key: key)?.siteID
-            do { try self.sites.remove(siteKey: key) } catch { throw self.storeFailure(error) }
+            do { try await self.sites.remove(siteKey: key) } catch { throw self.storeFailure(error) }
             if let siteID { self.closeConnections(siteID: siteID, reason: "site removed") }
             return HTTPReply.json(.object([("ok", .bool(true))]))
         }
@@ -91,23 +91,24 @@ extension RelayService {
 
     /// Contract: `{"site_url","site_name"}` → `{"site_key","publish_secret","jwt_secret"}`. Re-registering an
     /// archived (or existing) URL returns the same site key with fresh secrets.
-    func register(_ body: JSONValue) throws -> Response {
+    func register(_ body: JSONValue) async throws -> Response {
         guard let url = body["site_url"]?.stringValue, !url.isEmpty else {
             throw RelayHTTPError(.invalidBody, "site_url required", status: .badRequest)
         }
         let name = body["site_name"]?.stringValue
         do {
-            if var existing = sites.record(siteURL: url) {
-                let fresh = SiteRecord.generate(siteURL: url, siteName: name, limits: existing.limits)
-                existing.publishSecrets = fresh.publishSecrets
-                existing.jwtSecret = fresh.jwtSecret
-                existing.siteName = name ?? existing.siteName
-                existing.archived = false
-                try sites.save(existing)
-                return HTTPReply.json(Self.credentialsJSON(existing))
+            if let existing = sites.record(siteURL: url) {
+                let revived = try await sites.update(siteKey: existing.siteKey) { r in
+                    let fresh = SiteRecord.generate(siteURL: url, siteName: name, limits: r.limits)
+                    r.publishSecrets = fresh.publishSecrets
+                    r.jwtSecret = fresh.jwtSecret
+                    r.siteName = name ?? r.siteName
+                    r.archived = false
+                }
+                return HTTPReply.json(Self.credentialsJSON(revived))
             }
             let record = SiteRecord.generate(siteURL: url, siteName: name, limits: settings.defaultSiteLimits)
-            try sites.add(record)
+            try await sites.add(record)
             return HTTPReply.json(Self.credentialsJSON(record))
         } catch {
             throw storeFailure(error)
@@ -128,7 +129,7 @@ extension RelayService {
     }
 
     /// Operator import: create a site with given credentials (e.g. ones a WordPress install already has).
-    func addSite(_ body: JSONValue) throws -> Response {
+    func addSite(_ body: JSONValue) async throws -> Response {
         var record = SiteRecord.generate(siteURL: body["site_url"]?.stringValue, siteName: body["site_name"]?.stringValue,
                                          limits: settings.defaultSiteLimits)
         if let k = body["site_key"]?.stringValue { record.siteKey = k }
@@ -142,7 +143,7 @@ extension RelayService {
         }
         if let l = body["limits"] { record.limits = LimitsCodec.apply(l, to: record.limits) }
         do {
-            try sites.add(record)
+            try await sites.add(record)
             return HTTPReply.json(Self.credentialsJSON(record))
         } catch SiteStoreError.duplicateKey {
             throw RelayHTTPError(.duplicateSite, "a site with this key exists", status: .conflict)
@@ -160,13 +161,16 @@ extension RelayService {
               let siteKey = body["site_key"]?.stringValue, let secret = body["publish_secret"]?.stringValue else {
             throw RelayHTTPError(.invalidBody, "site_key and publish_secret required", status: .badRequest)
         }
+        if !(sites.record(key: siteKey)?.publishSecrets.contains(where: { ConstantTime.equals($0.secret, secret) }) ?? false) {
+            await sites.refresh(siteKey: siteKey)  // registered or rotated on another node a moment ago
+        }
         guard let record = sites.record(key: siteKey) else {
             throw RelayHTTPError(.notFound, "site not found", status: .notFound)
         }
         guard record.publishSecrets.contains(where: { ConstantTime.equals($0.secret, secret) }) else {
             throw RelayHTTPError(.unauthorized, "publish_secret does not match", status: .forbidden)
         }
-        do { try sites.archive(siteKey: siteKey) } catch {
+        do { try await sites.archive(siteKey: siteKey) } catch {
             throw RelayHTTPError(.internalError, "could not archive the site", status: .internalServerError)
         }
         closeConnections(siteID: record.siteID, reason: "site unregistered")

@@ -249,7 +249,12 @@ extension RelayService {
         guard let body = await readBody(request, limit: configuration.maxPublishBodyBytes) else {
             throw RelayHTTPError(.payloadTooLarge, "body larger than \(configuration.maxPublishBodyBytes) bytes", status: .contentTooLarge)
         }
-        switch planPublish(Self.signedRequest(request, body: body), batch: batch) {
+        let signed = Self.signedRequest(request, body: body)
+        var plan = planPublish(signed, batch: batch)
+        if case .reply(_, let json) = plan, await refreshedSite(for: signed, refused: json) {
+            plan = planPublish(signed, batch: batch)
+        }
+        switch plan {
         case .reply(let status, let json):
             return HTTPReply.json(json, status: status)
         case .single(let siteID, let p):
@@ -265,6 +270,16 @@ extension RelayService {
             }
             return HTTPReply.json(.object([("results", .array(results))]))
         }
+    }
+
+    /// With a shared site registry, a publish refused for an unknown site key or secret may be
+    /// for a site registered or rotated on another node a moment ago (before its notification
+    /// arrived): re-reads that site (at most once a second per key) and says whether it changed.
+    func refreshedSite(for signed: SignedRequest, refused json: JSONValue) async -> Bool {
+        guard sites.backend.isShared, let code = json["error"]?.stringValue,
+              [ErrorCode.unknownSiteKey, .invalidSignature, .siteNotFound].contains(where: { $0.rawValue == code }),
+              let key = signed.header(PublishSignatureV1.keyHeader) ?? signed.header(PublishSignatureV2.keyHeader) else { return false }
+        return await sites.refresh(siteKey: key)
     }
 
     /// The same, synchronously, for the event-loop fast path (an in-process broker: nothing to wait for).

@@ -68,8 +68,10 @@ public final class RelayService: Sendable {
         live = Mutex(ReloadableSettings(configuration))
         self.metricsRegistry = metricsRegistry
         let dir = configuration.dataDirectory.isEmpty ? nil : configuration.dataDirectory
-        do { sites = try SiteStore(directory: dir) } catch {
+        if let shared = configuration.sharedSites { sites = shared } else {
+          do { sites = try SiteStore(directory: dir) } catch {
             throw DataFileError(file: (dir ?? ".") + "/sites.sqlite", what: "the site registry", underlying: "\(error)")
+          }
         }
         adminKey = try configuration.adminAPIKey ?? Self.loadOrCreateAdminKey(directory: dir)
         var engineConfig = configuration.engine
@@ -116,16 +118,16 @@ public final class RelayService: Sendable {
 
     /// Creates the dev site when the registry is empty and the configuration asks for it.
     /// Returns the new site, or nil when sites already exist.
-    public func ensureDevSite() throws -> SiteRecord? {
+    public func ensureDevSite() async throws -> SiteRecord? {
         guard configuration.createDevSite, sites.list().isEmpty else { return nil }
         let record = SiteRecord.generate(siteURL: "http://localhost", siteName: "dev", limits: settings.defaultSiteLimits)
-        try sites.add(record)
+        try await sites.add(record)
         return record
     }
 
     /// The application and the drain that must run beside it, in `ServiceGroup` order.
     public func makeServices() throws -> [any Service] {
-        [try makeApplication(), ShutdownDrainService(relay: self)]
+        [SiteChangesService(relay: self), try makeApplication(), ShutdownDrainService(relay: self)]
     }
 
     /// The Hummingbird application, ready to run.
@@ -232,15 +234,40 @@ struct MaintenanceService: Service {
                     lastBrokerPass = now
                     await relay.engine.brokerMaintenance()
                 }
-                if now - lastUsageFlush >= 30_000 {
+                // With a shared registry, often: the quota is every node's count as of the last flush.
+                if now - lastUsageFlush >= (relay.sites.backend.isShared ? 5_000 : 30_000) {
                     lastUsageFlush = now
-                    try? relay.sites.flushUsage()
+                    do { try await relay.sites.flushUsage() } catch {
+                        relay.logger.warning("message counts not stored (kept, retried at the next flush): \(error)")
+                    }
                 }
             }
         } onGracefulShutdown: {
             relay.beginShutdown()
         }
-        try? relay.sites.flushUsage()
+        try? await relay.sites.flushUsage()
+    }
+}
+
+/// With a shared site registry: follows other nodes' changes (new sites, rotated secrets, new
+/// limits, removals) until shutdown, and closes the connections of a site another node archived
+/// or removed. Returns at once with a local registry.
+struct SiteChangesService: Service {
+    let relay: RelayService
+
+    func run() async throws {
+        guard relay.sites.backend.isShared else { return }
+        let relay = self.relay
+        relay.sites.onRemoteChange { old, new in
+            guard let old, !old.archived, new == nil || new?.archived == true else { return }
+            relay.logger.notice("site \(new == nil ? "removed" : "archived") on another node: closing its connections",
+                                metadata: ["site_id": "\(old.siteID)"])
+            relay.closeConnections(siteID: old.siteID, reason: new == nil ? "site removed" : "site unregistered")
+        }
+        // Not awaited after cancellation: PostgresNIO may hold a task waiting for a connection.
+        let follower = Task { try await relay.sites.followChanges() }
+        try? await gracefulShutdown()
+        follower.cancel()
     }
 }
 
@@ -260,7 +287,7 @@ public struct ShutdownDrainService: Service {
         while relay.sessions.count.load(ordering: .relaxed) > 0 && ContinuousClock.now < deadline {
             try? await Task.sleep(for: .milliseconds(20))
         }
-        try? relay.sites.flushUsage()
+        try? await relay.sites.flushUsage()
     }
 }
 

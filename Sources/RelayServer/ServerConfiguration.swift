@@ -1,3 +1,4 @@
+import RelaySites
 import RelayWebSocket
 import RelayCore
 import YjsRooms
@@ -75,6 +76,10 @@ public struct ServerConfiguration: Sendable {
     /// PostgreSQL). With it and a multi-node broker, a room's updates and awareness cross nodes.
     /// `nil` (default): `yjs.sqlite` in the data directory (or memory), this node's alone.
     public var sharedYjsPersistence: (any YjsPersistence)? = nil
+    /// The site registry every node of a cluster shares (relayd `--database`: PostgreSQL,
+    /// `SiteStore.open(PostgresSiteBackend)`), already loaded. `nil` (default): `sites.sqlite`
+    /// in the data directory (or memory).
+    public var sharedSites: SiteStore? = nil
     /// The engine's own settings (outbox bytes/frames, history, presence, idempotency).
     public var engine = EngineConfiguration()
 

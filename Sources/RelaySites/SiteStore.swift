@@ -1,6 +1,5 @@
 import RelayJSON
 import Foundation
-import GRDB
 import RelayCore
 import RelayCrypto
 import Synchronization
@@ -64,120 +63,56 @@ public enum SiteStoreError: Error, Equatable, CustomStringConvertible {
     }
 }
 
-/// The site registry persisted in SQLite (GRDB) in the data directory, with
-/// every site cached in memory so the publish and connect paths never touch
-/// the database. Monthly message counts live in memory and are written back
-/// by `flushUsage()` (called periodically and at shutdown).
+/// The site registry: every site cached in memory so the publish and connect paths never touch
+/// the database, kept in a `SiteBackend` (the data directory's SQLite file, or PostgreSQL shared
+/// by every node). Changes go to the backend first (in one transaction) and then to the cache.
+///
+/// Monthly message counts are charged in memory and written back by `flushUsage()` (relayd calls
+/// it every 30 s, every 5 s with a shared backend, and at shutdown): it adds this node's counts
+/// since the last flush to the stored ones and learns the total, so with a shared backend a quota
+/// counts every node's messages, as of the last flush.
 public final class SiteStore: SiteRegistry, Sendable {
-    private let db: DatabaseQueue
+    public let backend: any SiteBackend
     private let cache: InMemorySiteRegistry
     private let records: Mutex<[String: SiteRecord]>  // by site key
+    /// Per site id: the month and the count the backend held at the last flush (this node's
+    /// counts since then are the cache's count minus it).
+    private let synced: Mutex<[String: (month: Int, count: Int)]>
+    /// Last on-demand refresh per site key (`refresh(siteKey:)`), in ms.
+    private let refreshedAt = Mutex<[String: Int64]>([:])
+    private let changeHandler = Mutex<(@Sendable (_ old: SiteRecord?, _ new: SiteRecord?) -> Void)?>(nil)
+    /// One `flushUsage` at a time (two at once would add the same counts twice).
+    private let flushing = AsyncGate()
 
     /// Opens (creating if needed) `sites.sqlite` in `directory`, or an in-memory database when nil.
-    public init(directory: String?) throws {
-        if let directory {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-            var config = Configuration()
-            config.busyMode = .timeout(10)  // relayctl may write the registry while relayd reads it
-            // synchronous = FULL: a registered site or a rotated secret the admin API acknowledged is
-            // on disk (in WAL mode NORMAL does not sync at commit; said explicitly, not left to the
-            // build's default, as GRDB's DatabasePool silently lowered it for yjs.sqlite).
-            config.prepareDatabase { db in
-                try db.execute(sql: "PRAGMA journal_mode = WAL")
-                try db.execute(sql: "PRAGMA synchronous = FULL")
-            }
-            db = try DatabaseQueue(path: directory + "/sites.sqlite", configuration: config)
-        } else {
-            db = try DatabaseQueue()
-        }
-        var migrator = DatabaseMigrator()
-        migrator.registerMigration("v1") { db in
-            try db.execute(sql: """
-                CREATE TABLE site (
-                    site_key TEXT PRIMARY KEY NOT NULL,
-                    site_url TEXT, site_name TEXT,
-                    jwt_secret TEXT, ed25519_public_key BLOB,
-                    limits TEXT NOT NULL,
-                    archived INTEGER NOT NULL DEFAULT 0,
-                    created_at_ms INTEGER NOT NULL
-                );
-                CREATE TABLE publish_secret (
-                    site_key TEXT NOT NULL REFERENCES site(site_key) ON DELETE CASCADE,
-                    key_id TEXT NOT NULL, secret TEXT NOT NULL, valid_until_ms INTEGER,
-                    PRIMARY KEY (site_key, key_id)
-                );
-                CREATE TABLE usage (
-                    site_id TEXT NOT NULL, month INTEGER NOT NULL, count INTEGER NOT NULL,
-                    PRIMARY KEY (site_id, month)
-                );
-                """)
-        }
-        // 0.9 raised two defaults (issue 20): payloads to 2 MiB, so the wordsocket provider's
-        // largest publish (a 1-byte tag + 1 MiB) fits, and the client publish rate to 50/s,
-        // burst 200 (co-editing sends two frames per keystroke). Sites that still have the
-        // old defaults get the new ones; limits an operator chose are kept.
-        migrator.registerMigration("v2-defaults-0.9") { db in
-            for row in try Row.fetchAll(db, sql: "SELECT site_key, limits FROM site") {
-                let key: String = row["site_key"], text: String = row["limits"]
-                var l = LimitsCodec.decode(text)
-                var changed = false
-                if l.maxMessageBytes == 1 << 20 { l.maxMessageBytes = SiteLimits().maxMessageBytes; changed = true }
-                if l.clientPublishRate == RateLimit(perSecond: 10, burst: 20) { l.clientPublishRate = SiteLimits().clientPublishRate; changed = true }
-                if changed {
-                    try db.execute(sql: "UPDATE site SET limits = ? WHERE site_key = ?", arguments: [LimitsCodec.encode(l), key])
-                }
-            }
-        }
-        try migrator.migrate(db)
-        let loaded = try db.read { db in try Self.loadAll(db) }
+    public convenience init(directory: String?) throws {
+        let backend = try SQLiteSiteBackend(directory: directory)
+        let month = UTCMonth.index(unixSeconds: Date().timeIntervalSince1970)
+        self.init(backend: backend, records: try backend.loadAllNow(), usage: try backend.usageNow(month: month), month: month)
+    }
+
+    /// A store over any backend, loaded from it.
+    public static func open(_ backend: any SiteBackend) async throws -> SiteStore {
+        let month = UTCMonth.index(unixSeconds: Date().timeIntervalSince1970)
+        return SiteStore(backend: backend, records: try await backend.loadAll(), usage: try await backend.usage(month: month), month: month)
+    }
+
+    private init(backend: any SiteBackend, records loaded: [SiteRecord], usage: [String: Int], month: Int) {
+        self.backend = backend
         cache = InMemorySiteRegistry(loaded.map(\.site))
         records = Mutex(Dictionary(uniqueKeysWithValues: loaded.map { ($0.siteKey, $0) }))
-        // Restore this month's usage so quotas survive restarts.
-        let month = UTCMonth.index(unixSeconds: Date().timeIntervalSince1970)
-        let usage = try db.read { db in
-            try Row.fetchAll(db, sql: "SELECT site_id, count FROM usage WHERE month = ?", arguments: [month])
-        }
-        for row in usage {
-            let siteID: String = row["site_id"], count: Int = row["count"]
-            _ = cache.chargeMessages(siteID: siteID, count: count, now: Date().timeIntervalSince1970)
-        }
+        // This month's stored usage, so quotas survive restarts.
+        for (siteID, count) in usage { cache.absorbUsage(siteID: siteID, count: count, month: month) }
+        synced = Mutex(usage.mapValues { (month, $0) })
     }
 
-    private static func loadAll(_ db: Database) throws -> [SiteRecord] {
-        let secretRows = try Row.fetchAll(db, sql: "SELECT site_key, key_id, secret, valid_until_ms FROM publish_secret ORDER BY rowid")
-        var secrets: [String: [PublishSecret]] = [:]
-        for r in secretRows {
-            secrets[r["site_key"], default: []].append(PublishSecret(keyID: r["key_id"], secret: r["secret"], validUntilMs: r["valid_until_ms"]))
-        }
-        return try Row.fetchAll(db, sql: "SELECT * FROM site ORDER BY created_at_ms").map { r in
-            let key: String = r["site_key"]
-            let blob: Data? = r["ed25519_public_key"]
-            return SiteRecord(siteKey: key, siteURL: r["site_url"], siteName: r["site_name"], publishSecrets: secrets[key] ?? [],
-                              jwtSecret: r["jwt_secret"], ed25519PublicKey: blob.map { Array($0) },
-                              limits: LimitsCodec.decode(r["limits"]), archived: r["archived"], createdAtMs: r["created_at_ms"])
-        }
+    /// Called when another node (or `relayctl site --database`) changed a site: `new` nil when it
+    /// was removed. relayd closes the site's connections when it is archived or removed.
+    public func onRemoteChange(_ handler: @escaping @Sendable (_ old: SiteRecord?, _ new: SiteRecord?) -> Void) {
+        changeHandler.withLock { $0 = handler }
     }
 
-    private func write(_ record: SiteRecord, in db: Database) throws {
-        try db.execute(sql: """
-            INSERT INTO site (site_key, site_url, site_name, jwt_secret, ed25519_public_key, limits, archived, created_at_ms)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-            ON CONFLICT(site_key) DO UPDATE SET site_url = excluded.site_url, site_name = excluded.site_name,
-                jwt_secret = excluded.jwt_secret, ed25519_public_key = excluded.ed25519_public_key,
-                limits = excluded.limits, archived = excluded.archived
-            """, arguments: [record.siteKey, record.siteURL, record.siteName, record.jwtSecret,
-                             record.ed25519PublicKey.map { Data($0) }, LimitsCodec.encode(record.limits),
-                             record.archived, record.createdAtMs])
-        try db.execute(sql: "DELETE FROM publish_secret WHERE site_key = ?", arguments: [record.siteKey])
-        for s in record.publishSecrets {
-            try db.execute(sql: "INSERT INTO publish_secret (site_key, key_id, secret, valid_until_ms) VALUES (?, ?, ?, ?)",
-                           arguments: [record.siteKey, s.keyID, s.secret, s.validUntilMs])
-        }
-    }
-
-    /// Stores a site durably, then makes it visible to the engine.
-    public func save(_ record: SiteRecord) throws {
-        try db.write { db in try write(record, in: db) }
+    private func cacheStore(_ record: SiteRecord) {
         records.withLock { $0[record.siteKey] = record }
         cache.upsert(record.site)
     }
@@ -185,17 +120,23 @@ public final class SiteStore: SiteRegistry, Sendable {
     /// Replaces a site's limits (new connections and publishes use them at once;
     /// open connections keep the per-connection limits they started with).
     @discardableResult
-    public func setLimits(siteKey: String, _ change: (inout SiteLimits) -> Void) throws -> SiteRecord {
-        guard var r = record(key: siteKey) else { throw SiteStoreError.notFound }
-        change(&r.limits)
-        try save(r)
+    public func setLimits(siteKey: String, _ change: @escaping @Sendable (inout SiteLimits) -> Void) async throws -> SiteRecord {
+        try await update(siteKey: siteKey) { change(&$0.limits) }
+    }
+
+    /// Reads the stored site, changes it and stores it in one transaction, then caches it.
+    @discardableResult
+    public func update(siteKey: String, _ change: @escaping @Sendable (inout SiteRecord) throws -> Void) async throws -> SiteRecord {
+        let r = try await backend.update(siteKey: siteKey, change)
+        cacheStore(r)
         return r
     }
 
     /// Adds a new site; fails if the key exists.
-    public func add(_ record: SiteRecord) throws {
+    public func add(_ record: SiteRecord) async throws {
         if self.record(key: record.siteKey) != nil { throw SiteStoreError.duplicateKey }
-        try save(record)
+        try await backend.insert(record)
+        cacheStore(record)
     }
 
     /// All sites, oldest first.
@@ -212,8 +153,12 @@ public final class SiteStore: SiteRegistry, Sendable {
     /// New publish secret (and JWT secret unless `keepJWTSecret`); the previous
     /// publish secrets stay valid for `graceSeconds`.
     @discardableResult
-    public func rotate(siteKey: String, graceSeconds: Int64 = 3600, rotateJWTSecret: Bool = false, nowMs: Int64 = Int64(Date().timeIntervalSince1970 * 1000)) throws -> SiteRecord {
-        guard var r = record(key: siteKey) else { throw SiteStoreError.notFound }
+    public func rotate(siteKey: String, graceSeconds: Int64 = 3600, rotateJWTSecret: Bool = false,
+                       nowMs: Int64 = Int64(Date().timeIntervalSince1970 * 1000)) async throws -> SiteRecord {
+        try await update(siteKey: siteKey) { r in Self.rotate(&r, graceSeconds: graceSeconds, rotateJWTSecret: rotateJWTSecret, nowMs: nowMs) }
+    }
+
+    static func rotate(_ r: inout SiteRecord, graceSeconds: Int64, rotateJWTSecret: Bool, nowMs: Int64) {
         let deadline = nowMs + graceSeconds * 1000
         r.publishSecrets = r.publishSecrets
             .filter { ($0.validUntilMs ?? .max) > nowMs }
@@ -223,25 +168,21 @@ public final class SiteStore: SiteRegistry, Sendable {
         while r.publishSecrets.contains(where: { $0.keyID == kid }) { n += 1; kid = "k\(n)" }
         r.publishSecrets.append(PublishSecret(keyID: kid, secret: Hex.encode(SecureRandom.bytes(count: 32))))
         if rotateJWTSecret { r.jwtSecret = Hex.encode(SecureRandom.bytes(count: 32)) }
-        try save(r)
-        return r
     }
 
     /// Archives a site (contract: unregister archives; re-registering the same URL revives the key with fresh secrets).
-    public func archive(siteKey: String) throws {
-        guard var r = record(key: siteKey) else { throw SiteStoreError.notFound }
-        r.archived = true
-        try save(r)
+    public func archive(siteKey: String) async throws {
+        try await update(siteKey: siteKey) { $0.archived = true }
     }
 
     /// Deletes a site and its secrets.
-    public func remove(siteKey: String) throws {
-        guard let r = record(key: siteKey) else { throw SiteStoreError.notFound }
-        try db.write { db in
-            try db.execute(sql: "DELETE FROM publish_secret WHERE site_key = ?", arguments: [siteKey])
-            try db.execute(sql: "DELETE FROM site WHERE site_key = ?", arguments: [siteKey])
-        }
-        records.withLock { $0[siteKey] = nil }
+    public func remove(siteKey: String) async throws {
+        try await backend.delete(siteKey: siteKey)
+        forget(siteKey: siteKey)
+    }
+
+    private func forget(siteKey: String) {
+        guard let r = records.withLock({ $0.removeValue(forKey: siteKey) }) else { return }
         cache.remove(siteID: r.siteID)
     }
 
@@ -251,14 +192,79 @@ public final class SiteStore: SiteRegistry, Sendable {
         return r.publishSecrets
     }
 
-    /// Writes this month's in-memory message counts to the database.
-    public func flushUsage(now: Double = Date().timeIntervalSince1970) throws {
+    // MARK: Other nodes' changes
+
+    /// Re-reads one site from a shared backend, at most once a second per key (an unknown key in
+    /// a request is how a node hears of a site registered elsewhere a moment ago; this bounds what
+    /// requests with made-up keys cost). Returns whether the cached site changed.
+    @discardableResult
+    public func refresh(siteKey: String, nowMs: Int64 = Int64(Date().timeIntervalSince1970 * 1000)) async -> Bool {
+        guard backend.isShared, siteKey.utf8.count <= 256 else { return false }
+        let due: Bool = refreshedAt.withLock { seen in
+            if let last = seen[siteKey], nowMs - last < 1_000 { return false }
+            if seen.count >= 10_000 { seen = seen.filter { nowMs - $0.value < 1_000 } }
+            seen[siteKey] = nowMs
+            return true
+        }
+        guard due, let stored = try? await backend.load(siteKey: siteKey) else { return false }
+        return apply(stored: stored, siteKey: siteKey)
+    }
+
+    /// Re-reads every site (after a lost connection to a shared backend, when changes may have been missed).
+    public func reloadAll() async throws {
+        let stored = try await backend.loadAll()
+        let keys = Set(stored.map(\.siteKey))
+        for r in stored { apply(stored: r, siteKey: r.siteKey) }
+        for key in records.withLock({ Array($0.keys) }) where !keys.contains(key) { apply(stored: nil, siteKey: key) }
+    }
+
+    /// Follows a shared backend's change notifications until cancelled (relayd runs it as a service).
+    public func followChanges() async throws {
+        try await backend.watch { [weak self] key in
+            guard let self else { return }
+            if let key {
+                if let stored = try? await self.backend.load(siteKey: key) { self.apply(stored: stored, siteKey: key) }
+                else if (try? await self.backend.loadAll()) != nil { self.apply(stored: nil, siteKey: key) }
+            } else {
+                try? await self.reloadAll()
+            }
+        }
+    }
+
+    @discardableResult
+    private func apply(stored: SiteRecord?, siteKey: String) -> Bool {
+        let old = record(key: siteKey)
+        guard old != stored else { return false }
+        if let stored { cacheStore(stored) } else { forget(siteKey: siteKey) }
+        changeHandler.withLock { $0 }?(old, stored)
+        return true
+    }
+
+    // MARK: Usage
+
+    /// Adds this node's message counts since the last flush to the backend's and takes in the
+    /// stored totals (every node's, with a shared backend).
+    public func flushUsage(now: Double = Date().timeIntervalSince1970) async throws {
+        await flushing.enter()
+        defer { flushing.leave() }
         let month = UTCMonth.index(unixSeconds: now)
-        let counts = list().map { ($0.siteID, cache.messagesThisMonth(siteID: $0.siteID, now: now)) }
-        try db.write { db in
-            for (siteID, count) in counts where count > 0 {
-                try db.execute(sql: "INSERT INTO usage (site_id, month, count) VALUES (?, ?, ?) ON CONFLICT(site_id, month) DO UPDATE SET count = excluded.count",
-                               arguments: [siteID, month, count])
+        var taken: [String: Int] = [:]   // site id → the cache's count at this moment
+        var deltas: [String: Int] = [:]
+        let before = synced.withLock { $0 }
+        for r in list() {
+            let count = cache.messagesThisMonth(siteID: r.siteID, now: now)
+            let base = before[r.siteID].flatMap { $0.month == month ? $0.count : nil } ?? 0
+            taken[r.siteID] = count
+            if count > base || backend.isShared { deltas[r.siteID] = max(0, count - base) }
+        }
+        guard !deltas.isEmpty else { return }
+        let totals = try await backend.addUsage(month: month, deltas)
+        synced.withLock { s in
+            for (siteID, total) in totals {
+                // Others' messages since the last flush: the stored total beyond what this node counted.
+                let others = total - (taken[siteID] ?? 0)
+                if others != 0 { cache.absorbUsage(siteID: siteID, count: others, month: month) }
+                s[siteID] = (month, total)
             }
         }
     }
@@ -271,6 +277,30 @@ public final class SiteStore: SiteRegistry, Sendable {
         cache.chargeMessages(siteID: siteID, count: count, now: now)
     }
     public func messagesThisMonth(siteID: String, now: Double) -> Int { cache.messagesThisMonth(siteID: siteID, now: now) }
+}
+
+/// A FIFO async mutex: `enter()` waits until no one else is inside.
+final class AsyncGate: Sendable {
+    private let state = Mutex<(busy: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+
+    func enter() async {
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            let go = state.withLock { s -> Bool in
+                if s.busy { s.waiters.append(c); return false }
+                s.busy = true
+                return true
+            }
+            if go { c.resume() }
+        }
+    }
+
+    func leave() {
+        let next = state.withLock { s -> CheckedContinuation<Void, Never>? in
+            if s.waiters.isEmpty { s.busy = false; return nil }
+            return s.waiters.removeFirst()
+        }
+        next?.resume()
+    }
 }
 
 /// Site limits as a JSON object in the database and the admin API.

@@ -5,6 +5,9 @@ import RelayClient
 import RelayCore
 import RelayCrypto
 import RelaySites
+import RelayPostgres
+import PostgresNIO
+import Logging
 
 struct SiteCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -19,10 +22,18 @@ struct SiteCommand: AsyncParsableCommand {
         @Option(help: "relayd base URL for the admin API. Env: RELAY_URL")
         var url: String?
 
+        @Option(name: .customLong("database"), help: "Edit a cluster's shared registry in this PostgreSQL database directly (postgres://user:password@host:port/database); running nodes see the change at once. Env: RELAY_DATABASE")
+        var database: String?
+
+        var databaseURL: String? { database ?? (url == nil && dataDir == nil ? ProcessInfo.processInfo.environment["RELAY_DATABASE"] : nil) }
+
         @Option(name: .customLong("admin-key"), help: "Admin API key. Env: RELAY_ADMIN_KEY [default: <data-dir>/admin.key when local]")
         var adminKey: String?
 
         var apiURL: String? { url ?? ProcessInfo.processInfo.environment["RELAY_URL"] }
+
+        /// Through the admin API (not a data directory or a database).
+        var viaAPI: Bool { apiURL != nil && dataDir == nil && databaseURL == nil }
 
         func key() throws -> String {
             if let adminKey { return adminKey }
@@ -39,8 +50,15 @@ struct SiteCommand: AsyncParsableCommand {
             return v
         }
 
-        func store() throws -> SiteStore {
-            guard let dataDir else { throw CLIError("give --data-dir or --url") }
+        func store() async throws -> SiteStore {
+            if let databaseURL {
+                do {
+                    let backend = try await PostgresSiteBackend.open(try PostgresClient.Configuration.fromURL(databaseURL),
+                                                                     logger: Logger(label: "relayctl.postgres"))
+                    return try await SiteStore.open(backend)
+                } catch { throw CLIError("--database: \(error)") }
+            }
+            guard let dataDir else { throw CLIError("give --data-dir, --database or --url") }
             return try SiteStore(directory: dataDir)
         }
     }
@@ -75,7 +93,7 @@ struct SiteCommand: AsyncParsableCommand {
             if let v = maxMessageBytes { limits.append(("max_message_bytes", .int(Int64(v)))) }
             if let v = monthlyQuota { limits.append(("monthly_message_quota", .int(Int64(v)))) }
             let creds: JSONValue
-            if target.apiURL != nil && target.dataDir == nil {
+            if target.viaAPI {
                 var body: [(String, JSONValue)] = [("limits", .object(limits))]
                 for (k, v) in [("site_url", siteURL), ("site_name", name), ("site_key", siteKey), ("publish_secret", publishSecret),
                                ("jwt_secret", jwtSecret), ("ed25519_public_key", ed25519PublicKey)] {
@@ -83,7 +101,7 @@ struct SiteCommand: AsyncParsableCommand {
                 }
                 creds = try await target.admin("/api/sites/add", .object(body))
             } else {
-                let store = try target.store()
+                let store = try await target.store()
                 var r = SiteRecord.generate(siteURL: siteURL, siteName: name)
                 if let siteKey { r.siteKey = siteKey }
                 if let publishSecret { r.publishSecrets = [PublishSecret(keyID: "k1", secret: publishSecret)] }
@@ -95,7 +113,7 @@ struct SiteCommand: AsyncParsableCommand {
                 if let v = maxConnections { r.limits.maxConnections = v }
                 if let v = maxMessageBytes { r.limits.maxMessageBytes = v }
                 if let v = monthlyQuota { r.limits.monthlyMessageQuota = v }
-                do { try store.add(r) } catch { throw CLIError("\(error)") }
+                do { try await store.add(r) } catch { throw CLIError("\(error)") }
                 creds = SiteCommand.credentials(r)
             }
             if saveProfile {
@@ -117,10 +135,10 @@ struct SiteCommand: AsyncParsableCommand {
         @OptionGroup var target: Target
 
         func run() async throws {
-            if target.apiURL != nil && target.dataDir == nil {
+            if target.viaAPI {
                 for s in try await target.admin("/api/sites", .null)["sites"]?.arrayValue ?? [] { IO.json(s) }
             } else {
-                for r in try target.store().list() {
+                for r in try await target.store().list() {
                     IO.json(.object([("site_key", .string(r.siteKey)), ("site_id", .string(r.siteID)),
                                      ("site_url", r.siteURL.map(JSONValue.string) ?? .null), ("archived", .bool(r.archived)),
                                      ("publish_key_ids", .array(r.publishSecrets.map { .string($0.keyID) }))]))
@@ -151,11 +169,12 @@ struct SiteCommand: AsyncParsableCommand {
             if let v = clientRate { limits.append(("client_publish_rate", .number(String(v)))) }
             if let v = clientBurst { limits.append(("client_publish_burst", .number(String(v)))) }
             guard !limits.isEmpty else { throw CLIError("give at least one limit to change (see relayctl site limits --help)") }
-            if target.apiURL != nil && target.dataDir == nil {
+            if target.viaAPI {
                 IO.json(try await target.admin("/api/sites/limits", .object([("site_key", .string(siteKey)), ("limits", .object(limits))])))
             } else {
                 do {
-                    let r = try target.store().setLimits(siteKey: siteKey) { $0 = LimitsCodec.apply(.object(limits), to: $0) }
+                    let change = JSONValue.object(limits)
+                    let r = try await target.store().setLimits(siteKey: siteKey) { $0 = LimitsCodec.apply(change, to: $0) }
                     IO.json(.object([("site_key", .string(r.siteKey)), ("site_id", .string(r.siteID)),
                                      ("limits", (try? JSONParser.parse(LimitsCodec.encode(r.limits))) ?? .null)]))
                 } catch { throw CLIError("\(error)") }
@@ -171,10 +190,10 @@ struct SiteCommand: AsyncParsableCommand {
         @Argument var siteKey: String
 
         func run() async throws {
-            if target.apiURL != nil && target.dataDir == nil {
+            if target.viaAPI {
                 IO.json(try await target.admin("/api/sites/rotate", .object([("site_key", .string(siteKey)), ("grace_seconds", .int(grace)), ("rotate_jwt_secret", .bool(jwt))])))
             } else {
-                do { IO.json(SiteCommand.credentials(try target.store().rotate(siteKey: siteKey, graceSeconds: grace, rotateJWTSecret: jwt))) }
+                do { IO.json(SiteCommand.credentials(try await target.store().rotate(siteKey: siteKey, graceSeconds: grace, rotateJWTSecret: jwt))) }
                 catch { throw CLIError("\(error)") }
             }
         }
@@ -186,10 +205,10 @@ struct SiteCommand: AsyncParsableCommand {
         @Argument var siteKey: String
 
         func run() async throws {
-            if target.apiURL != nil && target.dataDir == nil {
+            if target.viaAPI {
                 _ = try await target.admin("/api/sites/remove", .object([("site_key", .string(siteKey))]))
             } else {
-                do { try target.store().remove(siteKey: siteKey) } catch { throw CLIError("\(error)") }
+                do { try await target.store().remove(siteKey: siteKey) } catch { throw CLIError("\(error)") }
             }
         }
     }

@@ -100,8 +100,11 @@ struct Relayd: AsyncParsableCommand {
             // A database that cannot be reached stops relayd with its error.
             let yjs = c.yjs
             do {
-                c.sharedYjsPersistence = try await PostgresPersistence.open(pg, logger: Logger(label: "relayd.postgres"),
-                                                                            collectGarbage: { !yjs.keepsHistory(storeKey: $0) })
+                let store = try await PostgresPersistence.open(pg, logger: Logger(label: "relayd.postgres"),
+                                                               collectGarbage: { !yjs.keepsHistory(storeKey: $0) })
+                c.sharedYjsPersistence = store
+                // The site registry on the same pool: every node sees a site registered, rotated or removed on any.
+                c.sharedSites = try await SiteStore.open(PostgresSiteBackend.open(client: store.client, logger: Logger(label: "relayd.postgres")))
             } catch { throw ValidationError("--database: \(error)") }
         }
         let output: LogOutput
@@ -111,7 +114,7 @@ struct Relayd: AsyncParsableCommand {
         LoggingSystem.bootstrap { output.handler(label: $0) }
         let logger = Logger(label: "relayd")
         let relay = try RelayService(configuration: c, logger: logger)
-        if let dev = try relay.ensureDevSite() {
+        if let dev = try await relay.ensureDevSite() {
             printDevSite(dev, configuration: c)
         }
         say("relayd \(RelayVersion.description)")

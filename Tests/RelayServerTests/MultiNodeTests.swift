@@ -146,4 +146,51 @@ struct MultiNodeTests {
         #expect(after["d_text"] as? String == final, "after every relayd restarted: \(after)")
         #expect(after["d_map"] as? String == "{\"nested\":[1,2,3]}", "\(after)")
     }
+
+    /// The site registry in PostgreSQL (`--database`, issue 14 item 4): a site registered through
+    /// node A's admin API publishes through node B at once, a secret rotated on A is honoured on B
+    /// (the old one through its grace period), the monthly quota counts both nodes' messages, and a
+    /// site removed on A has its connections on B closed with 4003.
+    @Test(.enabled(if: PostgresServerProcess.enabled, "needs postgresql (Debian package)"), .timeLimit(.minutes(3)))
+    func siteRegistrySharedThroughPostgres() async throws {
+        let redis = try await RedisServerProcess()
+        defer { redis.stop() }
+        let pg = try await PostgresServerProcess()
+        defer { pg.stop() }
+        let args = ["--broker", "redis://127.0.0.1:\(redis.port)", "--database", pg.url]
+        let dirA = FileManager.default.temporaryDirectory.appendingPathComponent("relayd-reg-a-\(UUID().uuidString)")
+        let dirB = FileManager.default.temporaryDirectory.appendingPathComponent("relayd-reg-b-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dirA); try? FileManager.default.removeItem(at: dirB) }
+        // The same admin key on both nodes (B starts from a copy of A's data directory).
+        let first = try await Relayd.start(args + ["--node-id", "a"], dataDir: dirA)
+        let site = try #require(first.site)
+        first.stop(removeData: false)
+        try FileManager.default.copyItem(at: dirA, to: dirB)
+        let a = try await Relayd.start(args + ["--node-id", "a"], dataDir: dirA)
+        defer { a.stop(removeData: false) }
+        let b = try await Relayd.start(args + ["--node-id", "b"], dataDir: dirB)
+        defer { b.stop(removeData: false) }
+        #expect(b.site == nil, "the registry is shared: no second dev site")
+        a.use(site: site)
+        for _ in 0..<500 where ![a, b].allSatisfy({ httpGet(port: $0.port, path: "/readyz")?.status == 200 }) {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        let r = try await a.python("registry", ["port_b": b.port], script: "multinode.py", timeout: 60)
+        #expect(r["register"].int == 200, "\(r)")
+        #expect(r["publish_b_new_site"].array.first?.int == 200, "published through B at once: \(r)")
+        #expect(r["b_subscribed"].array.count == 1, "\(r)")
+        #expect(r["rotate"].int == 200)
+        #expect(r["publish_b_new_secret"].int == 200, "rotated secret on B at once: \(r)")
+        #expect(r["publish_b_old_secret"].int == 200, "old secret in its grace period: \(r)")
+        #expect(r["publish_b_wrong_secret"].int == 401, "\(r)")
+        #expect(r["limits"].int == 200)
+        let first8 = r["quota_first"].array.map { $0.int }
+        #expect(first8.filter { $0 == 200 }.count >= 7, "3 + 7 reach the quota of 10: \(first8)")
+        #expect(r["quota_after"]["a"].array.first?.int == 429, "quota counts both nodes: \(r)")
+        #expect(r["quota_after"]["b"].array.first?.int == 429, "\(r)")
+        #expect(r["quota_after"]["a"].array.last?["error"].string == "quota_exceeded", "\(r)")
+        #expect(r["remove"].int == 200)
+        #expect(r["b_closed"]["code"].int == 4003, "B closed the removed site's connections: \(r)")
+        #expect(r["publish_b_removed"].int == 401, "a removed site's key is unknown on B too: \(r)")
+    }
 }

@@ -20,7 +20,7 @@ struct RouteTests {
         let site: SiteRecord
         let directory: URL
 
-        init(configure: (inout ServerConfiguration) -> Void = { _ in }) throws {
+        init(configure: (inout ServerConfiguration) -> Void = { _ in }) async throws {
             directory = FileManager.default.temporaryDirectory.appendingPathComponent("relay-routes-\(UUID().uuidString)")
             var c = ServerConfiguration()
             c.dataDirectory = directory.path
@@ -28,7 +28,7 @@ struct RouteTests {
             c.yjs.persistent = false
             configure(&c)
             relay = try RelayService(configuration: c)
-            site = try #require(try relay.ensureDevSite())
+            site = try #require(try await relay.ensureDevSite())
         }
 
         var secret: String { site.publishSecrets[0].secret }
@@ -56,7 +56,7 @@ struct RouteTests {
     }
 
     @Test func operationsRoutes() async throws {
-        let fx = try Fixture()
+        let fx = try await Fixture()
         try await fx.test { client in
             try await client.execute(uri: "/healthz", method: .get) { r in
                 #expect(r.status == .ok)
@@ -73,7 +73,7 @@ struct RouteTests {
     }
 
     @Test func adminRoutesNeedTheKey() async throws {
-        let fx = try Fixture()
+        let fx = try await Fixture()
         try await fx.test { client in
             for (uri, method) in [("/api/sites", HTTPRequest.Method.get), ("/api/sites/add", .post), ("/api/sites/rotate", .post),
                                   ("/api/sites/remove", .post), ("/api/sites/register", .post)] {
@@ -115,7 +115,7 @@ struct RouteTests {
     }
 
     @Test func publishRoutes() async throws {
-        let fx = try Fixture { $0.maxPublishBodyBytes = 4096 }
+        let fx = try await Fixture { $0.maxPublishBodyBytes = 4096 }
         try await fx.test { client in
             let body = #"{"channel":"events","event":"e","data":{"n":1}}"#
             try await client.execute(uri: "/publish", method: .post, headers: fx.signed(body), body: ByteBuffer(string: body)) { r in
@@ -152,7 +152,7 @@ struct RouteTests {
     }
 
     @Test func sseAndUnregisterRefusals() async throws {
-        let fx = try Fixture()
+        let fx = try await Fixture()
         try await fx.test { client in
             try await client.execute(uri: "/sse?channels=events", method: .get) { r in
                 #expect(r.status == .unauthorized)

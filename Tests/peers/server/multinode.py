@@ -8,7 +8,7 @@ import asyncio
 import json
 
 import relaypeer as rp
-from relaypeer import CFG, apublish, collect, connect_and_subscribe, mint, run, subscribe, until
+from relaypeer import CFG, apublish, collect, connect_and_subscribe, mint, run, subscribe, until, wait_close
 
 SITE = CFG["site"]
 NODES = {"a": CFG["port"], "b": CFG["port_b"]}
@@ -61,5 +61,49 @@ async def channels():
     return r
 
 
+async def registry():
+    """The site registry on PostgreSQL (both nodes `--database`): a site registered through A's
+    admin API publishes through B at once; a secret rotated on A works on B at once, the old one
+    through its grace period; the monthly quota counts both nodes; removal on A closes B's
+    connections."""
+    r = {}
+    on("a")
+    status, site = rp.admin("/api/sites/register", {"site_url": "https://multi.example", "site_name": "multi"})
+    r["register"] = status
+    on("b")
+    r["publish_b_new_site"] = (await apublish(site, "news", "n", '{"n":1}'))
+    sb, r["b_subscribed"] = await connect_and_subscribe(site, ["news"])
+    on("a")
+    status, rotated = rp.admin("/api/sites/rotate", {"site_key": site["site_key"], "grace_seconds": 60})
+    r["rotate"] = status
+    new = dict(site, publish_secret=rotated["publish_secret"])
+    on("b")
+    r["publish_b_new_secret"] = (await apublish(new, "news", "n", '{"n":2}'))[0]
+    r["publish_b_old_secret"] = (await apublish(site, "news", "n", '{"n":3}'))[0]
+    r["publish_b_wrong_secret"] = (await apublish(dict(site, publish_secret="0" * 64), "news", "n", '{"n":4}'))[0]
+    # Quota 10 for the month, 3 already used: 4 on each node pass (each node's last-known count
+    # is under 10, at worst), and once the nodes have exchanged counts both refuse.
+    on("a")
+    r["limits"] = rp.admin("/api/sites/limits", {"site_key": site["site_key"], "limits": {"monthly_message_quota": 10}})[0]
+    await asyncio.sleep(0.5)
+    statuses = []
+    for node in ("a", "b") * 4:
+        on(node)
+        statuses.append((await apublish(new, "news", "q", "{}"))[0])
+    r["quota_first"] = statuses
+    await asyncio.sleep(11)  # each node stores and learns the counts every 5 s: two rounds
+    r["quota_after"] = {}
+    for node in ("a", "b"):
+        on(node)
+        r["quota_after"][node] = await apublish(new, "news", "q", "{}")
+    # Removed on A: B closes its connections with 4003 and refuses publishes.
+    on("a")
+    r["remove"] = rp.admin("/api/sites/remove", {"site_key": site["site_key"]})[0]
+    r["b_closed"] = await wait_close(sb, 5)
+    on("b")
+    r["publish_b_removed"] = (await apublish(new, "news", "n", "{}"))[0]
+    return r
+
+
 if __name__ == "__main__":
-    run({"channels": channels})
+    run({"channels": channels, "registry": registry})
