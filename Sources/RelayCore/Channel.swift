@@ -108,6 +108,9 @@ public struct ChannelName: Sendable, Hashable {
 
     public var isReserved: Bool { namespace.utf8.elementsEqual(Self.reservedNamespace.utf8) }
 
+    /// Whether this is a site's `wps:connections` channel (relay-owned, shared by every node).
+    public var isConnectionsChannel: Bool { bare == "wps:connections" }
+
     /// `site:{id}:wps:connections`.
     public static func connectionsChannel(siteID: String) -> ChannelName {
         ChannelName(full: "site:\(siteID):wps:connections", bare: "wps:connections")

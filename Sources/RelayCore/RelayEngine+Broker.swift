@@ -14,8 +14,8 @@ import DequeModule
 // These `async` calls are the engine's one API: with an `.inProcess` broker
 // (LocalBroker, single node) they run the synchronous path without suspending,
 // which `RelayEngine.synchronous` also offers to event-loop callers. Site connection counts are cluster-wide as of the last
-// `brokerMaintenance()` (each node reports its count); the presence member
-// cap and the `wps:connections` stream (offsets) stay per node.
+// `brokerMaintenance()` (each node reports its count); the `wps:connections` stream is one
+// stream for the cluster (published through the broker); the presence member cap stays per node.
 extension RelayEngine: BrokerDelegate {
     /// Server publish, any mode.
     public func publish(siteID: String, channel: String, event: String, data: [UInt8],
@@ -59,9 +59,9 @@ extension RelayEngine: BrokerDelegate {
                 result.entries.append(.init(channel: spelled, outcome: .notProcessed))
                 continue
             }
-            guard case .success(let name) = ChannelName.resolve(spelled, siteID: conn.siteID), !name.isReserved,
-                  name.isAllowed(by: allowed) else {
-                // Refused or relay-owned: answered locally.
+            guard case .success(let name) = ChannelName.resolve(spelled, siteID: conn.siteID),
+                  !name.isReserved || name.isConnectionsChannel, name.isAllowed(by: allowed) else {
+                // Refused or relay-owned (but wps:connections, one stream for the cluster): answered locally.
                 let r = subscribeLocal(conn, channels: [spelled], positions: positions)
                 result.entries += r.entries
                 result.closedWith = r.closedWith
@@ -260,7 +260,7 @@ extension RelayEngine: BrokerDelegate {
         case .failure(let e): return .failure(e)
         case .success(let n): name = n
         }
-        if case .exceeded(let limit) = registry.chargeMessages(siteID: siteID, count: 1, now: now) {
+        if source != .system, case .exceeded(let limit) = registry.chargeMessages(siteID: siteID, count: 1, now: now) {
             metrics.quotaRejections.increment()
             return .failure(.quotaExceeded(limit: limit))
         }

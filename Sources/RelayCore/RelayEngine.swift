@@ -991,6 +991,13 @@ public final class RelayEngine: Sendable {
         JSON.appendInt(max, to: &data)
         data.append(UInt8(ascii: "}"))
         let name = ChannelName.connectionsChannel(siteID: siteID)
+        guard inProcess else {
+            // Several nodes: one stream for the cluster (positions from the broker), published by
+            // the node whose count changed, with the cluster total it knows.
+            Task { _ = await self.publishAnyMode(siteID: siteID, from: nil, spelled: name.full, event: "wps.connections",
+                                                 payload: .json(data), idempotencyKey: nil, source: .system) }
+            return
+        }
         _ = publishInternal(siteID: siteID, from: nil, spelled: name.full, event: "wps.connections",
                             payload: .json(data), idempotencyKey: nil, source: .system)
     }

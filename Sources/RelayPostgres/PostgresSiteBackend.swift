@@ -99,7 +99,11 @@ public final class PostgresSiteBackend: SiteBackend, @unchecked Sendable {
     private func run<T: Sendable>(_ what: String, _ body: @escaping @Sendable (PostgresClient, Logger) async throws -> T) async throws -> T {
         let client = self.client, logger = self.logger
         return try await PostgresPersistence.within(timeout, "PostgreSQL did not answer within \(timeout) (\(what))") {
-            try await body(client, logger)
+            do { return try await body(client, logger) } catch let e as PostgresTransactionError {
+                // A registry answer (not found, duplicate key) from inside a transaction, as itself.
+                if let answer = e.closureError as? SiteStoreError { throw answer }
+                throw e
+            }
         }
     }
 

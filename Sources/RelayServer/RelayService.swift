@@ -251,12 +251,16 @@ struct MaintenanceService: Service {
 
 /// With a shared site registry: follows other nodes' changes (new sites, rotated secrets, new
 /// limits, removals) until shutdown, and closes the connections of a site another node archived
-/// or removed. Returns at once with a local registry.
+/// or removed. Idle with a local registry.
 struct SiteChangesService: Service {
     let relay: RelayService
 
     func run() async throws {
-        guard relay.sites.backend.isShared else { return }
+        // A service of a ServiceGroup must not return before shutdown (that stops the group).
+        guard relay.sites.backend.isShared else {
+            try? await gracefulShutdown()
+            return
+        }
         let relay = self.relay
         relay.sites.onRemoteChange { old, new in
             guard let old, !old.archived, new == nil || new?.archived == true else { return }

@@ -284,8 +284,10 @@ struct BrokerConformanceTests {
         cl.registry.upsert(limited)
         let watcher = try cl.connect(1)
         _ = await cl.nodes[1].subscribe(watcher, channels: ["wps:connections"])
-        _ = watcher.drain()
-        _ = try cl.connect(0)
+        let watcher0 = try cl.connect(0)
+        _ = await cl.nodes[0].subscribe(watcher0, channels: ["wps:connections"])
+        _ = await cl.settle(watcher)
+        _ = await cl.settle(watcher0)
         _ = try cl.connect(0)
         cl.clock.advance(2)
         for n in [0, 1, 0] { await cl.nodes[n].brokerMaintenance() }
@@ -297,6 +299,10 @@ struct BrokerConformanceTests {
         #expect(refusal.code == .connectionLimit)
         let events = await cl.settle(watcher)
         #expect(events.last?.contains("{\"active_connections\":3,\"max_connections\":3}") == true, "\(events)")
+        // One wps:connections stream for the cluster: both nodes' subscribers see the same
+        // events at the same positions (before: each node published its own, with its own offsets).
+        let events0 = await cl.settle(watcher0)
+        #expect(!events.isEmpty && events0 == events, "node 0: \(events0)\nnode 1: \(events)")
         if kind.isMultiNode {
             // Node 0 stops reporting (crash): its connections stop counting after the TTL.
             cl.clock.advance(61)
