@@ -193,4 +193,101 @@ struct MultiNodeTests {
         #expect(r["b_closed"]["code"].int == 4003, "B closed the removed site's connections: \(r)")
         #expect(r["publish_b_removed"].int == 401, "a removed site's key is unknown on B too: \(r)")
     }
+
+    /// Two nodes started from one data directory (one site, one admin key) on `redisURL`.
+    static func twoNodes(_ args: [String], tag: String) async throws -> (a: Relayd, b: Relayd, site: SiteCredentials, dirs: [URL]) {
+        let dirA = FileManager.default.temporaryDirectory.appendingPathComponent("relayd-\(tag)-a-\(UUID().uuidString)")
+        let dirB = FileManager.default.temporaryDirectory.appendingPathComponent("relayd-\(tag)-b-\(UUID().uuidString)")
+        let first = try await Relayd.start(args + ["--node-id", "a"], dataDir: dirA)
+        let site = try #require(first.site)
+        first.stop(removeData: false)
+        try FileManager.default.copyItem(at: dirA, to: dirB)
+        let a = try await Relayd.start(args + ["--node-id", "a"], dataDir: dirA)
+        let b = try await Relayd.start(args + ["--node-id", "b"], dataDir: dirB)
+        a.use(site: site)
+        b.use(site: site)
+        for _ in 0..<500 where ![a, b].allSatisfy({ httpGet(port: $0.port, path: "/readyz")?.status == 200 }) {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        return (a, b, site, [dirA, dirB])
+    }
+
+    /// `kill -9` of a node: its client sees the connection drop, reconnects to the other node and
+    /// recovers, in order, what was published meanwhile.
+    @Test(.timeLimit(.minutes(2)))
+    func aKilledNodesClientsRecoverOnAnother() async throws {
+        let redis = try await RedisServerProcess()
+        defer { redis.stop() }
+        let (a, b, _, dirs) = try await Self.twoNodes(["--broker", "redis://127.0.0.1:\(redis.port)"], tag: "kill")
+        defer { a.stop(); b.stop(); for d in dirs { try? FileManager.default.removeItem(at: d) } }
+        let r = try await a.python("failover", ["port_b": b.port], script: "multinode.py")
+        #expect(r["seen"].array.map { $0["offset"].int } == [1, 2], "\(r)")
+        #expect(r["a_dropped"]["code"].int == 1006, "the connection dropped without a close frame: \(r)")
+        #expect(r["published_meanwhile"].array.map { $0.int } == [200, 200, 200])
+        let answer = try #require(r["recovery"].array.last)
+        #expect(answer["type"].string == "subscribed" && answer["recovered"].bool == true, "\(r)")
+        #expect(r["recovered"].array.map { $0["offset"].int } == [3, 4, 5], "\(r)")
+        #expect(r["recovered"].array.map { $0["node_data"]["i"].int } == [3, 4, 5], "\(r)")
+        #expect(Set(r["recovered"].array.map { $0["epoch"].string }) == [r["seen"].array[0]["epoch"].string], "\(r)")
+        #expect(await a.waitForExit(timeout: 1)?.reason == .uncaughtSignal)
+        #expect(b.log.contains("Fatal") == false)
+    }
+
+    /// Redis stops and starts again while a subscriber stays on node A, with persistence (AOF,
+    /// `appendfsync always`) and without: publishes meanwhile are refused, never acknowledged;
+    /// both nodes turn unready, then ready, and resubscribe (a later publish reaches the
+    /// subscriber that never reconnected); a gap is never silent: with the data kept, the epoch
+    /// is the same and recovery succeeds; without it, the epoch is new and recovery says
+    /// `recovered: false`.
+    @Test(.timeLimit(.minutes(3)), arguments: [true, false])
+    func redisRestartsWithAndWithoutPersistence(persistent: Bool) async throws {
+        let dataDir = FileManager.default.temporaryDirectory.appendingPathComponent("redis-restart-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dataDir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dataDir) }
+        let persistence = persistent ? ["--appendonly", "yes", "--appendfsync", "always", "--dir", dataDir.path] : []
+        var redis = try await RedisServerProcess(persistence)
+        let port = redis.port
+        let (a, b, _, dirs) = try await Self.twoNodes(["--broker", "redis://127.0.0.1:\(port)"], tag: "rr")
+        defer { a.stop(); b.stop(); for d in dirs { try? FileManager.default.removeItem(at: d) } }
+        let sync = dataDir.appendingPathComponent("sync")
+        try FileManager.default.createDirectory(at: sync, withIntermediateDirectories: true)
+        func reached(_ step: String) async -> Bool {
+            for _ in 0..<1500 {
+                if FileManager.default.fileExists(atPath: sync.appendingPathComponent(step).path) { return true }
+                try? await Task.sleep(for: .milliseconds(20))
+            }
+            return false
+        }
+        func done(_ step: String) { _ = FileManager.default.createFile(atPath: sync.appendingPathComponent(step + ".done").path, contents: nil) }
+        async let result = a.python("redis_restart", ["port_b": b.port, "sync_dir": sync.path], script: "multinode.py", timeout: 120)
+        #expect(await reached("stop"))
+        redis.stop()  // SIGKILL: with appendfsync always, what Redis acknowledged is in the AOF
+        done("stop")
+        #expect(await reached("start"))
+        redis = try await RedisServerProcess(persistence, port: port)
+        defer { redis.stop() }
+        done("start")
+        let r = try await result
+        #expect(r["seen"].array.map { $0["offset"].int } == [1, 2], "\(r)")
+        #expect(r["publish_while_down"].array.first?.int == 503, "refused, not acknowledged: \(r)")
+        #expect(r["publish_while_down"].array.last?["error"].string == "unavailable", "\(r)")
+        #expect(r["ready_while_down"].array.map { $0.int } == [503, 503], "\(r)")
+        #expect(r["ready_after"].array.map { $0.int } == [200, 200], "\(r)")
+        #expect(r["publish_after"].array.first?.int == 200, "\(r)")
+        let before = r["seen"].array[1]
+        let live = r["live_after"]
+        #expect(live["node_data"]["i"].int == 3, "node A resubscribed: \(r)")
+        let answer = try #require(r["recovery"].array.last)
+        #expect(answer["type"].string == "subscribed", "\(r)")
+        if persistent {
+            #expect(live["epoch"].string == before["epoch"].string && live["offset"].int == 3, "the stream survived: \(r)")
+            #expect(answer["recovered"].bool == true, "\(r)")
+            #expect(r["recovered"].array.map { $0["offset"].int } == [3], "\(r)")
+        } else {
+            #expect(live["epoch"].string != before["epoch"].string && live["offset"].int == 1, "a new stream, a new epoch: \(r)")
+            #expect(answer["recovered"].bool == false, "the gap is reported: \(r)")
+            #expect(answer["epoch"].string == live["epoch"].string, "\(r)")
+        }
+        for node in [a, b] { #expect(node.process.isRunning, "no crash: \(node.log.suffix(2000))") }
+    }
 }

@@ -6,6 +6,9 @@ Prints one JSON object with what was observed; Tests/RelayServerTests/MultiNodeT
 
 import asyncio
 import json
+import os
+import signal
+import time
 
 import relaypeer as rp
 from relaypeer import CFG, apublish, collect, connect_and_subscribe, mint, run, subscribe, until, wait_close
@@ -105,5 +108,94 @@ async def registry():
     return r
 
 
+async def failover():
+    """kill -9 of node A (CFG relayd_pid): its subscriber sees the connection drop, reconnects to
+    node B with its last position and recovers what was published meanwhile."""
+    r = {}
+    on("a")
+    sa, r["a_subscribed"] = await connect_and_subscribe(SITE, ["events"])
+    on("b")
+    for i in (1, 2):
+        await apublish(SITE, "events", "e", '{"i":%d}' % i)
+    seen = []
+    for _ in range(2):
+        raw, _, _ = await until(sa, is_msg, 5)
+        seen.append(brief(raw) if raw else None)
+    r["seen"] = seen
+    os.kill(CFG["relayd_pid"], signal.SIGKILL)
+    r["a_dropped"] = await wait_close(sa, 5)
+    on("b")
+    r["published_meanwhile"] = [(await apublish(SITE, "events", "e", '{"i":%d}' % i))[0] for i in (3, 4, 5)]
+    last = seen[-1]
+    ws = await rp.ws_open(mint(SITE)[0])
+    r["recovery"] = [json.loads(f) for f in await subscribe(ws, ["events"], {"events": {"offset": last["offset"], "epoch": last["epoch"]}})]
+    r["recovered"] = [brief(f) for f in await collect(ws, 0.8) if json.loads(f).get("type") == "message"]
+    await ws.close()
+    return r
+
+
+async def step(name, timeout=60):
+    """Tells the Swift test that `name` is reached (a file in CFG sync_dir) and waits for `name.done`."""
+    d = CFG["sync_dir"]
+    open(os.path.join(d, name), "w").close()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if os.path.exists(os.path.join(d, name + ".done")):
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+def ready(node):
+    on(node)
+    try:
+        return rp.http("GET", "/readyz", timeout=2)[0]
+    except Exception:
+        return None
+
+
+async def redis_restart():
+    """Redis stops and starts again (by the Swift test, with or without persistence) while a
+    subscriber stays connected to node A: publishes meanwhile are refused (503, never acknowledged
+    and lost), both nodes become ready again and resubscribe, and what a client sees of the gap
+    is stated: the same epoch and recovery when Redis kept its data, a new epoch and
+    `recovered: false` when it did not."""
+    r = {}
+    on("a")
+    sa, r["a_subscribed"] = await connect_and_subscribe(SITE, ["events"])
+    on("b")
+    for i in (1, 2):
+        await apublish(SITE, "events", "e", '{"i":%d}' % i)
+    seen = []
+    for _ in range(2):
+        raw, _, _ = await until(sa, is_msg, 5)
+        seen.append(brief(raw) if raw else None)
+    r["seen"] = seen
+    r["stopped"] = await step("stop")
+    on("b")
+    r["publish_while_down"] = await apublish(SITE, "events", "e", '{"i":"down"}')
+    r["ready_while_down"] = [ready("a"), ready("b")]
+    r["restarted"] = await step("start")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and [ready("a"), ready("b")] != [200, 200]:
+        await asyncio.sleep(0.1)
+    r["ready_after"] = [ready("a"), ready("b")]
+    # Node A resubscribed: a publish through B reaches A's subscriber, which never reconnected.
+    await asyncio.sleep(0.5)
+    on("b")
+    r["publish_after"] = await apublish(SITE, "events", "e", '{"i":3}')
+    raw, _, _ = await until(sa, is_msg, 10)
+    r["live_after"] = brief(raw) if raw else None
+    # A client that comes back with its position from before the restart.
+    last = seen[-1]
+    on("a")
+    ws = await rp.ws_open(mint(SITE)[0])
+    r["recovery"] = [json.loads(f) for f in await subscribe(ws, ["events"], {"events": {"offset": last["offset"], "epoch": last["epoch"]}})]
+    r["recovered"] = [brief(f) for f in await collect(ws, 0.8) if json.loads(f).get("type") == "message"]
+    await ws.close()
+    await sa.close()
+    return r
+
+
 if __name__ == "__main__":
-    run({"channels": channels, "registry": registry})
+    run({"channels": channels, "registry": registry, "failover": failover, "redis_restart": redis_restart})

@@ -309,7 +309,14 @@ export class RelayClient {
    */
   async onMessage(channel, event, data, offset, epoch) {
     channel = fullChannel(String(channel), this.config.siteId); // relayd echoes the publisher's spelling
-    if (typeof offset === 'number' && epoch) this.positions[channel] = { offset, epoch };
+    if (typeof offset === 'number' && epoch) {
+      // A live message from a new stream (the relay's broker lost its data) or past a skipped
+      // offset means messages were missed on this open connection: said, never silent.
+      const had = this.positions[channel];
+      if (had && had.epoch !== epoch) this.gap(channel, { recovered: false, reason: 'epoch changed', epoch, offset });
+      else if (had && offset > had.offset + 1) this.gap(channel, { recovered: false, reason: 'messages skipped', epoch, offset, missed: offset - had.offset - 1 });
+      this.positions[channel] = { offset, epoch };
+    }
     this.state.messages++;
     if (event === 'encrypted' && isEnvelope(data)) {
       const r = await openEnvelope(data, { channel, siteId: this.config.siteId, keys: this.config.payloadKeys });

@@ -2,7 +2,10 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
-import { Relay, WebSocket, RELAYCTL, until, sleep } from './harness.mjs';
+import { Relay, WebSocket, RELAYCTL, until, sleep, freePort } from './harness.mjs';
+import { existsSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import net from 'node:net';
 import { createClient } from '../../assets/js/client.js';
 import { createProviderCreator } from '../../assets/js/yjs-provider.js';
 import { retryAfterMs } from '../../assets/js/close-codes.js';
@@ -25,6 +28,17 @@ function client(extra = {}, tok = relay.token()) {
   return { c, target, events, record };
 }
 const ch = (name) => `site:${relay?.site.siteId}:${name}`;
+
+/** One Redis command over RESP; resolves with the first reply line. */
+function redisCall(port, args) {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect(port, '127.0.0.1');
+    sock.setTimeout(2000, () => { sock.destroy(); reject(new Error('redis timeout')); });
+    sock.on('error', reject);
+    sock.on('data', (d) => { sock.end(); resolve(d.toString().split('\r\n')[0]); });
+    sock.write(`*${args.length}\r\n` + args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join(''));
+  });
+}
 
 test('sealed v1 and v2 publishes arrive as relay:<event> CustomEvents; XC20P is reported, not thrown', T, async () => {
   const { c, events, record } = client({ channels: [ch('posts')] });
@@ -76,6 +90,41 @@ test('resubscribes with positions after a reconnect and recovers missed messages
   assert.ok(await until(() => c.state.connected));
   await relay.publish('feed', 'n', { i: 5 });
   assert.ok(await until(() => events.some((e) => e.data?.i === 5)));
+});
+
+// A live epoch change on an open connection: relayd on a real Redis (`--broker`) that loses its data
+// (FLUSHALL, as a restart without persistence): the next message comes from a new stream.
+const REDIS = ['/usr/bin/redis-server', '/usr/local/bin/redis-server'].find((p) => existsSync(p));
+test('a live message from a new stream (the broker lost its data) is reported as a gap', { ...T, skip: !REDIS && !process.env.RELAY_REQUIRE_PEERS && 'needs redis-server' }, async () => {
+  const port = await freePort();
+  const redis = spawn(REDIS, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+  let node;
+  try {
+    assert.ok(await until(() => redisCall(port, ['PING']).then((r) => r === '+PONG', () => false), 5000), 'redis-server up');
+    node = await Relay.start(['--broker', `redis://127.0.0.1:${port}`]);
+    const target = new EventTarget();
+    const events = [];
+    const tok = node.token();
+    const c = createClient({ url: node.url, siteId: node.site.siteId, token: tok.token, exp: tok.exp, WebSocket, eventTarget: target,
+      channels: [`site:${node.site.siteId}:live`], timing: { baseMs: 100, maxMs: 500, minRefreshMs: 200 } });
+    clients.push(c);
+    for (const name of ['n', 'connection.gap']) target.addEventListener(`relay:${name}`, (e) => events.push({ name, ...e.detail }));
+    assert.ok(await until(() => c.state.connected && c.positions[`site:${node.site.siteId}:live`]));
+    await node.publish('live', 'n', { i: 1 });
+    await node.publish('live', 'n', { i: 2 });
+    assert.ok(await until(() => events.length === 2), JSON.stringify(events));
+    assert.equal(await redisCall(port, ['FLUSHALL']), '+OK');
+    await node.publish('live', 'n', { i: 3 });
+    assert.ok(await until(() => events.length === 4), JSON.stringify(events));
+    assert.deepEqual(events.map((e) => e.name), ['n', 'n', 'connection.gap', 'n']);
+    assert.equal(events[2].data.recovered, false);
+    assert.equal(events[2].data.reason, 'epoch changed');
+    assert.equal(c.state.gaps, 1);
+    assert.equal(c.state.connects, 1, 'on the same connection');
+  } finally {
+    await node?.close();
+    redis.kill('SIGKILL');
+  }
 });
 
 test('answers pings; refreshes its token in-band before expiry', T, async () => {
