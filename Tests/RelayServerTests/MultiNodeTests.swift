@@ -290,4 +290,41 @@ struct MultiNodeTests {
         }
         for node in [a, b] { #expect(node.process.isRunning, "no crash: \(node.log.suffix(2000))") }
     }
+
+    /// Two and three relayd processes on one Redis: every node publishes 100 messages at once to
+    /// one channel with two subscribers on every node; each subscriber gets every publication
+    /// exactly once, offsets 1…N in order, all subscribers in the same order, each publisher's
+    /// messages in the order it sent them.
+    @Test(.timeLimit(.minutes(3)), arguments: [2, 3])
+    func everyPublicationExactlyOnceOnEveryNode(nodes count: Int) async throws {
+        let redis = try await RedisServerProcess()
+        defer { redis.stop() }
+        let args = ["--broker", "redis://127.0.0.1:\(redis.port)"]
+        var dirs: [URL] = []
+        for i in 0..<count { dirs.append(FileManager.default.temporaryDirectory.appendingPathComponent("relayd-x\(i)-\(UUID().uuidString)")) }
+        defer { for d in dirs { try? FileManager.default.removeItem(at: d) } }
+        let first = try await Relayd.start(args + ["--node-id", "n0"], dataDir: dirs[0])
+        let site = try #require(first.site)
+        first.stop(removeData: false)
+        for d in dirs.dropFirst() { try FileManager.default.copyItem(at: dirs[0], to: d) }
+        var nodes: [Relayd] = []
+        defer { for n in nodes { n.stop(removeData: false) } }
+        for i in 0..<count {
+            let n = try await Relayd.start(args + ["--node-id", "n\(i)"], dataDir: dirs[i])
+            n.use(site: site)
+            nodes.append(n)
+        }
+        for _ in 0..<500 where !nodes.allSatisfy({ httpGet(port: $0.port, path: "/readyz")?.status == 200 }) {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        let r = try await nodes[0].python("exactly_once", ["ports": nodes.map(\.port)], script: "multinode.py", timeout: 90)
+        let total = 100 * count
+        #expect(r["statuses_ok"].bool == true, "\(r)")
+        #expect(r["counts"].array.map { $0.int } == Array(repeating: total, count: 2 * count), "\(r)")
+        #expect(r["extra_after"].array.allSatisfy { $0.int == 0 }, "no duplicate afterwards: \(r)")
+        #expect(r["unique"].array.map { $0.int } == Array(repeating: total, count: 2 * count), "\(r)")
+        #expect(r["offsets_in_order"].array.allSatisfy { $0.bool == true }, "\(r)")
+        #expect(r["same_order"].array.allSatisfy { $0.bool == true }, "\(r)")
+        #expect(r["per_publisher_order"].array.allSatisfy { $0.bool == true }, "\(r)")
+    }
 }

@@ -14,7 +14,7 @@ import relaypeer as rp
 from relaypeer import CFG, apublish, collect, connect_and_subscribe, mint, run, subscribe, until, wait_close
 
 SITE = CFG["site"]
-NODES = {"a": CFG["port"], "b": CFG["port_b"]}
+NODES = {"a": CFG["port"], "b": CFG.get("port_b")}
 
 
 def on(node):
@@ -134,6 +134,62 @@ async def failover():
     return r
 
 
+async def exactly_once():
+    """Nodes CFG["ports"] on one Redis: two subscribers per node on one channel, then every node
+    publishes 100 messages concurrently (HTTP keep-alive per node): every subscriber receives each
+    publication exactly once, with offsets 1..N in order, and all in the same order."""
+    ports = CFG["ports"]
+    per_node = CFG.get("per_node", 100)
+    subs = []
+    for port in ports:
+        rp.BASE, rp.WSBASE = f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}"
+        for _ in range(2):
+            ws, _ = await connect_and_subscribe(SITE, ["burst"])
+            subs.append(ws)
+
+    def publish_all(port, node):
+        import http.client
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        statuses = []
+        for i in range(per_node):
+            body = rp.envelope("burst", "e", '{"node":%d,"i":%d}' % (node, i))
+            conn.request("POST", "/publish", body, rp.v1_headers(SITE, body))
+            resp = conn.getresponse()
+            resp.read()
+            statuses.append(resp.status)
+        conn.close()
+        return statuses
+
+    results = await asyncio.gather(*[asyncio.to_thread(publish_all, port, n) for n, port in enumerate(ports)])
+    total = per_node * len(ports)
+
+    async def read_all(ws):
+        got = []
+        deadline = time.monotonic() + 30
+        while len(got) < total and time.monotonic() < deadline:
+            raw, j, _ = await until(ws, is_msg, max(0.1, deadline - time.monotonic()))
+            if raw is None:
+                break
+            got.append((j["offset"], j["data"]["node"], j["data"]["i"]))
+        extra = [json.loads(f) for f in await collect(ws, 0.5) if json.loads(f).get("type") == "message"]
+        return got, len(extra)
+
+    seen = await asyncio.gather(*[read_all(ws) for ws in subs])
+    for ws in subs:
+        await ws.close()
+    first = seen[0][0]
+    return {
+        "statuses_ok": all(st == 200 for r in results for st in r),
+        "total": total,
+        "counts": [len(g) for g, _ in seen],
+        "extra_after": [x for _, x in seen],
+        "offsets_in_order": [[o for o, _, _ in g] == list(range(1, total + 1)) for g, _ in seen],
+        "unique": [len({(n, i) for _, n, i in g}) for g, _ in seen],
+        "same_order": [g == first for g, _ in seen],
+        "per_publisher_order": [all([i for _, n2, i in g if n2 == n] == list(range(per_node)) for n in range(len(ports))) for g, _ in seen],
+    }
+
+
 async def step(name, timeout=60):
     """Tells the Swift test that `name` is reached (a file in CFG sync_dir) and waits for `name.done`."""
     d = CFG["sync_dir"]
@@ -198,4 +254,5 @@ async def redis_restart():
 
 
 if __name__ == "__main__":
-    run({"channels": channels, "registry": registry, "failover": failover, "redis_restart": redis_restart})
+    run({"channels": channels, "registry": registry, "failover": failover, "redis_restart": redis_restart,
+         "exactly_once": exactly_once})
