@@ -110,6 +110,26 @@ struct PostgresSiteBackendTests {
         await #expect(throws: SiteStoreError.duplicateKey) { try await b.add(twin) }
     }
 
+    /// PostgreSQL gone: a change fails with a clear error within the backend's deadline (the admin
+    /// API answers 500), and the cached sites still answer connects and publishes.
+    @Test func aDeadDatabaseRefusesChangesAndTheCacheStillAnswers() async throws {
+        let server = try await PostgresServerProcess()
+        var config = try PostgresClient.Configuration.fromURL(server.url)
+        config.options.connectTimeout = .seconds(2)
+        let backend = try await PostgresSiteBackend.open(config, timeout: .seconds(3))
+        defer { backend.close() }
+        let store = try await SiteStore.open(backend)
+        let site = SiteRecord.generate()
+        try await store.add(site)
+        server.stop()
+        let started = ContinuousClock.now
+        await #expect(throws: (any Error).self) { try await store.rotate(siteKey: site.siteKey) }
+        #expect(ContinuousClock.now - started < .seconds(10))
+        #expect(store.site(key: site.siteKey)?.jwtSecret == site.jwtSecret)
+        #expect(store.publishSecrets(siteKey: site.siteKey) == site.publishSecrets, "the failed rotation changed nothing")
+        await #expect(throws: (any Error).self) { try await store.flushUsage() }
+    }
+
     /// Monthly quotas count every node: each node's flush adds what it charged since its last one
     /// and learns the total; a fresh node (a restart) starts from the stored total.
     @Test func usageSumsAcrossNodes() async throws {
