@@ -192,6 +192,16 @@ struct MultiNodeTests {
         #expect(r["remove"].int == 200)
         #expect(r["b_closed"]["code"].int == 4003, "B closed the removed site's connections: \(r)")
         #expect(r["publish_b_removed"].int == 401, "a removed site's key is unknown on B too: \(r)")
+        // relayctl edits the shared registry directly: the running nodes take the new site at once.
+        let added = try await BackupTests.relayctl(["site", "add", "--database", pg.url, "--site-url", "https://cli.example"])
+        #expect(added.status == 0, "\(added.output)")
+        let creds = try #require(try JSONSerialization.jsonObject(with: Data(added.output.utf8)) as? [String: Any], "\(added.output)")
+        let key = try #require(creds["site_key"] as? String), secret = try #require(creds["publish_secret"] as? String)
+        let pub = try await runProcess(Paths.relayctl, ["publish", "--url", "http://127.0.0.1:\(b.port)", "--site-key", key, "--secret", secret,
+                                                        "events", "e", "{}"], timeout: 20)
+        #expect(pub.status == 0, "published through B at once: \(pub.stdout) \(pub.stderr)")
+        let listed = try await BackupTests.relayctl(["site", "list", "--database", pg.url])
+        #expect(listed.output.contains(key) && !listed.output.contains(secret), "\(listed.output)")
     }
 
     /// Two nodes started from one data directory (one site, one admin key) on `redisURL`.
