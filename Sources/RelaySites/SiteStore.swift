@@ -223,8 +223,10 @@ public final class SiteStore: SiteRegistry, Sendable {
         try await backend.watch { [weak self] key in
             guard let self else { return }
             if let key {
-                if let stored = try? await self.backend.load(siteKey: key) { self.apply(stored: stored, siteKey: key) }
-                else if (try? await self.backend.loadAll()) != nil { self.apply(stored: nil, siteKey: key) }
+                // nil: removed. A failed read changes nothing (the feed's reconnect re-reads everything).
+                let stored: SiteRecord?
+                do { stored = try await self.backend.load(siteKey: key) } catch { return }
+                self.apply(stored: stored, siteKey: key)
             } else {
                 try? await self.reloadAll()
             }
