@@ -3,7 +3,7 @@ export NODE_PATH := /usr/share/nodejs
 export RELAY_PYTHON := $(CURDIR)/.venv/bin/python
 export RELAY_REQUIRE_PEERS := 1
 
-.PHONY: test-tsan test-asan test-faults run test test-swift test-protocol test-wordpress test-browser test-proxy fuzz fuzz-build fuzz-replay plugin-zip build release deps test-deps dist-deps dist deb test-dist bench bench-crypto bench-core bench-yjs-algebra bench-yjs bench-yjs-e2e bench-compare bench-floor clean bench-browser soak
+.PHONY: test-tsan test-asan test-faults run test test-swift test-protocol test-wordpress test-browser test-proxy fuzz fuzz-build fuzz-replay plugin-zip build release deps test-deps dist-deps dist deb test-dist bench bench-crypto bench-core bench-yjs-algebra bench-yjs bench-yjs-e2e bench-compare bench-cluster bench-floor clean bench-browser soak
 
 ## Starts relayd on its embedded default (127.0.0.1:8080, ./relay-data, dev site).
 run: deps
@@ -130,6 +130,11 @@ bench-yjs-e2e: test-deps
 ## relayd vs nginx + nchan with the same load generator, in one run (writes Docs/benchmarks.md).
 bench-compare: deps
 	Benchmarks/compare.sh
+
+## Two relayd vs two nginx + nchan on one Redis (started by the harness), and relayd one node vs two, same load
+## generator, one run of about 20 minutes (writes Docs/benchmarks.md). RELAYD_BIN / RELAYCTL_BIN skip the release build.
+bench-cluster: deps
+	Benchmarks/cluster/run.sh
 
 ## Browser: wire cost per hour (idle editor, two typing) and keystroke latency p50/p99 in headless Chromium via relayd.
 bench-browser: test-deps
