@@ -43,6 +43,7 @@ test-proxy: test-deps
 	@[ -n "$$RELAYD_BIN" ] || [ -x .build/debug/relayd ] || $(SWIFT) build --product relayd
 	@[ -n "$$RELAYCTL_BIN" ] || [ -x .build/debug/relayctl ] || $(SWIFT) build --product relayctl
 	$(RELAY_PYTHON) Tests/peers/proxy/run_proxy_tests.py
+	$(RELAY_PYTHON) Tests/peers/proxy/run_cluster_tests.py
 
 ## Crash and disk faults (Tests/peers/faults): kill -9 of relayd mid-typing (real y-websocket clients) and under
 ## publish load, a full and a read-only disk (tmpfs / ext4 image mounted by the suite: needs root), damaged
