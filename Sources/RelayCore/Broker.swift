@@ -168,6 +168,18 @@ public protocol RelayBroker: Sendable {
     func stream(channel: ChannelName, limit: Int) async throws -> BrokerStream
     /// Delivers a frame to every node with interest in its channel (no stream append).
     func publishEphemeral(_ frame: BrokerEphemeral) async throws
+    /// Records `key` for `ttlMs` milliseconds if no node has: true the first time in the
+    /// cluster, false while it is recorded. A signed request's nonce is claimed here so that a
+    /// captured request is accepted once by the whole cluster, not once per node.
+    func claimOnce(key: String, ttlMs: Int64) async throws -> Bool
+}
+
+extension RelayBroker {
+    /// An in-process broker is the whole cluster: the node's own replay cache has answered.
+    public func claimOnce(key: String, ttlMs: Int64) async throws -> Bool {
+        if capabilities.contains(.inProcess) { return true }
+        throw BrokerCapabilityError(description: "\(Self.self) does not implement claimOnce")
+    }
 }
 
 /// Presence members and per-site connection counts shared by several nodes
@@ -231,6 +243,8 @@ public final class InMemoryBroker: Sendable {
         var outboxes: [Int: (queue: Deque<Delivery>, draining: Bool)] = [:]
         var presence: [String: [(id: String, state: [UInt8], expires: Double)]] = [:]
         var connections: [String: [String: (count: Int, expires: Double)]] = [:]
+        /// `claimOnce` keys → expiry (ContinuousClock-free: wall milliseconds).
+        var claims: [String: Int64] = [:]
         var nextNode = 0
     }
 
@@ -302,6 +316,16 @@ public final class InMemoryBroker: Sendable {
         var capabilities: BrokerCapabilities { .multiNode }
         func run() async {}
         func health() -> BrokerHealth { BrokerHealth(kind: "in-memory") }
+
+        func claimOnce(key: String, ttlMs: Int64) async throws -> Bool {
+            let now = SystemClock.nowMs
+            return hub.state.withLock { s in
+                if s.claims.count > 10_000 { s.claims = s.claims.filter { $0.value > now } }
+                if let until = s.claims[key], until > now { return false }
+                s.claims[key] = now + ttlMs
+                return true
+            }
+        }
 
         func attach(_ delegate: any BrokerDelegate) {
             hub.state.withLock { $0.nodes[id] = WeakDelegate(value: delegate) }

@@ -75,6 +75,10 @@ public struct VerifiedPublisher: Sendable, Equatable {
     public let siteKey: String
     public let keyID: String
     public let scheme: PublishSignatureScheme
+    /// v2: the request's nonce and when its claim in the replay cache expires (Unix ms). With
+    /// several nodes the transport claims it cluster-wide too.
+    public var nonce: String? = nil
+    public var nonceExpiresAtMs: Int64 = 0
 }
 
 /// The two signature schemes.
@@ -362,7 +366,7 @@ public struct PublishVerifier: Sendable {
         let expected = secret.key.authenticationCode(for: Array(s.utf8))
         guard ConstantTime.equals(expected, given) else { throw .badSignature }
         switch replayCache.claim(nonce: nonce, scope: siteKey, expiresAtMs: ts + windowMs, nowMs: nowMs) {
-        case .accepted: return VerifiedPublisher(siteKey: siteKey, keyID: kid, scheme: .v2)
+        case .accepted: return VerifiedPublisher(siteKey: siteKey, keyID: kid, scheme: .v2, nonce: nonce, nonceExpiresAtMs: ts + windowMs)
         case .replayed: throw .replayed
         case .full: throw .replayCacheFull
         }

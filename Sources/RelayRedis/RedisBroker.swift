@@ -22,6 +22,7 @@ import Synchronization
 /// | `{prefix}.c.{ch}` | pub/sub channel | `p{offset}:{epoch}\n{publication}` and `e{ephemeral frame}` |
 /// | `{prefix}.pd.{ch}`, `{prefix}.pe.{ch}` | hash, sorted set | presence: member → state, member → expiry |
 /// | `{prefix}.cd.{site}`, `{prefix}.ce.{site}` | hash, sorted set | connections: node → count, node → expiry |
+/// | `{prefix}.once.{key}` | string | a claimed signed-request nonce (`claimOnce`), for the signature window (`PX`) |
 ///
 /// Invariants: a position is assigned only inside the script, so offsets of a channel are
 /// contiguous and in `PUBLISH` order, which is the order every subscriber receives them in;
@@ -169,6 +170,13 @@ public final class RedisBroker: RelayBroker, PresenceManager, Sendable {
             throw RedisError.server(RedisServerError("ERR publish script: unexpected reply \(reply)"))
         }
         return flag == 1 ? .published(position) : .duplicate(position)
+    }
+
+    /// `SET {prefix}.once.{key} 1 NX PX ttl`: OK the first time, nil while the key lives.
+    public func claimOnce(key name: String, ttlMs: Int64) async throws -> Bool {
+        let reply = try await client.query(RedisCommand("SET", key("once", name), "1", "NX", "PX", .integer(max(1, ttlMs))))
+        if case .null = reply { return false }
+        return true
     }
 
     public func publishEphemeral(_ frame: BrokerEphemeral) async throws {

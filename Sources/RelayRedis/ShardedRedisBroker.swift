@@ -90,6 +90,10 @@ public final class ShardedRedisBroker: RelayBroker, PresenceManager, Sendable {
         try await shard(channelKey: channel.key).stream(channel: channel, limit: limit)
     }
 
+    public func claimOnce(key: String, ttlMs: Int64) async throws -> Bool {
+        try await shards[Self.shardIndex(for: "\u{0}once:" + key, names: names)].claimOnce(key: key, ttlMs: ttlMs)
+    }
+
     public func publishEphemeral(_ frame: BrokerEphemeral) async throws {
         try await shard(channelKey: frame.channel.key).publishEphemeral(frame)
     }

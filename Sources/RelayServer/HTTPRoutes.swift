@@ -188,9 +188,9 @@ extension RelayService {
     /// What a verified `POST /publish[/batch]` asks for, or the reply that ends it.
     enum PublishPlan {
         case reply(HTTPResponse.Status, JSONValue)
-        case single(siteID: String, PublishBody)
+        case single(siteID: String, PublishBody, VerifiedPublisher)
         /// Items in order; nil for an item that is not a publication.
-        case batch(siteID: String, [PublishBody?])
+        case batch(siteID: String, [PublishBody?], VerifiedPublisher)
     }
 
     static func errorJSON(_ code: ErrorCode, _ message: String) -> JSONValue {
@@ -214,7 +214,7 @@ extension RelayService {
             guard let p = PublishBody.parse(body) else {
                 return .reply(.badRequest, Self.errorJSON(.invalidBody, "expected {\"channel\",\"event\",\"data\"}"))
             }
-            return .single(siteID: site.siteID, p)
+            return .single(siteID: site.siteID, p, publisher)
         }
         // `{"publications":[…]}` or a bare array, signed as one body; each item's `data` passes byte for byte.
         let ranges: [Range<Int>]
@@ -224,7 +224,7 @@ extension RelayService {
         guard ranges.count <= configuration.maxBatchSize else {
             return .reply(.contentTooLarge, Self.errorJSON(.batchTooLarge, "at most \(configuration.maxBatchSize) publications per batch"))
         }
-        return .batch(siteID: site.siteID, ranges.map { PublishBody.parse(Array(body[$0])) })
+        return .batch(siteID: site.siteID, ranges.map { PublishBody.parse(Array(body[$0])) }, publisher)
     }
 
     /// The reply to one publish (or one batch item: `status` is then unused).
@@ -254,14 +254,15 @@ extension RelayService {
         if case .reply(_, let json) = plan, await refreshedSite(for: signed, refused: json) {
             plan = planPublish(signed, batch: batch)
         }
+        if let refusal = await claimNonceAcrossNodes(plan) { return refusal }
         switch plan {
         case .reply(let status, let json):
             return HTTPReply.json(json, status: status)
-        case .single(let siteID, let p):
+        case .single(let siteID, let p, _):
             let r = publishOutcome(await engine.publish(siteID: siteID, channel: p.channel, event: p.event, data: p.data,
                                                         idempotencyKey: p.idempotencyKey))
             return HTTPReply.json(r.json, status: r.status)
-        case .batch(let siteID, let items):
+        case .batch(let siteID, let items, _):
             var results: [JSONValue] = []
             for item in items {
                 guard let item else { results.append(Self.invalidBatchItem); continue }
@@ -272,14 +273,40 @@ extension RelayService {
         }
     }
 
+    /// With several nodes, a v2 request's nonce must be fresh in the whole cluster, not only in
+    /// this node's replay cache (else a captured request could be replayed once per node within
+    /// the signature window): claimed through the broker. Returns the refusal, or nil to go on.
+    func claimNonceAcrossNodes(_ plan: PublishPlan) async -> Response? {
+        guard engine.synchronous == nil else { return nil }
+        let publisher: VerifiedPublisher
+        switch plan {
+        case .reply: return nil
+        case .single(_, _, let p), .batch(_, _, let p): publisher = p
+        }
+        guard let nonce = publisher.nonce else { return nil }
+        let ttl = max(1, publisher.nonceExpiresAtMs - SystemClock.nowMs)
+        do {
+            if try await engine.configuration.broker.claimOnce(key: "n." + publisher.siteKey + "." + nonce, ttlMs: ttl) { return nil }
+            metrics.httpPublishRejections.increment(code: Self.code(for: .replayed))
+            return HTTPReply.json(Self.errorJSON(Self.code(for: .replayed), Self.message(for: .replayed)),
+                                  status: Self.status(for: .replayed))
+        } catch {
+            metrics.httpPublishRejections.increment(code: .unavailable)
+            return HTTPReply.json(Self.errorJSON(.unavailable, "publish refused: broker unavailable"), status: .serviceUnavailable)
+        }
+    }
+
     /// With a shared site registry, a publish refused for an unknown site key or secret may be
     /// for a site registered or rotated on another node a moment ago (before its notification
-    /// arrived): re-reads that site (at most once a second per key) and says whether it changed.
+    /// arrived): re-reads that site (at most once a second per key) and says whether the request
+    /// should be verified again: the site changed, or is known now (the change feed may have
+    /// stored it while this request was being refused).
     func refreshedSite(for signed: SignedRequest, refused json: JSONValue) async -> Bool {
         guard sites.backend.isShared, let code = json["error"]?.stringValue,
               [ErrorCode.unknownSiteKey, .invalidSignature, .siteNotFound].contains(where: { $0.rawValue == code }),
               let key = signed.header(PublishSignatureV1.keyHeader) ?? signed.header(PublishSignatureV2.keyHeader) else { return false }
-        return await sites.refresh(siteKey: key)
+        let changed = await sites.refresh(siteKey: key)
+        return changed || sites.record(key: key) != nil
     }
 
     /// The same, synchronously, for the event-loop fast path (an in-process broker: nothing to wait for).
@@ -287,10 +314,10 @@ extension RelayService {
         switch planPublish(signed, batch: batch) {
         case .reply(let status, let json):
             return (status, json)
-        case .single(let siteID, let p):
+        case .single(let siteID, let p, _):
             return publishOutcome(engine.publish(siteID: siteID, channel: p.channel, event: p.event, data: p.data,
                                                  idempotencyKey: p.idempotencyKey))
-        case .batch(let siteID, let items):
+        case .batch(let siteID, let items, _):
             var results: [JSONValue] = []
             for item in items {
                 guard let item else { results.append(Self.invalidBatchItem); continue }

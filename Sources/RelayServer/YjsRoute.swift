@@ -409,22 +409,29 @@ final class YjsEndpoint: WebSocketEndpoint, @unchecked Sendable {
             relay.refuse(session, code: r.code, reason: r.reason)
             return
         }
-        guard let plainChannel = RelayService.yjsChannel(room: room, siteID: grant.siteID),
-              let sealedChannel = RelayService.yjsE2EChannel(room: room, siteID: grant.siteID) else {
+        // A short name has both a plain and an encrypted channel; a full name (`site:{id}:yjs:…`
+        // or `site:{id}:yjs-e2e:…`) only its own.
+        let plainChannel = RelayService.yjsChannel(room: room, siteID: grant.siteID)
+        let sealedChannel = RelayService.yjsE2EChannel(room: room, siteID: grant.siteID)
+        // The grant chooses the mode: `?e2e=1` (or a full encrypted name) asks for the encrypted
+        // room, which the token must grant; otherwise the plain room when granted, else the
+        // encrypted one when that is.
+        let grants = { RelayService.allowed($0, by: grant.subscribePrefixes, siteID: grant.siteID) }
+        let wantsSealed = request.query["e2e"] == "1" || plainChannel == nil
+        let channel: String
+        if wantsSealed, let sealed = sealedChannel {
+            channel = sealed
+            encrypted = true
+        } else if !wantsSealed, let plain = plainChannel {
+            if !grants(plain), let sealed = sealedChannel, grants(sealed) {
+                channel = sealed
+                encrypted = true
+            } else {
+                channel = plain
+            }
+        } else {
             relay.refuse(session, code: CloseCode.roomForbidden, reason: "invalid room name")
             return
-        }
-        // The grant chooses the mode: `?e2e=1` asks for the encrypted room, which the token must
-        // grant; otherwise the plain room when granted, else the encrypted one when that is.
-        let grants = { RelayService.allowed($0, by: grant.subscribePrefixes, siteID: grant.siteID) }
-        let fullName = room.hasPrefix("site:")
-        let wantsSealed = request.query["e2e"] == "1" || (fullName && room.hasPrefix("site:\(grant.siteID):yjs-e2e:"))
-        let channel: String
-        if wantsSealed || (!grants(plainChannel) && grants(sealedChannel)) {
-            channel = sealedChannel
-            encrypted = true
-        } else {
-            channel = plainChannel
         }
         guard grants(channel) else {
             relay.refuse(session, code: CloseCode.roomForbidden, reason: "token does not grant this room")

@@ -257,7 +257,8 @@ public final class SiteStore: SiteRegistry, Sendable {
             let count = cache.messagesThisMonth(siteID: r.siteID, now: now)
             let base = before[r.siteID].flatMap { $0.month == month ? $0.count : nil } ?? 0
             taken[r.siteID] = count
-            if count > base || backend.isShared { deltas[r.siteID] = max(0, count - base) }
+            // With a shared backend, a site with a quota also learns the others' counts when this node sent none.
+            if count > base || (backend.isShared && r.limits.monthlyMessageQuota != nil) { deltas[r.siteID] = max(0, count - base) }
         }
         guard !deltas.isEmpty else { return }
         let totals = try await backend.addUsage(month: month, deltas)

@@ -127,7 +127,10 @@ struct PostgresSiteBackendTests {
         #expect(ContinuousClock.now - started < .seconds(10))
         #expect(store.site(key: site.siteKey)?.jwtSecret == site.jwtSecret)
         #expect(store.publishSecrets(siteKey: site.siteKey) == site.publishSecrets, "the failed rotation changed nothing")
-        await #expect(throws: (any Error).self) { try await store.flushUsage() }
+        let now = Date().timeIntervalSince1970
+        #expect(store.chargeMessages(siteID: site.siteID, count: 2, now: now) == .allowed)
+        await #expect(throws: (any Error).self) { try await store.flushUsage(now: now) }
+        #expect(store.messagesThisMonth(siteID: site.siteID, now: now) == 2, "kept for the next flush")
     }
 
     /// Monthly quotas count every node: each node's flush adds what it charged since its last one

@@ -222,6 +222,22 @@ struct BrokerConformanceTests {
         await cl.stop()
     }
 
+    /// A key claimed on one node (a signed request's nonce) is refused on every node until it expires.
+    @Test(arguments: kinds)
+    func claimsHoldAcrossNodes(kind: BrokerKind) async throws {
+        let cl = try await BrokerCluster(kind)
+        let b0 = cl.nodes[0].configuration.broker, b1 = cl.nodes[1].configuration.broker
+        #expect(try await b0.claimOnce(key: "n.site.nonce-1", ttlMs: 400))
+        if kind.isMultiNode {
+            #expect(try await b1.claimOnce(key: "n.site.nonce-1", ttlMs: 400) == false)
+            #expect(try await b0.claimOnce(key: "n.site.nonce-1", ttlMs: 400) == false)
+            #expect(try await b1.claimOnce(key: "n.site.nonce-2", ttlMs: 400))
+            try await Task.sleep(for: .milliseconds(600))
+            #expect(try await b1.claimOnce(key: "n.site.nonce-1", ttlMs: 400), "free again after its time")
+        }
+        await cl.stop()
+    }
+
     @Test(arguments: kinds)
     func idempotencyKeysHoldAcrossNodes(kind: BrokerKind) async throws {
         let cl = try await BrokerCluster(kind)

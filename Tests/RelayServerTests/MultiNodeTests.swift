@@ -45,6 +45,9 @@ struct MultiNodeTests {
         let answer = try #require(r["recovery_subscribed"].array.last)
         #expect(answer["type"].string == "subscribed" && answer["recovered"].bool == true, "\(r)")
         #expect(r["recovered"].array.map { $0["offset"].int } == [3, 4], "\(r)")
+        let replays = r["v2_replay"].array.map { ($0[0].int, $0[1].string) }
+        #expect(replays.map(\.0) == [200, 401, 401], "a v2 request is accepted once by the cluster: \(r["v2_replay"])")
+        #expect(replays.dropFirst().allSatisfy { $0.1 == "replayed_request" }, "\(r["v2_replay"])")
     }
 
     /// Two Redis servers as shards (`--broker` twice on node A, `RELAY_BROKER` in the other order

@@ -61,6 +61,14 @@ async def channels():
     r["recovered"] = [brief(f) for f in await collect(ws, 0.8) if json.loads(f).get("type") == "message"]
     await ws.close()
     await sb.close()
+    # A v2-signed publish is accepted once by the cluster: replayed to the other node, refused.
+    body = rp.envelope("events", "e", '{"v2":true}')
+    headers = rp.v2_headers(SITE, "POST", "/publish", "", body)
+    r["v2_replay"] = []
+    for node in ("a", "b", "a"):
+        on(node)
+        status, _, raw = rp.http("POST", "/publish", body, headers)
+        r["v2_replay"].append([status, rp.jbody(raw).get("error")])
     return r
 
 

@@ -188,3 +188,33 @@ test('an editor without the key gets authentication-failed and never connects', 
   assert.equal(provider(ea).debugState().connects, 0);
   A.unloadAll();
 });
+
+test('a room may be named in full: /yjs/site:<id>:yjs-e2e:<room> is the encrypted room, /yjs/site:<id>:yjs:<room> the plain one', T, async () => {
+  const sid = relay.site.siteId;
+  const open = (path) => new Promise((res) => {
+    const ws = new WebSocket(`${relay.url.replace('http', 'ws')}/yjs/${path}`);
+    ws.binaryType = 'arraybuffer';
+    const got = [];
+    let closed = null;
+    ws.on('message', (d) => got.push(new Uint8Array(d)));
+    ws.on('close', (code) => { closed = code; });
+    ws.on('open', () => res({ ws, got, closed: () => closed }));
+    ws.on('error', () => res({ ws, got, closed: () => closed ?? -1 }));
+  });
+  const auth = relay.token().token;
+  // The encrypted room by its full name: the encrypted protocol answers (synced).
+  const sealed = await open(`site:${sid}:yjs-e2e:full/post:1?auth=${auth}`);
+  sealed.ws.send(encodeSyncRequest(0));
+  assert.ok(await until(() => sealed.got.some((m) => decodeMessage(m).type === MSG.SYNCED)), `closed ${sealed.closed()}`);
+  sealed.ws.close();
+  // The plain room by its full name: y-websocket's protocol (the relay opens with sync step 1: 0x00 0x00).
+  const plain = await open(`site:${sid}:yjs:full/post:1?auth=${auth}`);
+  assert.ok(await until(() => plain.got.some((m) => m[0] === 0 && m[1] === 0)), `closed ${plain.closed()}`);
+  plain.ws.close();
+  // ?e2e=1 with a full plain name, or another site's full name: refused 4004.
+  for (const path of [`site:${sid}:yjs:full/post:1?e2e=1&auth=${auth}`, `site:${'0'.repeat(64)}:yjs-e2e:x?auth=${auth}`]) {
+    const bad = await open(path);
+    assert.ok(await until(() => bad.closed() !== null), path);
+    assert.equal(bad.closed(), 4004, path);
+  }
+});
