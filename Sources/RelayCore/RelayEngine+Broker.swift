@@ -82,7 +82,11 @@ extension RelayEngine: BrokerDelegate {
                 result.entries += r.entries
                 result.closedWith = r.closedWith
             } else {
+                // The broker is unreachable: not a silent non-subscription. The client reconnects
+                // with backoff and resubscribes with its positions (recovery fills what it missed).
                 result.entries.append(.init(channel: spelled, outcome: .notProcessed))
+                result.closedWith = .tryAgainLater
+                close(conn, code: .tryAgainLater, reason: "subscribe failed: the broker is unreachable, retry later", discardPending: false)
             }
         }
         return result

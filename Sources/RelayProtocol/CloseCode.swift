@@ -20,7 +20,8 @@ public struct CloseCode: RawRepresentable, Hashable, Sendable, CustomStringConve
     public static let messageTooBig = CloseCode(1009)
     /// 1011: unexpected server condition.
     public static let internalError = CloseCode(1011)
-    /// 1013: relayd at its process-wide or per-address connection cap.
+    /// 1013: relayd at its process-wide or per-address connection cap, or (several nodes) a
+    /// subscribe it could not make because the broker is unreachable.
     public static let tryAgainLater = CloseCode(1013)
     /// 4001: token missing, invalid or expired; the reason starts with
     /// `token required`, `token expired` or `invalid token`.

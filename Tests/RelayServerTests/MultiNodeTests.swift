@@ -285,6 +285,7 @@ struct MultiNodeTests {
         #expect(r["publish_while_down"].array.first?.int == 503, "refused, not acknowledged: \(r)")
         #expect(r["publish_while_down"].array.last?["error"].string == "unavailable", "\(r)")
         #expect(r["ready_while_down"].array.map { $0.int } == [503, 503], "\(r)")
+        #expect(r["subscribe_while_down"]["code"].int == 1013, "a subscribe that cannot reach Redis closes 1013: \(r)")
         #expect(r["ready_after"].array.map { $0.int } == [200, 200], "\(r)")
         #expect(r["publish_after"].array.first?.int == 200, "\(r)")
         let before = r["seen"].array[1]

@@ -239,6 +239,11 @@ async def redis_restart():
     on("b")
     r["publish_while_down"] = await apublish(SITE, "events", "e", '{"i":"down"}')
     r["ready_while_down"] = [ready("a"), ready("b")]
+    # A subscribe node A cannot make in Redis is not silently dropped: 1013, the client retries.
+    on("a")
+    ws = await rp.ws_open(mint(SITE)[0])
+    await ws.send(rp.compact({"type": "subscribe", "channels": ["elsewhere"]}))
+    r["subscribe_while_down"] = await wait_close(ws, 15)
     r["restarted"] = await step("start")
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and [ready("a"), ready("b")] != [200, 200]:
