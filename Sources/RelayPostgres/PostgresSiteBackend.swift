@@ -148,15 +148,14 @@ public final class PostgresSiteBackend: SiteBackend, @unchecked Sendable {
         }
     }
 
+    /// Replaces the stored fields of an existing site (its row is locked by the caller's transaction).
     private static func write(_ r: SiteRecord, on conn: PostgresConnection, logger: Logger) async throws {
         let pk = r.ed25519PublicKey.map { ByteBuffer(bytes: $0) }
         try await conn.query("""
-            INSERT INTO relay_sites (\(unescaped: columns))
-            VALUES (\(r.siteKey), \(r.siteURL), \(r.siteName), \(r.jwtSecret), \(pk), \(LimitsCodec.encode(r.limits)), \(r.archived),
-                    \(r.createdAtMs), \(encodeSecrets(r.publishSecrets)))
-            ON CONFLICT (site_key) DO UPDATE SET site_url = EXCLUDED.site_url, site_name = EXCLUDED.site_name,
-                jwt_secret = EXCLUDED.jwt_secret, ed25519_public_key = EXCLUDED.ed25519_public_key, limits = EXCLUDED.limits,
-                archived = EXCLUDED.archived, publish_secrets = EXCLUDED.publish_secrets
+            UPDATE relay_sites SET site_url = \(r.siteURL), site_name = \(r.siteName), jwt_secret = \(r.jwtSecret),
+                ed25519_public_key = \(pk), limits = \(LimitsCodec.encode(r.limits)), archived = \(r.archived),
+                publish_secrets = \(encodeSecrets(r.publishSecrets))
+            WHERE site_key = \(r.siteKey)
             """, logger: logger)
         try await notify(r.siteKey, on: conn, logger: logger)
     }

@@ -82,7 +82,7 @@ public final class SiteStore: SiteRegistry, Sendable {
     private let refreshedAt = Mutex<[String: Int64]>([:])
     private let changeHandler = Mutex<(@Sendable (_ old: SiteRecord?, _ new: SiteRecord?) -> Void)?>(nil)
     /// One `flushUsage` at a time (two at once would add the same counts twice).
-    private let flushing = AsyncGate()
+    private let flushing = KeyedAsyncLock()
 
     /// Opens (creating if needed) `sites.sqlite` in `directory`, or an in-memory database when nil.
     public convenience init(directory: String?) throws {
@@ -247,8 +247,8 @@ public final class SiteStore: SiteRegistry, Sendable {
     /// Adds this node's message counts since the last flush to the backend's and takes in the
     /// stored totals (every node's, with a shared backend).
     public func flushUsage(now: Double = Date().timeIntervalSince1970) async throws {
-        await flushing.enter()
-        defer { flushing.leave() }
+        await flushing.lock("usage")
+        defer { flushing.unlock("usage") }
         let month = UTCMonth.index(unixSeconds: now)
         var taken: [String: Int] = [:]   // site id → the cache's count at this moment
         var deltas: [String: Int] = [:]
@@ -280,30 +280,6 @@ public final class SiteStore: SiteRegistry, Sendable {
         cache.chargeMessages(siteID: siteID, count: count, now: now)
     }
     public func messagesThisMonth(siteID: String, now: Double) -> Int { cache.messagesThisMonth(siteID: siteID, now: now) }
-}
-
-/// A FIFO async mutex: `enter()` waits until no one else is inside.
-final class AsyncGate: Sendable {
-    private let state = Mutex<(busy: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
-
-    func enter() async {
-        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-            let go = state.withLock { s -> Bool in
-                if s.busy { s.waiters.append(c); return false }
-                s.busy = true
-                return true
-            }
-            if go { c.resume() }
-        }
-    }
-
-    func leave() {
-        let next = state.withLock { s -> CheckedContinuation<Void, Never>? in
-            if s.waiters.isEmpty { s.busy = false; return nil }
-            return s.waiters.removeFirst()
-        }
-        next?.resume()
-    }
 }
 
 /// Site limits as a JSON object in the database and the admin API.

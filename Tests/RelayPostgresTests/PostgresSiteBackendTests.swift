@@ -17,6 +17,29 @@ func eventually(_ seconds: Double = 5, _ condition: () -> Bool) async -> Bool {
     return condition()
 }
 
+/// A real PostgreSQL and two nodes' site stores over their own pools.
+final class TwoNodes: Sendable {
+    let server: PostgresServerProcess
+    let config: PostgresClient.Configuration
+    let backendA: PostgresSiteBackend, backendB: PostgresSiteBackend
+    let a: SiteStore, b: SiteStore
+
+    init() async throws {
+        server = try await PostgresServerProcess()
+        config = try PostgresClient.Configuration.fromURL(server.url)
+        backendA = try await PostgresSiteBackend.open(config)
+        backendB = try await PostgresSiteBackend.open(config)
+        a = try await SiteStore.open(backendA)
+        b = try await SiteStore.open(backendB)
+    }
+
+    func close() {
+        backendA.close()
+        backendB.close()
+        server.stop()
+    }
+}
+
 extension RealPostgres {
 /// The site registry shared by the nodes of a cluster (issue 14, item 4), on a real PostgreSQL.
 @Suite(.timeLimit(.minutes(3)))
@@ -25,12 +48,9 @@ struct PostgresSiteBackendTests {
     /// removes, the other's cache follows through the change feed, and a node that missed the feed
     /// finds a new site on demand (at most once a second per key).
     @Test func nodesFollowEachOthersChanges() async throws {
-        let server = try await PostgresServerProcess()
-        defer { server.stop() }
-        let config = try PostgresClient.Configuration.fromURL(server.url)
-        let ba = try await PostgresSiteBackend.open(config), bb = try await PostgresSiteBackend.open(config)
-        defer { ba.close(); bb.close() }
-        let a = try await SiteStore.open(ba), b = try await SiteStore.open(bb)
+        let nodes = try await TwoNodes()
+        defer { nodes.close() }
+        let (config, a, b) = (nodes.config, nodes.a, nodes.b)
         let changes = Mutex<[(String?, String?, Bool)]>([])  // old key, new key, new archived
         b.onRemoteChange { old, new in changes.withLock { $0.append((old?.siteKey, new?.siteKey, new?.archived ?? false)) } }
         let follower = Task { try await b.followChanges() }
@@ -84,12 +104,9 @@ struct PostgresSiteBackendTests {
     /// rotations on one node and twelve limit changes on the other all take effect, and a key
     /// added on two nodes at once is stored once.
     @Test func concurrentChangesOnTwoNodesAllTakeEffect() async throws {
-        let server = try await PostgresServerProcess()
-        defer { server.stop() }
-        let config = try PostgresClient.Configuration.fromURL(server.url)
-        let ba = try await PostgresSiteBackend.open(config), bb = try await PostgresSiteBackend.open(config)
-        defer { ba.close(); bb.close() }
-        let a = try await SiteStore.open(ba), b = try await SiteStore.open(bb)
+        let nodes = try await TwoNodes()
+        defer { nodes.close() }
+        let (ba, a, b) = (nodes.backendA, nodes.a, nodes.b)
         let site = SiteRecord.generate()
         try await a.add(site)
         _ = await b.refresh(siteKey: site.siteKey)
@@ -136,12 +153,9 @@ struct PostgresSiteBackendTests {
     /// Monthly quotas count every node: each node's flush adds what it charged since its last one
     /// and learns the total; a fresh node (a restart) starts from the stored total.
     @Test func usageSumsAcrossNodes() async throws {
-        let server = try await PostgresServerProcess()
-        defer { server.stop() }
-        let config = try PostgresClient.Configuration.fromURL(server.url)
-        let ba = try await PostgresSiteBackend.open(config), bb = try await PostgresSiteBackend.open(config)
-        defer { ba.close(); bb.close() }
-        let a = try await SiteStore.open(ba), b = try await SiteStore.open(bb)
+        let nodes = try await TwoNodes()
+        defer { nodes.close() }
+        let (ba, a, b) = (nodes.backendA, nodes.a, nodes.b)
         let site = SiteRecord.generate(limits: SiteLimits(monthlyMessageQuota: 100))
         try await a.add(site)
         _ = await b.refresh(siteKey: site.siteKey)

@@ -290,33 +290,7 @@ class ClusterNginx(px.Nginx):
         if self.brk:
             old, new, count = BREAKS[self.brk]
             site = px.substitute(site, [(old.format(a=a, b=b), new.format(a=a, b=b), count)], f"--break {self.brk}")
-        d = self.dir
-        user = "user root;\n" if os.geteuid() == 0 else ""
-        mime = "include /etc/nginx/mime.types;\n" if os.path.exists("/etc/nginx/mime.types") else ""
-        main = f"""{user}worker_processes 2;
-pid {d}/nginx.pid;
-error_log {d}/error.log info;
-events {{ worker_connections 512; }}
-http {{
-  {mime}default_type application/octet-stream;
-  sendfile on;
-  tcp_nopush on;
-  gzip on;
-  access_log {d}/access.log;
-  client_body_temp_path {d}/client_body;
-  proxy_temp_path {d}/proxy;
-  fastcgi_temp_path {d}/fastcgi;
-  uwsgi_temp_path {d}/uwsgi;
-  scgi_temp_path {d}/scgi;
-  include {d}/relayd.conf;
-}}
-"""
-        os.makedirs(d, exist_ok=True)
-        with open(os.path.join(d, "relayd.conf"), "w") as f:
-            f.write(site)
-        with open(os.path.join(d, "nginx.conf"), "w") as f:
-            f.write(main)
-        return os.path.join(d, "nginx.conf")
+        return px.write_nginx_conf(self.dir, site, workers=2)
 
     def upstream_errors(self, port):
         """error.log lines where nginx failed to reach the node on `port`."""

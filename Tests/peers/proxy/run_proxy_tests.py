@@ -356,6 +356,38 @@ def apply_break(proxy, text, brk):
     return text
 
 
+def write_nginx_conf(d, site, workers):
+    """Writes `site` (a shipped server file, substituted) as `d`/relayd.conf inside a main
+    nginx.conf with the parts of Debian's /etc/nginx/nginx.conf that matter here, every path in
+    `d` (the shipped file is included in the http block like sites-enabled/*); returns its path."""
+    user = "user root;\n" if os.geteuid() == 0 else ""  # workers must write the temp dirs below
+    mime = "include /etc/nginx/mime.types;\n" if os.path.exists("/etc/nginx/mime.types") else ""
+    main = f"""{user}worker_processes {workers};
+pid {d}/nginx.pid;
+error_log {d}/error.log info;
+events {{ worker_connections 512; }}
+http {{
+  {mime}default_type application/octet-stream;
+  sendfile on;
+  tcp_nopush on;
+  gzip on;
+  access_log {d}/access.log;
+  client_body_temp_path {d}/client_body;
+  proxy_temp_path {d}/proxy;
+  fastcgi_temp_path {d}/fastcgi;
+  uwsgi_temp_path {d}/uwsgi;
+  scgi_temp_path {d}/scgi;
+  include {d}/relayd.conf;
+}}
+"""
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "relayd.conf"), "w") as f:
+        f.write(site)
+    with open(os.path.join(d, "nginx.conf"), "w") as f:
+        f.write(main)
+    return os.path.join(d, "nginx.conf")
+
+
 class Proxy:
     name = None
     port = None
@@ -386,35 +418,7 @@ class Nginx(Proxy):
             ("/var/log/nginx/relayd.access.log", os.path.join(self.dir, "relayd.access.log"), 1),
         ], NGINX_SHIPPED)
         site = apply_break("nginx", site, self.brk)
-        d = self.dir
-        # The parts of Debian's /etc/nginx/nginx.conf that matter here, every path in the temp dir;
-        # the shipped file is included in the http block like sites-enabled/*.
-        user = "user root;\n" if os.geteuid() == 0 else ""  # workers must write the temp dirs below
-        mime = "include /etc/nginx/mime.types;\n" if os.path.exists("/etc/nginx/mime.types") else ""
-        main = f"""{user}worker_processes 1;
-pid {d}/nginx.pid;
-error_log {d}/error.log info;
-events {{ worker_connections 512; }}
-http {{
-  {mime}default_type application/octet-stream;
-  sendfile on;
-  tcp_nopush on;
-  gzip on;
-  access_log {d}/access.log;
-  client_body_temp_path {d}/client_body;
-  proxy_temp_path {d}/proxy;
-  fastcgi_temp_path {d}/fastcgi;
-  uwsgi_temp_path {d}/uwsgi;
-  scgi_temp_path {d}/scgi;
-  include {d}/relayd.conf;
-}}
-"""
-        os.makedirs(d, exist_ok=True)
-        with open(os.path.join(d, "relayd.conf"), "w") as f:
-            f.write(site)
-        with open(os.path.join(d, "nginx.conf"), "w") as f:
-            f.write(main)
-        return os.path.join(d, "nginx.conf")
+        return write_nginx_conf(self.dir, site, workers=1)
 
     def argv(self, conf, *extra):
         return [self.bin, "-p", self.dir + "/", "-e", os.path.join(self.dir, "error.log"), "-c", conf, *extra]

@@ -32,6 +32,36 @@ def brief(raw):
     return {"node_data": j.get("data"), "offset": j.get("offset"), "epoch": j.get("epoch")}
 
 
+async def messages(ws, n, timeout=5):
+    """The next `n` messages on `ws` (None for each that did not come in time), briefly."""
+    out = []
+    for _ in range(n):
+        raw, _, _ = await until(ws, is_msg, timeout)
+        out.append(brief(raw) if raw else None)
+    return out
+
+
+async def recover(last):
+    """A fresh connection on the current node subscribing to `events` from position `last`:
+    (the answer frames, the messages replayed)."""
+    ws = await rp.ws_open(mint(SITE)[0])
+    answer = [json.loads(f) for f in await subscribe(ws, ["events"], {"events": {"offset": last["offset"], "epoch": last["epoch"]}})]
+    replayed = [brief(f) for f in await collect(ws, 0.8) if json.loads(f).get("type") == "message"]
+    await ws.close()
+    return answer, replayed
+
+
+async def subscriber_on_a_after_two_from_b(r):
+    """A subscriber to `events` on node A that has received two publications made on node B."""
+    on("a")
+    sa, r["a_subscribed"] = await connect_and_subscribe(SITE, ["events"])
+    on("b")
+    for i in (1, 2):
+        await apublish(SITE, "events", "e", '{"i":%d}' % i)
+    r["seen"] = await messages(sa, 2)
+    return sa
+
+
 async def channels():
     r = {}
     on("a")
@@ -43,11 +73,7 @@ async def channels():
     r["publish_b"] = (await apublish(SITE, "events", "e", '{"via":"b"}'))[0]
     on("a")
     r["publish_a"] = (await apublish(SITE, "events", "e", '{"via":"a"}'))[0]
-    seen = {"a": [], "b": []}
-    for name, ws in (("a", sa), ("b", sb)):
-        for _ in range(2):
-            raw, _, _ = await until(ws, is_msg, 5)
-            seen[name].append(brief(raw) if raw else None)
+    seen = {"a": await messages(sa, 2), "b": await messages(sb, 2)}
     r["seen"] = seen
     last = seen["a"][-1]
     await sa.close()
@@ -56,10 +82,7 @@ async def channels():
     for i in (3, 4):
         await apublish(SITE, "events", "e", '{"i":%d}' % i)
     on("a")
-    ws = await rp.ws_open(mint(SITE)[0])
-    r["recovery_subscribed"] = [json.loads(f) for f in await subscribe(ws, ["events"], {"events": {"offset": last["offset"], "epoch": last["epoch"]}})]
-    r["recovered"] = [brief(f) for f in await collect(ws, 0.8) if json.loads(f).get("type") == "message"]
-    await ws.close()
+    r["recovery_subscribed"], r["recovered"] = await recover(last)
     await sb.close()
     # A v2-signed publish is accepted once by the cluster: replayed to the other node, refused.
     body = rp.envelope("events", "e", '{"v2":true}')
@@ -120,25 +143,14 @@ async def failover():
     """kill -9 of node A (CFG relayd_pid): its subscriber sees the connection drop, reconnects to
     node B with its last position and recovers what was published meanwhile."""
     r = {}
-    on("a")
-    sa, r["a_subscribed"] = await connect_and_subscribe(SITE, ["events"])
-    on("b")
-    for i in (1, 2):
-        await apublish(SITE, "events", "e", '{"i":%d}' % i)
-    seen = []
-    for _ in range(2):
-        raw, _, _ = await until(sa, is_msg, 5)
-        seen.append(brief(raw) if raw else None)
-    r["seen"] = seen
+    sa = await subscriber_on_a_after_two_from_b(r)
+    seen = r["seen"]
     os.kill(CFG["relayd_pid"], signal.SIGKILL)
     r["a_dropped"] = await wait_close(sa, 5)
     on("b")
     r["published_meanwhile"] = [(await apublish(SITE, "events", "e", '{"i":%d}' % i))[0] for i in (3, 4, 5)]
     last = seen[-1]
-    ws = await rp.ws_open(mint(SITE)[0])
-    r["recovery"] = [json.loads(f) for f in await subscribe(ws, ["events"], {"events": {"offset": last["offset"], "epoch": last["epoch"]}})]
-    r["recovered"] = [brief(f) for f in await collect(ws, 0.8) if json.loads(f).get("type") == "message"]
-    await ws.close()
+    r["recovery"], r["recovered"] = await recover(last)
     return r
 
 
@@ -225,16 +237,8 @@ async def redis_restart():
     is stated: the same epoch and recovery when Redis kept its data, a new epoch and
     `recovered: false` when it did not."""
     r = {}
-    on("a")
-    sa, r["a_subscribed"] = await connect_and_subscribe(SITE, ["events"])
-    on("b")
-    for i in (1, 2):
-        await apublish(SITE, "events", "e", '{"i":%d}' % i)
-    seen = []
-    for _ in range(2):
-        raw, _, _ = await until(sa, is_msg, 5)
-        seen.append(brief(raw) if raw else None)
-    r["seen"] = seen
+    sa = await subscriber_on_a_after_two_from_b(r)
+    seen = r["seen"]
     r["stopped"] = await step("stop")
     on("b")
     r["publish_while_down"] = await apublish(SITE, "events", "e", '{"i":"down"}')
@@ -258,10 +262,7 @@ async def redis_restart():
     # A client that comes back with its position from before the restart.
     last = seen[-1]
     on("a")
-    ws = await rp.ws_open(mint(SITE)[0])
-    r["recovery"] = [json.loads(f) for f in await subscribe(ws, ["events"], {"events": {"offset": last["offset"], "epoch": last["epoch"]}})]
-    r["recovered"] = [brief(f) for f in await collect(ws, 0.8) if json.loads(f).get("type") == "message"]
-    await ws.close()
+    r["recovery"], r["recovered"] = await recover(last)
     await sa.close()
     return r
 
