@@ -27,3 +27,21 @@ public enum SHA256 {
         Hex.encode(hash(string))
     }
 }
+
+/// SHA-1 over the system OpenSSL. Only for protocols that fix it and need no collision
+/// resistance: the WebSocket handshake's `Sec-WebSocket-Accept` (RFC 6455 §4.2.2).
+public enum SHA1 {
+    /// Length of a digest in bytes.
+    public static let byteCount = 20
+
+    /// The SHA-1 digest of `bytes`.
+    public static func hash<Bytes: ContiguousBytes>(_ bytes: Bytes) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: byteCount)
+        bytes.withUnsafeBytes { input in
+            out.withUnsafeMutableBufferPointer { output in
+                _ = COpenSSL.SHA1(input.baseAddress?.assumingMemoryBound(to: UInt8.self), input.count, output.baseAddress)
+            }
+        }
+        return out
+    }
+}

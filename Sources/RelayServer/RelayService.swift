@@ -4,7 +4,6 @@ import RelayProtocol
 import Foundation
 import Hummingbird
 import HummingbirdCore
-import HummingbirdTLS
 import NIOSSL
 import NIOPosix
 import Logging
@@ -125,14 +124,18 @@ public final class RelayService: Sendable {
         return record
     }
 
-    /// The application and the drain that must run beside it, in `ServiceGroup` order.
+    /// The services that make up the server, in `ServiceGroup` order (graceful shutdown runs
+    /// them in reverse: the drain closes WebSockets first, then the listener stops accepting and
+    /// waits for HTTP/1 connections, then maintenance stops).
     public func makeServices() throws -> [any Service] {
-        [SiteChangesService(relay: self), try makeApplication(), ShutdownDrainService(relay: self)]
+        let httpConnections = HTTPConnections()
+        return [SiteChangesService(relay: self), MaintenanceService(relay: self), httpConnections,
+                try makeListener(httpConnections: httpConnections), ShutdownDrainService(relay: self)]
     }
 
-    /// The Hummingbird application, ready to run.
-    public func makeApplication(extraServices: [any Service] = []) throws -> some ApplicationProtocol {
-        let router = makeRouter()
+    /// The listening socket with relayd's child channel: HTTP goes to Hummingbird's router in
+    /// a task per connection, WebSocket upgrades to relayd's event-loop handler.
+    func makeListener(httpConnections: HTTPConnections) throws -> RelayListener {
         let limits = HTTPTransportLimits(
             handshakeTimeout: .milliseconds(Int64(configuration.handshakeTimeout * 1000)),
             idleTimeout: .milliseconds(Int64(configuration.httpIdleTimeout * 1000)),
@@ -141,35 +144,25 @@ public final class RelayService: Sendable {
             maxPublishBodyBytes: configuration.maxPublishBodyBytes,
             closeTimeout: .milliseconds(Int64(configuration.closeHandshakeTimeout * 1000)),
             trustedProxies: configuration.trustedProxies)
-        // HTTP goes to Hummingbird's router; WebSocket upgrades to relayd's event-loop handler.
         // An in-process broker: /publish is answered on the event loop (another broker is awaited).
         var fastPublish: PublishFastPath.Publish?
         if let sync = engine.synchronous {
             fastPublish = { @Sendable [self] signed, batch in publishNow(signed, batch: batch, sync) }
         }
         let route: @Sendable (WebSocketRequest) -> WebSocketRoute? = { [self] request in webSocketRoute(for: request) }
-        let publishOnLoop = fastPublish
-        let httpConnections = HTTPConnections()
-        var server = HTTPServerBuilder { responder in
-            RelayChildChannel(responder: responder, limits: limits, route: route, fastPublish: publishOnLoop,
-                              httpConnections: httpConnections)
-        }
+        let responder = RouterResponder(makeRouter().buildResponder(), serverName: "relayd", logger: logger)
+        let child = RelayChildChannel(responder: responder.respond, limits: limits, route: route, fastPublish: fastPublish,
+                                      httpConnections: httpConnections)
+        var tls: NIOSSLContext?
         switch (configuration.tlsCertificatePath, configuration.tlsKeyPath) {
         case (let cert?, let key?):
-            let tls = TLSConfiguration.makeServerConfiguration(
+            tls = try NIOSSLContext(configuration: TLSConfiguration.makeServerConfiguration(
                 certificateChain: try NIOSSLCertificate.fromPEMFile(cert).map { .certificate($0) },
-                privateKey: .privateKey(try NIOSSLPrivateKey(file: key, format: .pem)))
-            server = try .tls(server, tlsConfiguration: tls)
+                privateKey: .privateKey(try NIOSSLPrivateKey(file: key, format: .pem))))
         case (nil, nil): break
         default: throw RelayServerError.configuration("TLS needs both a certificate and a key")
         }
-        return Application(
-            router: router,
-            server: server,
-            configuration: ApplicationConfiguration(address: .hostname(configuration.host, port: configuration.port),
-                                                    serverName: "relayd"),
-            services: [MaintenanceService(relay: self), httpConnections] + extraServices,
-            logger: logger)
+        return RelayListener(host: configuration.host, port: configuration.port, tls: tls, child: child, logger: logger)
     }
 }
 

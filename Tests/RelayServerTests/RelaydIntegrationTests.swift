@@ -842,6 +842,32 @@ struct RelaydIntegrationTests {
         #expect(out["closed"].bool == true, "\(out)")
     }
 
+    // Plain handshakes are answered by relayd's own sniffer (no HTTP/1 pipeline), unusual ones by
+    // NIO's HTTP/1 parser and upgrader: every shape below was answered the same way before the
+    // sniffer existed (checked against the previous binary), except the three refusals, which
+    // used to close the connection without an answer.
+    @Test("Opening handshakes in every shape: plain, split byte by byte, with a frame behind, browser-like, unusual; refusals answered 400/426",
+          .enabled(if: Peers.pythonEnabled, "needs a Python with websockets: set RELAY_PYTHON"), .timeLimit(.minutes(1)))
+    func handshakeShapes() async throws {
+        let relay = try await Relayd.start()
+        defer { relay.stop() }
+        let r = try await relay.python("handshake_shapes")
+        for name in ["plain", "byte_by_byte", "first_frame_in_same_packet", "browser_like", "lowercase_names_tabs",
+                     "content_length_zero", "http10", "no_connection_upgrade"] {
+            #expect(r[name]["status"].int == 101, "\(name): \(r[name])")
+            #expect(r[name]["accept_ok"].bool == true, "\(name): \(r[name])")
+            #expect(strings(r[name]["frames"]) == ["subscribed"], "\(name): the session works: \(r[name])")
+        }
+        #expect(r["browser_like"]["protocol"].string == "relay", "the offered subprotocol is selected")
+        #expect(r["plain"]["protocol"].string == nil, "no subprotocol when none was offered")
+        for name in ["folded_header", "lowercase_method", "unknown_path", "duplicate_key", "no_key"] {
+            #expect(r[name]["status"].int == 400, "\(name): \(r[name])")
+        }
+        #expect(r["version_8"]["status"].int == 426, "\(r["version_8"])")
+        #expect(r["version_8"]["version"].string == "13", "426 names the supported version")
+        #expect(strings(r["bad_token"]["frames"]) == ["close 4001"], "a bad token is a close code after the upgrade")
+    }
+
     @Test("Handshake timeout: a silent connection and one stuck mid-headers are closed after --handshake-timeout",
           .enabled(if: Peers.pythonEnabled, "needs a Python with websockets: set RELAY_PYTHON"), .timeLimit(.minutes(1)))
     func handshakeTimeout() async throws {

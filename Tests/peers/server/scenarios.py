@@ -1304,6 +1304,109 @@ async def publish_burst():
     return r
 
 
+def handshake_shapes():
+    """Opening handshakes in many shapes, by hand: the status, the subprotocol answered, the first
+    frames. Plain ones are answered without an HTTP/1 pipeline, unusual ones by the HTTP/1 parser
+    and NIO's upgrader; both must behave as the protocol says."""
+    import base64 as b64
+    import hashlib
+    import socket as so
+    site = add_site()
+    token = mint(site)[0]
+    port = CFG["port"]
+
+    def frame(payload, opcode=1):
+        m = os.urandom(4)
+        data = bytes(b ^ m[i % 4] for i, b in enumerate(payload))
+        return struct.pack("!BB", 0x80 | opcode, 0x80 | len(data)) + m + data
+
+    def attempt(request, chunked=False, after=b""):
+        """Sends `request` (then `after`), reads the answer; after a 101, subscribes (unless
+        `after` already did) and reads frames up to `subscribed` or a close."""
+        s = so.create_connection(("127.0.0.1", port), timeout=5)
+        s.setsockopt(so.IPPROTO_TCP, so.TCP_NODELAY, 1)
+        key = b64.b64encode(os.urandom(16)).decode()
+        data = request.replace("{key}", key).replace("{token}", token).encode() + after
+        if chunked:
+            for i in range(len(data)):
+                s.sendall(data[i:i + 1])
+                time.sleep(0.002)
+        else:
+            s.sendall(data)
+        buf = b""
+        out = {"status": None, "accept_ok": False, "protocol": None, "frames": [], "closed": False}
+        try:
+            while b"\r\n\r\n" not in buf:
+                chunk = s.recv(4096)
+                if not chunk:
+                    out["closed"] = True
+                    break
+                buf += chunk
+            if b"\r\n\r\n" in buf:
+                head, buf = buf.split(b"\r\n\r\n", 1)
+                lines = head.decode("latin-1").split("\r\n")
+                out["status"] = int(lines[0].split(" ", 2)[1])
+                fields = {l.split(":", 1)[0].strip().lower(): l.split(":", 1)[1].strip() for l in lines[1:] if ":" in l}
+                expected = b64.b64encode(hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()).decode()
+                out["accept_ok"] = fields.get("sec-websocket-accept") == expected
+                out["protocol"] = fields.get("sec-websocket-protocol")
+                out["version"] = fields.get("sec-websocket-version")
+            def need(n):
+                nonlocal buf
+                while len(buf) < n:
+                    chunk = s.recv(4096)
+                    if not chunk:
+                        raise ConnectionError("closed")
+                    buf += chunk
+
+            if out["status"] == 101 and not after:
+                s.sendall(subscribe)
+            while out["status"] == 101 and "subscribed" not in out["frames"]:
+                need(2)
+                opcode, n, hl = buf[0] & 0x0F, buf[1] & 0x7F, 2
+                if n == 126:
+                    need(4)
+                    n, hl = struct.unpack("!H", buf[2:4])[0], 4
+                need(hl + n)
+                payload, buf = buf[hl:hl + n], buf[hl + n:]
+                if opcode == 8:
+                    out["frames"].append("close %d" % struct.unpack("!H", payload[:2])[0] if n >= 2 else "close")
+                    break
+                out["frames"].append(json.loads(payload).get("type") if opcode == 1 else "opcode %d" % opcode)
+        except (so.timeout, TimeoutError, ConnectionError, ConnectionResetError):
+            out["closed"] = True
+        s.close()
+        return out
+
+    subscribe = frame(compact({"type": "subscribe", "channels": ["shapes"]}).encode())
+    std = ("GET /ws?token={token} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+           "Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n")
+    r = {
+        "plain": attempt(std + "\r\n"),
+        "byte_by_byte": attempt(std + "\r\n", chunked=True),
+        "first_frame_in_same_packet": attempt(std + "\r\n", after=subscribe),
+        "browser_like": attempt("GET /ws?token={token} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: keep-alive, Upgrade\r\n"
+                                "Pragma: no-cache\r\nUpgrade: WebSocket\r\nOrigin: http://localhost\r\n"
+                                "Sec-WebSocket-Version: 13\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64)\r\n"
+                                "Accept-Language: en-US,en;q=0.9\r\nSec-WebSocket-Key: {key}\r\n"
+                                "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+                                "Sec-WebSocket-Protocol: relay, token.x\r\n\r\n"),
+        "lowercase_names_tabs": attempt("GET /ws?token={token} HTTP/1.1\r\nhost:127.0.0.1\r\nupgrade:\twebsocket \r\n"
+                                        "connection: upgrade\r\nsec-websocket-key:   {key}\r\nsec-websocket-version: 13\r\n\r\n"),
+        "content_length_zero": attempt(std + "Content-Length: 0\r\n\r\n"),
+        "http10": attempt(std.replace("HTTP/1.1", "HTTP/1.0") + "\r\n"),
+        "folded_header": attempt(std + "X-Folded: a\r\n b\r\n\r\n"),
+        "lowercase_method": attempt(std.replace("GET ", "get ", 1) + "\r\n"),
+        "unknown_path": attempt(std.replace("/ws?", "/nope?") + "\r\n"),
+        "duplicate_key": attempt(std + "Sec-WebSocket-Key: {key}\r\n\r\n"),
+        "version_8": attempt(std.replace("Version: 13", "Version: 8") + "\r\n"),
+        "no_connection_upgrade": attempt(std.replace("Connection: Upgrade\r\n", "") + "\r\n"),
+        "no_key": attempt(std.replace("Sec-WebSocket-Key: {key}\r\n", "") + "\r\n"),
+        "bad_token": attempt(std.replace("{token}", "nope") + "\r\n"),
+    }
+    return r
+
+
 SCENARIOS = {
     "close_and_idle_timeouts": close_and_idle_timeouts,
     "tls": tls,
@@ -1315,7 +1418,7 @@ SCENARIOS = {
     "slow_consumer": slow_consumer, "frame_limits": frame_limits, "shutdown": shutdown,
     "registry_before": registry_before, "registry_after": registry_after, "rfc6455": rfc6455,
     "rotation": rotation, "server_full": server_full, "stats": stats, "big_binary": big_binary,
-    "ordering": ordering, "big_header": big_header, "forwarded_clients": forwarded_clients, "publish_burst": publish_burst,
+    "ordering": ordering, "big_header": big_header, "handshake_shapes": handshake_shapes, "forwarded_clients": forwarded_clients, "publish_burst": publish_burst,
 }
 
 if __name__ == "__main__":
