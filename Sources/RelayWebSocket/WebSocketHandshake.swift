@@ -6,7 +6,7 @@ import NIOHTTP1
 ///
 /// Deliberately narrow: only a request in the exact shape browsers and WebSocket libraries send
 /// (`GET <origin-form> HTTP/1.1`, CRLF line ends, token header names, no folded lines, no body
-/// headers, one `Sec-WebSocket-Key`, `Sec-WebSocket-Version: 13`, `Upgrade: websocket`,
+/// (no `Transfer-Encoding`, at most one `Content-Length: 0`), one `Sec-WebSocket-Key`, `Sec-WebSocket-Version: 13`, `Upgrade: websocket`,
 /// `Connection: … upgrade …`) is `.webSocket`; such a request without a usable key or version
 /// is `.refused`. Anything else is `.other`, and the caller hands
 /// the bytes, untouched, to the full HTTP/1 parser, which answers it exactly as before (a
@@ -54,7 +54,7 @@ public enum WebSocketHandshake {
         p += version.count
 
         var headers = HTTPHeaders()
-        var key: String?, keys = 0, versionOK = false, versions = 0, upgrade = false, connection = false
+        var key: String?, keys = 0, versionOK = false, versions = 0, upgrade = false, connection = false, emptyLength = false
         while p < end {
             // name ":" OWS value OWS CRLF
             let nameStart = p
@@ -74,7 +74,12 @@ public enum WebSocketHandshake {
             while valueEnd > valueStart, bytes[valueEnd - 1] == 0x20 || bytes[valueEnd - 1] == 0x09 { valueEnd -= 1 }
             let value = UnsafeRawBufferPointer(rebasing: bytes[valueStart..<valueEnd])
             p += 2
-            if equalsLowercased(name, "content-length") || equalsLowercased(name, "transfer-encoding") { return .other }
+            // A handshake has no body; `Content-Length: 0` is what NIO's (and other) clients send.
+            if equalsLowercased(name, "transfer-encoding") { return .other }
+            if equalsLowercased(name, "content-length") {
+                guard value.count == 1, value[0] == UInt8(ascii: "0"), !emptyLength else { return .other }
+                emptyLength = true
+            }
             let valueText = String(decoding: value, as: UTF8.self)
             if equalsLowercased(name, "sec-websocket-key") {
                 keys += 1

@@ -40,6 +40,17 @@ struct WebSocketHandshakeTests {
         }
     }
 
+    @Test func anEmptyBodyLengthIsTaken() {
+        // What NIO's WebSocket client (relayctl bench's) sends.
+        let text = "GET /ws?token=t HTTP/1.1\r\nHost: 127.0.0.1:1\r\nContent-Length: 0\r\nConnection: upgrade\r\n"
+            + "Upgrade: websocket\r\nSec-WebSocket-Key: bqr0PazCu4epr93CX835XA==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        guard case .webSocket(_, let key, let length) = parse(text) else {
+            Issue.record("not recognized")
+            return
+        }
+        #expect(key == "bqr0PazCu4epr93CX835XA==" && length == text.utf8.count)
+    }
+
     @Test func tokenListsCaseAndWhitespaceAreTolerated() {
         let text = "GET /yjs/room HTTP/1.1\r\nconnection: keep-alive, Upgrade\r\nUPGRADE:\tWebSocket \r\n"
             + "sec-websocket-key:   k\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: relay, token.x\r\n\r\n"
@@ -62,7 +73,8 @@ struct WebSocketHandshakeTests {
             "bare LF": Self.plain.replacingOccurrences(of: "Host: relay.example\r\n", with: "Host: relay.example\n"),
             "space before colon": Self.plain.replacingOccurrences(of: "Host:", with: "Host :"),
             "control byte in a value": Self.plain.replacingOccurrences(of: "relay.example", with: "relay\u{1}example"),
-            "body header": Self.plain.replacingOccurrences(of: "Host:", with: "Content-Length: 0\r\nHost:"),
+            "a body": Self.plain.replacingOccurrences(of: "Host:", with: "Content-Length: 5\r\nHost:"),
+            "two lengths": Self.plain.replacingOccurrences(of: "Host:", with: "Content-Length: 0\r\nContent-Length: 0\r\nHost:"),
             "chunked": Self.plain.replacingOccurrences(of: "Host:", with: "Transfer-Encoding: chunked\r\nHost:"),
             "no Upgrade": Self.plain.replacingOccurrences(of: "Upgrade: websocket\r\n", with: ""),
             "other upgrade": Self.plain.replacingOccurrences(of: "Upgrade: websocket", with: "Upgrade: h2c"),

@@ -1394,6 +1394,7 @@ def handshake_shapes():
         "lowercase_names_tabs": attempt("GET /ws?token={token} HTTP/1.1\r\nhost:127.0.0.1\r\nupgrade:\twebsocket \r\n"
                                         "connection: upgrade\r\nsec-websocket-key:   {key}\r\nsec-websocket-version: 13\r\n\r\n"),
         "content_length_zero": attempt(std + "Content-Length: 0\r\n\r\n"),
+        "content_length_body": attempt(std + "Content-Length: 5\r\n\r\nhello"),
         "http10": attempt(std.replace("HTTP/1.1", "HTTP/1.0") + "\r\n"),
         "folded_header": attempt(std + "X-Folded: a\r\n b\r\n\r\n"),
         "lowercase_method": attempt(std.replace("GET ", "get ", 1) + "\r\n"),
