@@ -137,6 +137,16 @@ public struct JWTClaims: Sendable, Equatable {
         rawPayload = bytes
     }
 
+    /// The `site_id` claim of a token, read **without verifying anything** (to pick the key that
+    /// verifies it). Nil when the token has no three segments, the payload is not base64url JSON,
+    /// or it has no string `site_id`.
+    public static func unverifiedSiteID(_ token: String) -> String? {
+        let parts = token.utf8.split(separator: UInt8(ascii: "."), maxSplits: 3, omittingEmptySubsequences: false)
+        guard parts.count == 3, let payload = Base64.decode(bytes: Array(parts[1]), .url) else { return nil }
+        if let fast = ClaimsScanner.scan(payload) { return fast.siteID }
+        return (try? JSONParser.parse(payload))?["site_id"]?.stringValue
+    }
+
     /// The general path of `init(payload:)`: any JSON, every error named (tests compare the
     /// fast path against it).
     static func generalFields(_ bytes: [UInt8]) throws(JWTError) -> JWTClaimFields {

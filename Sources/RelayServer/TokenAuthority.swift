@@ -2,6 +2,7 @@ import RelayProtocol
 import RelayJSON
 import RelayCore
 import RelayCrypto
+import Synchronization
 
 /// Turns a connection token into a `ConnectionGrant`.
 ///
@@ -13,6 +14,7 @@ public struct TokenAuthority: Sendable {
     public let registry: any SiteRegistry
     public let options: JWTVerificationOptions
     public let clock: any RelayClock
+    private let verifiers = VerifierCache()
 
     public init(registry: any SiteRegistry, options: JWTVerificationOptions, clock: any RelayClock = SystemClock()) {
         self.registry = registry
@@ -36,13 +38,8 @@ public struct TokenAuthority: Sendable {
             return .failure(Refusal(code: .siteNotFound, reason: "site not found"))
         }
         if site.revoked { return .failure(Refusal(code: .siteNotFound, reason: "site not found")) }
-        var verifiers: [JWTVerifier] = []
-        if let secret = site.jwtSecret { verifiers.append(.hs256(secret: secret, options: options)) }
-        if let pk = site.ed25519PublicKey, let key = try? Ed25519.PublicKey(pk) {
-            verifiers.append(JWTVerifier(key: .ed25519(key), options: options))
-        }
         var lastError: JWTError = .badSignature
-        for v in verifiers {
+        for v in verifiers.verifiers(for: site, options: options) {
             do {
                 let claims = try v.verify(token, now: clock.nowSeconds())
                 guard claims.siteID == site.siteID else { return .failure(Refusal(code: .invalidToken, reason: "invalid token: site_id mismatch")) }
@@ -79,9 +76,36 @@ public struct TokenAuthority: Sendable {
 
     /// `site_id` from the payload without verifying anything (key lookup only).
     static func unverifiedSiteID(_ token: String) -> String? {
-        let parts = token.utf8.split(separator: UInt8(ascii: "."), maxSplits: 3, omittingEmptySubsequences: false)
-        guard parts.count == 3, let payload = Base64.decode(bytes: Array(parts[1]), .url),
-              let json = try? JSONParser.parse(payload) else { return nil }
-        return json["site_id"]?.stringValue
+        JWTClaims.unverifiedSiteID(token)
+    }
+}
+
+/// Each site's verifiers, built once per key (an HS256 verifier precomputes its HMAC pads and the
+/// encoded headers it accepts): rebuilt when the site's secret or public key changes.
+final class VerifierCache: Sendable {
+    private struct Entry {
+        var jwtSecret: String?
+        var ed25519PublicKey: [UInt8]?
+        var verifiers: [JWTVerifier]
+    }
+    private let entries = Mutex<[String: Entry]>([:])
+    /// Sites with tokens at once are few; past this many entries the cache starts over.
+    static let capacity = 4_096
+
+    func verifiers(for site: Site, options: JWTVerificationOptions) -> [JWTVerifier] {
+        if let e = entries.withLock({ $0[site.siteID] }), e.jwtSecret == site.jwtSecret, e.ed25519PublicKey == site.ed25519PublicKey {
+            return e.verifiers
+        }
+        var verifiers: [JWTVerifier] = []
+        if let secret = site.jwtSecret { verifiers.append(.hs256(secret: secret, options: options)) }
+        if let pk = site.ed25519PublicKey, let key = try? Ed25519.PublicKey(pk) {
+            verifiers.append(JWTVerifier(key: .ed25519(key), options: options))
+        }
+        let entry = Entry(jwtSecret: site.jwtSecret, ed25519PublicKey: site.ed25519PublicKey, verifiers: verifiers)
+        entries.withLock { all in
+            if all.count >= Self.capacity { all.removeAll(keepingCapacity: true) }
+            all[site.siteID] = entry
+        }
+        return verifiers
     }
 }

@@ -17,7 +17,7 @@ enum Vectors {
     }
 }
 
-private struct FixedClock: RelayClock {
+struct FixedClock: RelayClock {
     let seconds: Double
     func now() -> Double { seconds }
 }
