@@ -150,7 +150,7 @@ public final class RelayService: Sendable {
             fastPublish = { @Sendable [self] signed, batch in publishNow(signed, batch: batch, sync) }
         }
         let route: @Sendable (WebSocketRequest) -> WebSocketRoute? = { [self] request in webSocketRoute(for: request) }
-        let responder = RouterResponder(makeRouter().buildResponder(), serverName: "relayd", logger: logger)
+        let responder = ApplicationResponder(makeRouter().buildResponder(), serverName: "relayd", logger: logger)
         let child = RelayChildChannel(responder: responder.respond, limits: limits, route: route, fastPublish: fastPublish,
                                       httpConnections: httpConnections)
         var tls: NIOSSLContext?

@@ -70,27 +70,30 @@ public enum WebSocketHandshake {
                 p += 1
             }
             guard p + 1 < bytes.count, bytes[p] == 0x0D, bytes[p + 1] == 0x0A else { return .other }
+            // Kept as NIO's parser keeps it (trailing whitespace included), so a request reads the
+            // same on both paths; the checks below trim.
+            let value = UnsafeRawBufferPointer(rebasing: bytes[valueStart..<p])
             var valueEnd = p
             while valueEnd > valueStart, bytes[valueEnd - 1] == 0x20 || bytes[valueEnd - 1] == 0x09 { valueEnd -= 1 }
-            let value = UnsafeRawBufferPointer(rebasing: bytes[valueStart..<valueEnd])
+            let trimmed = UnsafeRawBufferPointer(rebasing: bytes[valueStart..<valueEnd])
             p += 2
             // A handshake has no body; `Content-Length: 0` is what NIO's (and other) clients send.
             if equalsLowercased(name, "transfer-encoding") { return .other }
             if equalsLowercased(name, "content-length") {
-                guard value.count == 1, value[0] == UInt8(ascii: "0"), !emptyLength else { return .other }
+                guard trimmed.count == 1, trimmed[0] == UInt8(ascii: "0"), !emptyLength else { return .other }
                 emptyLength = true
             }
             let valueText = String(decoding: value, as: UTF8.self)
             if equalsLowercased(name, "sec-websocket-key") {
                 keys += 1
-                key = valueText
+                key = String(decoding: trimmed, as: UTF8.self)
             } else if equalsLowercased(name, "sec-websocket-version") {
                 versions += 1
-                versionOK = valueText == "13"
+                versionOK = trimmed.count == 2 && trimmed[0] == UInt8(ascii: "1") && trimmed[1] == UInt8(ascii: "3")
             } else if equalsLowercased(name, "upgrade") {
-                upgrade = upgrade || hasToken(value, "websocket")
+                upgrade = upgrade || hasToken(trimmed, "websocket")
             } else if equalsLowercased(name, "connection") {
-                connection = connection || hasToken(value, "upgrade")
+                connection = connection || hasToken(trimmed, "upgrade")
             }
             headers.add(name: String(decoding: name, as: UTF8.self), value: valueText)
         }

@@ -53,13 +53,14 @@ struct WebSocketHandshakeTests {
 
     @Test func tokenListsCaseAndWhitespaceAreTolerated() {
         let text = "GET /yjs/room HTTP/1.1\r\nconnection: keep-alive, Upgrade\r\nUPGRADE:\tWebSocket \r\n"
-            + "sec-websocket-key:   k\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: relay, token.x\r\n\r\n"
+            + "sec-websocket-key:   k \r\nSec-WebSocket-Version: 13 \r\nSec-WebSocket-Protocol: relay, token.x\r\n\r\n"
         guard case .webSocket(let head, let key, _) = parse(text) else {
             Issue.record("not recognized")
             return
         }
         #expect(key == "k")
-        #expect(head.headers["upgrade"] == ["WebSocket"], "value trimmed of OWS")
+        #expect(head.headers["upgrade"] == ["WebSocket "], "values kept as NIO's parser keeps them (leading OWS dropped)")
+        #expect(head.headers["sec-websocket-key"] == ["k "] && key == "k", "the accept value is computed from the trimmed key")
         #expect(head.headers["Sec-WebSocket-Protocol"] == ["relay, token.x"])
     }
 

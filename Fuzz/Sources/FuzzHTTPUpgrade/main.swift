@@ -8,7 +8,10 @@
 //   whose name is exactly those bytes;
 // - the client address is the peer when the peer is not a trusted proxy or no forwarding header is
 //   present, and is always an IP address in canonical form;
-// - the `--trusted-proxy` parser accepts the list written from any address it parsed.
+// - the `--trusted-proxy` parser accepts the list written from any address it parsed;
+// - `WebSocketHandshake.parse` (relayd's handshake sniffer) takes a head only if NIO's parser reads
+//   the same request from the same bytes (method, target, version, every header in order, the
+//   one key), its head length ends at the blank line, and "incomplete" means no blank line yet.
 import NIOCore
 import NIOEmbedded
 import NIOHTTP1
@@ -115,9 +118,44 @@ func directHead(_ bytes: [UInt8]) -> HTTPRequestHead {
                            uri: parts.count > 1 ? String(decoding: parts[1], as: UTF8.self) : "", headers: headers)
 }
 
+/// The first request head NIO's HTTPRequestDecoder reads from `bytes`, if any.
+func nioHead(_ bytes: ArraySlice<UInt8>) -> HTTPRequestHead? {
+    let channel = EmbeddedChannel(handler: ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes)))
+    defer { _ = try? channel.finish(acceptAlreadyClosed: true) }
+    _ = try? channel.writeInbound(ByteBuffer(bytes: bytes))
+    while let part = try? channel.readInbound(as: HTTPServerRequestPart.self) {
+        if case .head(let head) = part { return head }
+    }
+    return nil
+}
+
+func checkHandshake(_ bytes: [UInt8]) {
+    let limit = 1_024
+    switch bytes.withUnsafeBytes({ WebSocketHandshake.parse($0, maxHeadBytes: limit) }) {
+    case .webSocket(let head, let key, let length):
+        ensure(length >= 4 && length <= bytes.count && Array(bytes[(length - 4)..<length]) == [13, 10, 13, 10],
+               "head length \(length) does not end at a blank line")
+        guard let nio = nioHead(bytes[..<length]) else { fatalError("taken as a handshake, but NIO's parser reads no head") }
+        ensure(nio.method == .GET && head.method == .GET, "method")
+        ensure(nio.uri == head.uri, "target \(head.uri) vs NIO's \(nio.uri)")
+        ensure(nio.version == head.version, "version")
+        let mine = head.headers.map { "\($0.name): \($0.value)" }, theirs = nio.headers.map { "\($0.name): \($0.value)" }
+        ensure(mine == theirs, "headers \(mine) vs NIO's \(theirs)")
+        let nioKey = nio.headers["Sec-WebSocket-Key"].map { String($0.reversed().drop { $0 == " " || $0 == "\t" }.reversed()) }
+        ensure(nioKey == [key], "key \(key) vs NIO's \(nioKey)")
+    case .incomplete:
+        let n = min(bytes.count, limit + 4)
+        ensure(bytes.count <= limit && !(0..<max(0, n - 3)).contains { bytes[$0] == 13 && bytes[$0 + 1] == 10 && bytes[$0 + 2] == 13 && bytes[$0 + 3] == 10 },
+               "incomplete with a blank line, or past the limit")
+    case .refused, .other:
+        break
+    }
+}
+
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzz(_ start: UnsafeRawPointer, _ count: Int) -> CInt {
     let bytes = Array(UnsafeRawBufferPointer(start: start, count: count))
+    checkHandshake(bytes)
     let peer = try! SocketAddress(ipAddress: peerIPs[bytes.count % peerIPs.count], port: 1234)
     check(directHead(bytes), peer: peer)
 

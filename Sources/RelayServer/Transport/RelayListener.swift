@@ -76,7 +76,7 @@ final class RelayListener: Service, Sendable {
 /// Hummingbird's router as the responder of HTTP/1 connections, with what Hummingbird's
 /// `Application` adds to every response (`Date`, `Server`) and its error policy (an error that
 /// is not an `HTTPResponseError` is a bare 500).
-struct RouterResponder: Sendable {
+struct ApplicationResponder: Sendable {
     let respond: HTTPChannelHandler.Responder
 
     init<R: HTTPResponder>(_ responder: R, serverName: String, logger: Logger)
