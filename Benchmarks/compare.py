@@ -286,6 +286,13 @@ def render_ab(runs, after, before, started, pinned):
         ca, ma = cell([headline(key, r) for r in runs[key].get("relayd", [])])
         cb, mb = cell([headline(key, r) for r in runs[key].get("before", [])])
         lines.append(f"| {names[key]} | {ca} | {cb} | {ma / mb:.2f} |" if ma and mb else f"| {names[key]} | {ca} | {cb} | n/a |")
+        if key == "c":
+            per1000 = lambda r: (float(r["server_cpu_s"]) / float(r["connected"]) * 1e6) if r.get("server_cpu_s") is not None and r.get("connected") else None
+            for label, fn, digits in (("c: server CPU ms per 1,000 connections", per1000, 1),
+                                      ("c: connect p99 ms", lambda r: _get(r, "connect_latency", "p99_ms"), 1)):
+                ca, ma = cell([fn(r) for r in runs[key].get("relayd", [])], digits)
+                cb, mb = cell([fn(r) for r in runs[key].get("before", [])], digits)
+                lines.append(f"| {label} | {ca} | {cb} | {ma / mb:.2f} |" if ma and mb else f"| {label} | {ca} | {cb} | n/a |")
         if key in "ab":
             ca, ma = cell([cpu_us_per_delivery(key, r) for r in runs[key].get("relayd", [])], 2)
             cb, mb = cell([cpu_us_per_delivery(key, r) for r in runs[key].get("before", [])], 2)
