@@ -25,8 +25,6 @@ final class RelayListener: Service, Sendable {
     let logger: Logger
     let group: any EventLoopGroup
     let setUp: @Sendable (any Channel) -> EventLoopFuture<Void>
-    /// The bound address once `run()` is listening.
-    let bound = Mutex<SocketAddress?>(nil)
 
     init(host: String, port: Int, backlog: Int32 = 256, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
          tls: NIOSSLContext?, child: RelayChildChannel, logger: Logger) {
@@ -58,7 +56,6 @@ final class RelayListener: Service, Sendable {
             .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
             .childChannelInitializer(setUp)
             .bind(host: host, port: port).get()
-        bound.withLock { $0 = server.localAddress }
         logger.debug("accepting connections", metadata: ["address": "\(server.localAddress.map { "\($0)" } ?? "?")"])
         do {
             try await gracefulShutdown()
