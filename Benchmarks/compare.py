@@ -220,7 +220,7 @@ def main():
         raise SystemExit("taskset not found (util-linux); use --unpinned")
 
     q = a.quick
-    rates_a = "5,10,20,50" if q else "5,10,20,30,40,50,60,80,100,150,200,300,400,600,800,1000"
+    rates_a = "5,10,20,50" if q else "5,10,20,30,40,50,60,80,100,150,200,300,400,500,600,700,800,1000"
     scenarios = {
         "a": ["fanout", "--subscribers", "200" if q else "1000", "--channels", "1", "--payload", "1024",
               "--rate", rates_a, "--duration", "3" if q else "5", "--p99-limit", "50", "--publishers", "1", "--pipeline", "8", "--until-saturated"],

@@ -754,6 +754,36 @@ struct RelaydIntegrationTests {
         }
     }
 
+    // Found in CI: with relayd's own listener waiting for every connection to close, a connection
+    // that had not sent its request yet held SIGTERM up for the handshake timeout (10 s).
+    @Test("SIGTERM exits at once while connections have sent nothing or half a request head",
+          .timeLimit(.minutes(1)))
+    func sigtermWithSilentConnections() async throws {
+        let relay = try await Relayd.start()
+        defer { relay.stop() }
+        var sockets: [Int32] = []
+        defer { for fd in sockets { close(fd) } }
+        for partial in ["", "GET /ws?token=x HTTP/1.1\r\nHost: x\r\n"] {
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_port = in_port_t(UInt16(relay.port).bigEndian)
+            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            let connected = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            try #require(connected == 0)
+            if !partial.isEmpty { _ = partial.withCString { send(fd, $0, strlen($0), 0) } }
+            sockets.append(fd)
+        }
+        try await Task.sleep(for: .milliseconds(300))
+        let started = ContinuousClock.now
+        kill(relay.pid, SIGTERM)
+        let exit = await relay.waitForExit(timeout: 8)
+        #expect(exit?.status == 0, "relayd still running \(ContinuousClock.now - started) after SIGTERM")
+        #expect(ContinuousClock.now - started < .seconds(3), "took \(ContinuousClock.now - started)")
+    }
+
     // MARK: RFC 6455 framing (raw socket)
 
     static let conformingCases = [

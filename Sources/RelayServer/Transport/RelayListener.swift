@@ -15,9 +15,9 @@ import Synchronization
 /// loop until a connection turns out to be HTTP/1 (then `HTTPConnections` serves it in a task):
 /// a WebSocket costs no task, no thread hop and no async-sequence element.
 ///
-/// Graceful shutdown: stops accepting, asks every open connection to quiesce (an HTTP/1
-/// connection closes after its current request; WebSockets are closed with 4500 by
-/// `ShutdownDrainService` before this runs) and returns when every connection has closed.
+/// Graceful shutdown: stops accepting and asks every open connection to quiesce (an HTTP/1
+/// connection closes after its current request; WebSockets were closed with 4500 by
+/// `ShutdownDrainService` before this runs), then returns once the listening socket is closed.
 final class RelayListener: Service, Sendable {
     let host: String
     let port: Int
@@ -64,9 +64,12 @@ final class RelayListener: Service, Sendable {
             try? await server.close()
             return
         }
-        let done = server.eventLoop.makePromise(of: Void.self)
-        quiescing.initiateShutdown(promise: done)
-        try await done.futureResult.get()
+        // Closes the listening socket and asks every connection to quiesce, without waiting for
+        // them (as Hummingbird's server did): HTTP/1 requests in flight finish in `HTTPConnections`,
+        // which shuts down after this service; a connection that has not sent its first request
+        // yet, or a WebSocket whose client never answers the close, must not hold up the exit.
+        quiescing.initiateShutdown(promise: nil)
+        try? await server.closeFuture.get()
     }
 }
 
