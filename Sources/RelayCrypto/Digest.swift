@@ -7,13 +7,7 @@ public enum SHA256 {
 
     /// The SHA-256 digest of `bytes`.
     public static func hash<Bytes: ContiguousBytes>(_ bytes: Bytes) -> [UInt8] {
-        var out = [UInt8](repeating: 0, count: byteCount)
-        bytes.withUnsafeBytes { input in
-            out.withUnsafeMutableBufferPointer { output in
-                _ = COpenSSL.SHA256(input.baseAddress?.assumingMemoryBound(to: UInt8.self), input.count, output.baseAddress)
-            }
-        }
-        return out
+        oneShotDigest(bytes, count: byteCount, COpenSSL.SHA256)
     }
 
     /// The SHA-256 digest of the UTF-8 bytes of `string`.
@@ -36,12 +30,20 @@ public enum SHA1 {
 
     /// The SHA-1 digest of `bytes`.
     public static func hash<Bytes: ContiguousBytes>(_ bytes: Bytes) -> [UInt8] {
-        var out = [UInt8](repeating: 0, count: byteCount)
-        bytes.withUnsafeBytes { input in
-            out.withUnsafeMutableBufferPointer { output in
-                _ = COpenSSL.SHA1(input.baseAddress?.assumingMemoryBound(to: UInt8.self), input.count, output.baseAddress)
-            }
-        }
-        return out
+        oneShotDigest(bytes, count: byteCount, COpenSSL.SHA1)
     }
+}
+
+/// OpenSSL's one-shot digest functions (`SHA256`, `SHA1`) over any contiguous bytes.
+private func oneShotDigest<Bytes: ContiguousBytes>(
+    _ bytes: Bytes, count: Int,
+    _ digest: (UnsafePointer<UInt8>?, Int, UnsafeMutablePointer<UInt8>?) -> UnsafeMutablePointer<UInt8>?
+) -> [UInt8] {
+    var out = [UInt8](repeating: 0, count: count)
+    bytes.withUnsafeBytes { input in
+        out.withUnsafeMutableBufferPointer { output in
+            _ = digest(input.baseAddress?.assumingMemoryBound(to: UInt8.self), input.count, output.baseAddress)
+        }
+    }
+    return out
 }

@@ -31,7 +31,7 @@ public struct TokenAuthority: Sendable {
     /// Verifies `token` and maps it to a grant for `format`.
     public func grant(for token: String, sse: Bool) -> Result<ConnectionGrant, Refusal> {
         guard token.utf8.count <= options.maxTokenBytes else { return .failure(Refusal(code: .invalidToken, reason: "invalid token: too large")) }
-        guard let siteID = Self.unverifiedSiteID(token) else {
+        guard let siteID = JWTClaims.unverifiedSiteID(token) else {
             return .failure(Refusal(code: .invalidToken, reason: "invalid token: no site_id"))
         }
         guard let site = registry.site(id: siteID) else {
@@ -72,11 +72,6 @@ public struct TokenAuthority: Sendable {
                                     wireFormat: sse ? .sse(protocolVersion: v) : .webSocket)
         grant.endpoint = sse ? .sse : .ws
         return grant
-    }
-
-    /// `site_id` from the payload without verifying anything (key lookup only).
-    static func unverifiedSiteID(_ token: String) -> String? {
-        JWTClaims.unverifiedSiteID(token)
     }
 }
 

@@ -33,11 +33,13 @@ public enum WebSocketHandshake {
     }
 
     /// Parses the start of a connection. `maxHeadBytes` bounds how much is buffered while
-    /// waiting for the end of the head (beyond it: `.other`).
-    public static func parse(_ bytes: UnsafeRawBufferPointer, maxHeadBytes: Int) -> Outcome {
+    /// waiting for the end of the head (beyond it: `.other`). `scanned`: how many of these bytes
+    /// an earlier call already saw without finding the end of the head (so a head arriving a
+    /// byte at a time is searched once, not once per byte).
+    public static func parse(_ bytes: UnsafeRawBufferPointer, maxHeadBytes: Int, scanned: Int = 0) -> Outcome {
         let get: [UInt8] = Array("GET /".utf8)
         for i in 0..<min(bytes.count, get.count) where bytes[i] != get[i] { return .other }
-        guard let end = headEnd(bytes, limit: maxHeadBytes) else {
+        guard let end = headEnd(bytes, limit: maxHeadBytes, from: max(0, scanned - 3)) else {
             return bytes.count > maxHeadBytes ? .other : .incomplete
         }
         var p = 4  // after "GET "
@@ -110,10 +112,10 @@ public enum WebSocketHandshake {
 
     /// Index of the CR of the blank line's CRLF that ends the head ("…\r\n\r\n"), the head's
     /// last header line included: the head is `bytes[0 ..< end + 2]`.
-    static func headEnd(_ bytes: UnsafeRawBufferPointer, limit: Int) -> Int? {
+    static func headEnd(_ bytes: UnsafeRawBufferPointer, limit: Int, from start: Int = 0) -> Int? {
         let n = min(bytes.count, limit + 4)
         guard n >= 4 else { return nil }
-        var i = 0
+        var i = start
         while i + 3 < n {
             if bytes[i] == 0x0D, bytes[i + 1] == 0x0A, bytes[i + 2] == 0x0D, bytes[i + 3] == 0x0A { return i + 2 }
             i += 1

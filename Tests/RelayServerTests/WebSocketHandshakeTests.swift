@@ -40,6 +40,17 @@ struct WebSocketHandshakeTests {
         }
     }
 
+    @Test func resumingTheSearchGivesTheSameAnswerAtEverySplit() {
+        // The sniffer passes how many bytes an earlier read held (the head was not complete in
+        // them); the blank line may straddle that point.
+        let bytes = Array((Self.plain + "\u{81}\u{80}").utf8)
+        let whole = parse(bytes)
+        for split in 0..<Self.plain.utf8.count {
+            let resumed = bytes.withUnsafeBytes { WebSocketHandshake.parse($0, maxHeadBytes: 16_384, scanned: split) }
+            #expect(resumed == whole, "searched \(split) bytes before")
+        }
+    }
+
     @Test func anEmptyBodyLengthIsTaken() {
         // What NIO's WebSocket client (relayctl bench's) sends.
         let text = "GET /ws?token=t HTTP/1.1\r\nHost: 127.0.0.1:1\r\nContent-Length: 0\r\nConnection: upgrade\r\n"

@@ -36,12 +36,14 @@ final class HandshakeSniffer: ChannelInboundHandler {
             return
         }
         var bytes = unwrapInboundIn(data)
+        var scanned = 0
         if var earlier = buffered {
+            scanned = earlier.readableBytes
             earlier.writeBuffer(&bytes)
             bytes = earlier
             buffered = nil
         }
-        let outcome = bytes.withUnsafeReadableBytes { WebSocketHandshake.parse($0, maxHeadBytes: maxHeadBytes) }
+        let outcome = bytes.withUnsafeReadableBytes { WebSocketHandshake.parse($0, maxHeadBytes: maxHeadBytes, scanned: scanned) }
         switch outcome {
         case .incomplete:
             buffered = bytes
